@@ -1,0 +1,225 @@
+"""The bridge's parameters: one typed, validated object.
+
+Every parameter is declared once, in `PARAMETERS`, with its type, default, allowed values and
+the sentence that documents it. The ROS node declares exactly these as ROS parameters;
+config/bridge.yaml documents the same list (a test keeps the two in step). A bad value raises
+`ConfigError`, whose message names the parameter and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .priority import DEFAULT_LARGE_MESSAGE_TYPES, PriorityOverride
+
+COMPRESSIONS = ("lz4", "zlib", "none")
+ENCODINGS = ("msgpack", "json", "cdr")
+
+
+class ConfigError(ValueError):
+    """A parameter has a value outside what is allowed. The message names the parameter."""
+
+    def __init__(self, name: str, value: Any, allowed: str) -> None:
+        super().__init__(f"parameter '{name}' = {value!r} is not allowed: expected {allowed}")
+        self.name = name
+        self.value = value
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class ExplicitTopic:
+    """A topic named in the `topics` parameter: "name" or "name:pkg/msg/Type"."""
+
+    name: str
+    type_name: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "ExplicitTopic":
+        name, _, type_name = text.partition(":")
+        name, type_name = name.strip(), type_name.strip()
+        if not name.startswith("/"):
+            raise ValueError(f"topic {text!r} must be an absolute name starting with '/'")
+        if type_name and type_name.count("/") != 2:
+            raise ValueError(f"type {type_name!r} of topic {name!r} must look like pkg/msg/Type")
+        return cls(name, type_name or None)
+
+
+def _in_range(lo: float | None = None, hi: float | None = None) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            return f"a number in [{'' if lo is None else lo}, {'' if hi is None else hi}]"
+        return None
+
+    return check
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in options else "one of " + ", ".join(options)
+
+    return check
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    type: type  # bool, int, float, str, or list (of str)
+    default: Any
+    doc: str
+    check: Callable[[Any], str | None] | None = None
+
+
+# The single list of parameters. Order = order in config/bridge.yaml.
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("address", str, "0.0.0.0", "Interface the WebSocket/HTTP server listens on."),
+    ParameterSpec("port", int, 8000, "TCP port of the server; 0 lets the OS choose.",
+                  _in_range(0, 65535)),
+    ParameterSpec("topics", list, [],
+                  "Topics always offered to clients, as 'name' or 'name:pkg/msg/Type'. A type "
+                  "given here is used before the topic has a publisher."),
+    ParameterSpec("discover_topics", bool, True,
+                  "Offer every topic found on the ROS graph (filtered by topic_allow/topic_deny)."),
+    ParameterSpec("topic_allow", list, ["*"],
+                  "Glob patterns; a discovered topic is offered only if one matches."),
+    ParameterSpec("topic_deny", list, [],
+                  "Glob patterns; a topic matching any of them is never offered."),
+    ParameterSpec("include_hidden_topics", bool, False,
+                  "Also offer hidden topics (a name part starting with '_')."),
+    ParameterSpec("always_subscribed", list, [],
+                  "Glob patterns of topics kept subscribed even with no client (e.g. latched "
+                  "state whose last value clients must get at once)."),
+    ParameterSpec("priority_overrides", list, [],
+                  "'glob=PRIORITY' entries (CRITICAL, HIGH, NORMAL, LOW); the first match wins "
+                  "over the QoS rules."),
+    ParameterSpec("large_message_types", list, list(DEFAULT_LARGE_MESSAGE_TYPES),
+                  "Message types treated as large (LOW priority when best effort)."),
+    ParameterSpec("qos_depth_min", int, 1, "Lower clamp of the subscription queue depth.",
+                  _in_range(1, 10000)),
+    ParameterSpec("qos_depth_max", int, 25, "Upper clamp of the subscription queue depth.",
+                  _in_range(1, 10000)),
+    ParameterSpec("unsubscribe_grace_s", float, 2.0,
+                  "Seconds a ROS subscription is kept after its last client leaves.",
+                  _in_range(0.0, 3600.0)),
+    ParameterSpec("discovery_period_s", float, 1.0,
+                  "Seconds between two scans of the ROS graph for topics and publishers.",
+                  _in_range(0.05, 60.0)),
+    ParameterSpec("handoff_max_messages", int, 20000,
+                  "Bound of the ROS-thread -> asyncio handoff queue. Past it, non-CRITICAL "
+                  "messages are dropped (and counted) until the loop catches up. Memory: up to "
+                  "this many raw messages (20000 x 300-byte IMU samples = 6 MB).",
+                  _in_range(100, 10_000_000)),
+    ParameterSpec("max_batch_messages", int, 50,
+                  "A binary frame carries at most this many records.", _in_range(1, 100000)),
+    ParameterSpec("max_batch_delay_ms", float, 5.0,
+                  "Upper bound on how long a record waits for others to share its frame. Not a "
+                  "wait: an idle connection sends at once.", _in_range(0.0, 1000.0)),
+    ParameterSpec("default_encoding", str, "msgpack",
+                  "Encoding of a subscription that does not name one.", _one_of(ENCODINGS)),
+    ParameterSpec("default_compression", str, "lz4",
+                  "Compression of a client that does not ask for one.", _one_of(COMPRESSIONS)),
+    ParameterSpec("compression_threshold_bytes", int, 512,
+                  "Frames smaller than this are sent uncompressed.", _in_range(0, 1 << 30)),
+    ParameterSpec("outbox_max_bytes", int, 4 * 1024 * 1024,
+                  "Bound of each client's outbox. Memory: 100 clients x 4 MiB = 400 MiB at the "
+                  "very worst (every client stalled with a full outbox).",
+                  _in_range(64 * 1024, 1 << 31)),
+    ParameterSpec("write_limit_bytes", int, 64 * 1024,
+                  "High-water mark of the transport's own buffer; past it a client's backlog "
+                  "stays in its outbox, where the priority policy applies.",
+                  _in_range(1024, 1 << 28)),
+    ParameterSpec("max_client_message_bytes", int, 1024 * 1024,
+                  "Largest control message accepted from a client.", _in_range(1024, 1 << 28)),
+)
+
+_SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    address: str = "0.0.0.0"
+    port: int = 8000
+    topics: tuple[ExplicitTopic, ...] = ()
+    discover_topics: bool = True
+    topic_allow: tuple[str, ...] = ("*",)
+    topic_deny: tuple[str, ...] = ()
+    include_hidden_topics: bool = False
+    always_subscribed: tuple[str, ...] = ()
+    priority_overrides: tuple[PriorityOverride, ...] = ()
+    large_message_types: tuple[str, ...] = DEFAULT_LARGE_MESSAGE_TYPES
+    qos_depth_min: int = 1
+    qos_depth_max: int = 25
+    unsubscribe_grace_s: float = 2.0
+    discovery_period_s: float = 1.0
+    handoff_max_messages: int = 20000
+    max_batch_messages: int = 50
+    max_batch_delay_ms: float = 5.0
+    default_encoding: str = "msgpack"
+    default_compression: str = "lz4"
+    compression_threshold_bytes: int = 512
+    outbox_max_bytes: int = 4 * 1024 * 1024
+    write_limit_bytes: int = 64 * 1024
+    max_client_message_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "BridgeConfig":
+        """Validate raw parameter values (from ROS parameters or YAML); defaults fill the rest."""
+        unknown = sorted(set(values) - set(_SPECS))
+        if unknown:
+            raise ConfigError(unknown[0], values[unknown[0]],
+                              "a known parameter name: " + ", ".join(_SPECS))
+        kwargs: dict[str, Any] = {}
+        for spec in PARAMETERS:
+            value = _coerce(spec, values.get(spec.name, spec.default))
+            kwargs[spec.name] = _convert(spec, value)
+        if kwargs["qos_depth_min"] > kwargs["qos_depth_max"]:
+            raise ConfigError("qos_depth_min", kwargs["qos_depth_min"],
+                              f"at most qos_depth_max ({kwargs['qos_depth_max']})")
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "BridgeConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(spec: ParameterSpec, value: Any) -> Any:
+    """Check the type (ints are accepted for floats), then the spec's own check."""
+    expected = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list of strings",
+    }[spec.type]
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type is list:
+        if isinstance(value, (list, tuple)) and len(value) == 0:
+            value = []
+        elif not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(spec.name, value, expected)
+    elif spec.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(spec.name, value, expected)
+    elif not isinstance(value, spec.type) or (spec.type is not bool and isinstance(value, bool)):
+        raise ConfigError(spec.name, value, expected)
+    if spec.check is not None:
+        problem = spec.check(value)
+        if problem is not None:
+            raise ConfigError(spec.name, value, problem)
+    return value
+
+
+def _convert(spec: ParameterSpec, value: Any) -> Any:
+    """Lists become tuples of parsed items; a parse error names the parameter."""
+    if spec.type is not list:
+        return value
+    parser: Callable[[str], Any] = {
+        "topics": ExplicitTopic.parse,
+        "priority_overrides": PriorityOverride.parse,
+    }.get(spec.name, str)
+    items = []
+    for item in value:
+        try:
+            items.append(parser(item))
+        except ValueError as exc:
+            raise ConfigError(spec.name, item, str(exc)) from None
+    return tuple(items)
