@@ -1,0 +1,375 @@
+"""The simulated rover, tested for real: a `rover-sim` process and an rclpy probe node.
+
+Each module run gets its own ROS domain and localhost-only discovery, so parallel runs on the
+shared machine do not see each other. Rates are checked with loose lower bounds only.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import rclpy
+import rclpy.context
+from hypothesis import given
+from hypothesis import strategies as st
+from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import BatteryState, CompressedImage, Imu, JointState, NavSatFix
+from std_msgs.msg import Bool
+
+from rover_ws_bridge.sim import (
+    BATTERY_SWAP_AT_PERCENTAGE,
+    DischargingBattery,
+    JpegLikeFrames,
+    LoopTrajectory,
+    enu_offset_to_geodetic,
+    wheel_surface_ratios,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DISCOVERY_TIMEOUT_S = 10.0
+EXIT_TIMEOUT_S = 10.0
+
+RELIABLE = ReliabilityPolicy.RELIABLE
+BEST_EFFORT = ReliabilityPolicy.BEST_EFFORT
+VOLATILE = DurabilityPolicy.VOLATILE
+TRANSIENT_LOCAL = DurabilityPolicy.TRANSIENT_LOCAL
+
+EXPECTED_TOPICS = {
+    # topic: (type, reliability, durability)
+    "/imu": ("sensor_msgs/msg/Imu", BEST_EFFORT, VOLATILE),
+    "/odom": ("nav_msgs/msg/Odometry", RELIABLE, VOLATILE),
+    "/joint_states": ("sensor_msgs/msg/JointState", BEST_EFFORT, VOLATILE),
+    "/gps/fix": ("sensor_msgs/msg/NavSatFix", BEST_EFFORT, VOLATILE),
+    "/battery_state": ("sensor_msgs/msg/BatteryState", RELIABLE, VOLATILE),
+    "/estop": ("std_msgs/msg/Bool", RELIABLE, TRANSIENT_LOCAL),
+    "/camera/image/compressed": ("sensor_msgs/msg/CompressedImage", BEST_EFFORT, VOLATILE),
+}
+RELIABLE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=RELIABLE, durability=VOLATILE)
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=RELIABLE, durability=TRANSIENT_LOCAL)
+
+
+# --------------------------------------------------------------------------------------------
+# Pure models: no ROS.
+
+
+@given(t_s=st.floats(0.0, 10_000.0), radius_m=st.floats(1.0, 50.0), speed=st.floats(0.1, 3.0))
+def test_loop_trajectory_is_self_consistent(t_s: float, radius_m: float, speed: float) -> None:
+    loop = LoopTrajectory(radius_m, speed)
+    dt = 1e-4
+    before, now, after = loop.state_at(t_s - dt), loop.state_at(t_s), loop.state_at(t_s + dt)
+    # Position moves along the heading at the reported speed; speed changes at the reported
+    # acceleration; the rover stays on its circle (centre at (0, r)).
+    vx, vy = (after.x_m - before.x_m) / (2 * dt), (after.y_m - before.y_m) / (2 * dt)
+    assert vx == pytest.approx(now.speed_mps * math.cos(now.heading_rad), abs=1e-3)
+    assert vy == pytest.approx(now.speed_mps * math.sin(now.heading_rad), abs=1e-3)
+    assert (after.speed_mps - before.speed_mps) / (2 * dt) == pytest.approx(
+        now.acceleration_mps2, abs=1e-3)
+    assert math.hypot(now.x_m, now.y_m - radius_m) == pytest.approx(radius_m)
+    assert now.yaw_rate_radps == pytest.approx(now.speed_mps / radius_m)
+    assert now.speed_mps > 0.0
+
+
+def test_wheels_on_the_inside_of_the_turn_roll_less() -> None:
+    front_left, front_right, rear_left, rear_right = wheel_surface_ratios(10.0)
+    assert front_left == rear_left < 1.0 < front_right == rear_right
+    assert (front_left + front_right) / 2 == pytest.approx(1.0)
+
+
+def test_geodetic_offset_is_about_one_metre_per_metre() -> None:
+    latitude, longitude = enu_offset_to_geodetic(100.0, 100.0, 46.5, 6.5)
+    north_m = math.radians(latitude - 46.5) * 6_371_000
+    east_m = math.radians(longitude - 6.5) * 6_371_000 * math.cos(math.radians(46.5))
+    assert north_m == pytest.approx(100.0, rel=0.01)
+    assert east_m == pytest.approx(100.0, rel=0.01)
+
+
+def test_battery_discharges_then_is_swapped() -> None:
+    battery = DischargingBattery(runtime_s=100.0)
+    readings = [battery.reading_at(t) for t in (0.0, 50.0, 99.0, 101.0)]
+    assert readings[0].percentage == 1.0
+    assert readings[0].percentage > readings[1].percentage > readings[2].percentage
+    assert readings[2].percentage >= BATTERY_SWAP_AT_PERCENTAGE
+    assert readings[0].voltage_v > readings[1].voltage_v > readings[2].voltage_v
+    assert readings[3].percentage > 0.95
+    assert all(r.current_a < 0.0 for r in readings)
+
+
+def test_camera_frames_look_like_jpeg_and_change() -> None:
+    frames = JpegLikeFrames(rng=random.Random(7))
+    payloads = [frames.next_frame() for _ in range(20)]
+    for payload in payloads:
+        assert payload[:4] == b"\xff\xd8\xff\xe0" and payload[6:11] == b"JFIF\x00"
+        assert payload.endswith(b"\xff\xd9")
+        assert 30 * 1024 <= len(payload) <= 60_000
+    assert len(set(payloads)) == len(payloads)
+
+
+# --------------------------------------------------------------------------------------------
+# The real process.
+
+
+@pytest.fixture(scope="module")
+def ros_environment() -> Iterator[dict[str, str]]:
+    """A private domain, set in os.environ (rclpy reads it at init) and restored afterwards."""
+    isolation = {
+        "ROS_DOMAIN_ID": str(random.randint(1, 100)),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    }
+    saved = {name: os.environ.get(name) for name in isolation}
+    os.environ.update(isolation)
+    yield isolation
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+class Probe:
+    """The test's own rclpy node in a private context, with helpers to wait on the graph."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("rover_sim_test_probe", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
+    def receive(self, msg_type: Any, topic: str, qos: QoSProfile, count: int = 1,
+                timeout_s: float = DISCOVERY_TIMEOUT_S) -> list[Any]:
+        received: list[Any] = []
+        subscription = self.node.create_subscription(msg_type, topic, received.append, qos)
+        try:
+            self.spin_until(lambda: len(received) >= count, timeout_s)
+        finally:
+            self.node.destroy_subscription(subscription)
+        assert len(received) >= count, f"{len(received)} of {count} messages on {topic}"
+        return received
+
+    def publishers(self, topic: str) -> list[Any]:
+        return [info for info in self.node.get_publishers_info_by_topic(topic)
+                if info.node_name == "rover_sim"]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def probe(ros_environment: dict[str, str]) -> Iterator[Probe]:
+    probe = Probe()
+    yield probe
+    probe.close()
+
+
+class SimProcess:
+    """`python -m rover_ws_bridge.sim` in the test's domain; stderr kept in a file."""
+
+    def __init__(self, environment: dict[str, str], stderr_path: Path, *args: str) -> None:
+        self.stderr_path = stderr_path
+        self._stderr_file = stderr_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rover_ws_bridge.sim", *args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **environment, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=self._stderr_file,
+        )
+        try:
+            self.start_line = self._read_start_line()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _read_start_line(self) -> str:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], DISCOVERY_TIMEOUT_S)
+        line = self.process.stdout.readline().decode() if ready else ""
+        assert line.startswith("rover-sim: publishing "), (line, self.stderr())
+        return line
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=EXIT_TIMEOUT_S)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._stderr_file.close()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def sim(ros_environment: dict[str, str], probe: Probe,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+    # The e-stop never toggles here, so the only way a late subscriber can get it is latching.
+    process = SimProcess(ros_environment, tmp_path_factory.mktemp("sim") / "stderr.txt",
+                         "--estop-toggle-period", "0")
+    everything_visible = probe.spin_until(
+        lambda: all(probe.publishers(topic) for topic in EXPECTED_TOPICS), DISCOVERY_TIMEOUT_S)
+    assert everything_visible, process.stderr()
+    yield process
+    process.kill()
+
+
+def test_start_line_names_every_topic_and_rate(sim: SimProcess) -> None:
+    assert "/imu@200Hz" in sim.start_line
+    assert "/camera/image/compressed@15Hz" in sim.start_line
+    assert "/estop (latched" in sim.start_line
+
+
+def test_each_topic_has_its_type(sim: SimProcess, probe: Probe) -> None:
+    types_by_topic = dict(probe.node.get_topic_names_and_types())
+    for topic, (type_name, _, _) in EXPECTED_TOPICS.items():
+        assert types_by_topic.get(topic) == [type_name], topic
+
+
+def test_publishers_offer_the_qos_real_stacks_use(sim: SimProcess, probe: Probe) -> None:
+    for topic, (_, reliability, durability) in EXPECTED_TOPICS.items():
+        (publisher,) = probe.publishers(topic)
+        assert publisher.qos_profile.reliability == reliability, topic
+        assert publisher.qos_profile.durability == durability, topic
+
+
+def test_imu_arrives_at_a_good_part_of_its_rate_with_plausible_values(
+        sim: SimProcess, probe: Probe) -> None:
+    samples: list[Imu] = []
+    subscription = probe.node.create_subscription(
+        Imu, "/imu", samples.append, qos_profile_sensor_data)
+    try:
+        assert probe.spin_until(lambda: bool(samples), DISCOVERY_TIMEOUT_S)
+        samples.clear()
+        window_s = 2.0
+        end = time.monotonic() + window_s
+        probe.spin_until(lambda: time.monotonic() > end, window_s + 1.0)
+    finally:
+        probe.node.destroy_subscription(subscription)
+    assert len(samples) > 0.5 * 200 * window_s
+    stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in samples]
+    assert stamps == sorted(stamps) and stamps[0] > 0
+    for imu in samples[:20]:
+        assert imu.header.frame_id == "imu_link"
+        # 1 m/s (+-20 %) on a 10 m circle: yaw rate about 0.1 rad/s, centripetal 0.1 m/s^2.
+        assert 0.05 < imu.angular_velocity.z < 0.15
+        assert imu.linear_acceleration.z == pytest.approx(9.81, abs=0.3)
+        q = imu.orientation
+        assert math.hypot(q.x, q.y, q.z, q.w) == pytest.approx(1.0)
+
+
+def test_late_subscriber_gets_the_latched_estop(sim: SimProcess, probe: Probe) -> None:
+    (estop,) = probe.receive(Bool, "/estop", LATCHED_QOS)
+    assert estop.data is False
+
+
+def test_camera_frames_are_jpeg_sized_and_shaped(sim: SimProcess, probe: Probe) -> None:
+    frames = probe.receive(CompressedImage, "/camera/image/compressed", qos_profile_sensor_data,
+                           count=2)
+    payloads = [bytes(frame.data) for frame in frames]
+    for frame, payload in zip(frames, payloads):
+        assert frame.format == "jpeg" and frame.header.frame_id == "camera"
+        assert 30 * 1024 <= len(payload) <= 60_000
+        assert payload.startswith(b"\xff\xd8\xff\xe0") and payload.endswith(b"\xff\xd9")
+    assert payloads[0] != payloads[1]
+
+
+def test_odometry_wheels_gps_and_battery_tell_one_story(sim: SimProcess, probe: Probe) -> None:
+    (odom,) = probe.receive(Odometry, "/odom", RELIABLE_QOS)
+    assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
+    pose, twist = odom.pose.pose, odom.twist.twist
+    assert twist.angular.z == pytest.approx(twist.linear.x / 10.0)
+    assert math.hypot(pose.position.x, pose.position.y - 10.0) == pytest.approx(10.0)
+
+    (joints,) = probe.receive(JointState, "/joint_states", qos_profile_sensor_data)
+    assert len(joints.name) == len(joints.position) == len(joints.velocity) == 4
+    front_left, front_right, _, _ = joints.velocity
+    assert 0.0 < front_left < front_right
+
+    (fix,) = probe.receive(NavSatFix, "/gps/fix", qos_profile_sensor_data)
+    assert fix.header.frame_id == "gps"
+    assert fix.latitude == pytest.approx(46.5191, abs=0.001)
+    assert fix.longitude == pytest.approx(6.5668, abs=0.001)
+
+    (battery,) = probe.receive(BatteryState, "/battery_state", RELIABLE_QOS)
+    assert BATTERY_SWAP_AT_PERCENTAGE <= battery.percentage <= 1.0
+    assert 6 * 3.5 < battery.voltage < 6 * 4.25
+    assert battery.current < 0.0
+
+
+def test_estop_toggles_and_zero_rates_disable_topics_then_sigterm_exits_cleanly(
+        ros_environment: dict[str, str], probe: Probe, tmp_path: Path) -> None:
+    rates_off = [arg for option in ("--imu-rate", "--odom-rate", "--joint-states-rate",
+                                    "--gps-rate", "--battery-rate", "--camera-rate")
+                 for arg in (option, "0")]
+    process = SimProcess(ros_environment, tmp_path / "stderr.txt",
+                         *rates_off, "--estop-toggle-period", "0.3",
+                         "--ros-args", "-r", "__ns:=/toggle_check")
+    try:
+        assert process.start_line.strip() == (
+            "rover-sim: publishing /toggle_check/estop (latched, toggles every 0.3s)")
+        states = {msg.data for msg in probe.receive(
+            Bool, "/toggle_check/estop", LATCHED_QOS, count=3)}
+        assert states == {True, False}
+        assert not probe.node.get_publishers_info_by_topic("/toggle_check/imu")
+        assert process.stop(signal.SIGTERM) == 0, process.stderr()
+    finally:
+        process.kill()
+
+
+def test_sigint_exits_cleanly(ros_environment: dict[str, str], tmp_path: Path) -> None:
+    process = SimProcess(ros_environment, tmp_path / "stderr.txt",
+                         "--ros-args", "-r", "__ns:=/sigint_check")
+    try:
+        time.sleep(0.5)  # let the timers run, so shutdown interrupts real work
+        assert process.stop(signal.SIGINT) == 0, process.stderr()
+    finally:
+        process.kill()
+    stderr = process.stderr()
+    assert "terminate called" not in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_bad_rate_is_refused_naming_the_parameter(
+        ros_environment: dict[str, str], tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "rover_ws_bridge.sim", "--ros-args", "-r", "__ns:=/bad_rate",
+         "-p", "imu_rate_hz:=-5.0"],
+        cwd=REPO_ROOT, env={**os.environ, **ros_environment}, capture_output=True,
+        timeout=EXIT_TIMEOUT_S)
+    assert completed.returncode == 2
+    assert b"imu_rate_hz" in completed.stderr
