@@ -1,0 +1,248 @@
+"""Python client of the native protocol (`rover-ws-bridge.v1`).
+
+    async with BridgeClient("ws://localhost:8000") as client:
+        topics = await client.topics()
+        await client.subscribe(["/imu"], encoding="msgpack")
+        async for msg in client:
+            print(msg.topic, msg.data, msg.receive_time_ns)
+
+Control replies resolve the matching request; errors the server reports for a request raise
+`BridgeError`; other status messages (backpressure, warnings) are kept in `client.statuses`.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from . import PROTOCOL_NAME
+from .wire.encoding import decode_data
+from .wire.frame import decode_frame
+
+# Data messages not yet read by the user are kept up to this many; past it the oldest go
+# (counted in `dropped_locally`), so a user loop that stops reading cannot exhaust memory.
+DEFAULT_MAX_PENDING = 100_000
+
+
+class BridgeError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    id: int
+    name: str
+    type: str
+    priority: str
+    transient_local: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    topic_id: int
+    data: Any  # dict (msgpack/json) or bytes (cdr)
+    receive_time_ns: int  # when the bridge received it from ROS
+    sequence: int
+    priority: int | str
+    client_receive_ns: int  # when this client read the frame carrying it
+
+
+class BridgeClient:
+    def __init__(self, url: str, *, compression: str | None = None, batching: bool | None = None,
+                 decode: bool = True, max_pending: int = DEFAULT_MAX_PENDING,
+                 open_timeout: float = 10.0) -> None:
+        self.url = url
+        self._compression = compression
+        self._batching = batching
+        self._decode = decode
+        self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task | None = None
+        self._ids = itertools.count(1)
+        self._pending_requests: dict[Any, asyncio.Future] = {}
+        self._messages: deque[Message] = deque(maxlen=max_pending)
+        self._new_message = asyncio.Event()
+        self._topics: dict[str, TopicInfo] = {}
+        self._names_by_id: dict[int, str] = {}
+        self._topics_ready = asyncio.Event()
+        self.hello: dict[str, Any] | None = None
+        self.statuses: list[dict[str, Any]] = []
+        self.frames_received = 0
+        self.bytes_received = 0
+        self.dropped_locally = 0
+        self.closed: asyncio.Future | None = None
+
+    async def __aenter__(self) -> "BridgeClient":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        self._ws = await connect(self.url, subprotocols=[PROTOCOL_NAME], compression=None,
+                                 open_timeout=self._open_timeout, max_size=None)
+        self.closed = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+        await asyncio.wait_for(self._topics_ready.wait(), self._open_timeout)
+        if self._compression is not None or self._batching is not None:
+            request: dict[str, Any] = {"op": "configure"}
+            if self._compression is not None:
+                request["compression"] = self._compression
+            if self._batching is not None:
+                request["batching"] = self._batching
+            await self.request(request)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            try:
+                await self._reader
+            except (asyncio.CancelledError, ConnectionClosed):
+                pass
+
+    @property
+    def websocket(self) -> ClientConnection:
+        assert self._ws is not None, "not connected"
+        return self._ws
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send a control message and wait for its reply (or raise BridgeError)."""
+        request_id = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._pending_requests[request_id] = future
+        try:
+            await self.websocket.send(json.dumps({**message, "id": request_id}))
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending_requests.pop(request_id, None)
+
+    async def topics(self) -> list[TopicInfo]:
+        await self._topics_ready.wait()
+        return list(self._topics.values())
+
+    async def subscribe(self, topics: list[str] | str, encoding: str = "msgpack",
+                        max_rate_hz: float | None = None) -> dict[str, Any]:
+        if isinstance(topics, str):
+            topics = [topics]
+        message: dict[str, Any] = {"op": "subscribe", "topics": topics, "encoding": encoding}
+        if max_rate_hz is not None:
+            message["max_rate_hz"] = max_rate_hz
+        return await self.request(message)
+
+    async def unsubscribe(self, topics: list[str] | str) -> dict[str, Any]:
+        if isinstance(topics, str):
+            topics = [topics]
+        return await self.request({"op": "unsubscribe", "topics": topics})
+
+    async def ping(self) -> dict[str, Any]:
+        return await self.request({"op": "ping", "client_time_ns": time.time_ns()})
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            while self._messages:
+                yield self._messages.popleft()
+            if self.closed is not None and self.closed.done():
+                return
+            self._new_message.clear()
+            waiter = asyncio.ensure_future(self._new_message.wait())
+            done, _ = await asyncio.wait({waiter, self.closed}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter not in done:
+                waiter.cancel()
+
+    async def next_message(self, timeout: float) -> Message:
+        async def first() -> Message:
+            async for message in self:
+                return message
+            raise ConnectionError("connection closed")
+
+        return await asyncio.wait_for(first(), timeout)
+
+    def drain(self) -> list[Message]:
+        """Messages received so far and not yet read."""
+        out = list(self._messages)
+        self._messages.clear()
+        return out
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            async for frame in self.websocket:
+                now = time.time_ns()
+                self.frames_received += 1
+                self.bytes_received += len(frame)
+                if isinstance(frame, bytes):
+                    self._on_binary(frame, now)
+                else:
+                    self._on_text(frame, now)
+        except ConnectionClosed:
+            pass
+        finally:
+            for future in self._pending_requests.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed"))
+            if self.closed is not None and not self.closed.done():
+                self.closed.set_result(self.websocket.close_code)
+            self._topics_ready.set()
+
+    def _push(self, message: Message) -> None:
+        if len(self._messages) == self._messages.maxlen:
+            self.dropped_locally += 1
+        self._messages.append(message)
+        self._new_message.set()
+
+    def _on_binary(self, frame: bytes, now: int) -> None:
+        names = self._names_by_id
+        for record in decode_frame(frame).records:
+            data = decode_data(record.data, record.encoding) if self._decode else record.data
+            self._push(Message(names.get(record.topic_id, "?"), record.topic_id, data,
+                               record.timestamp_ns, record.sequence, record.priority, now))
+
+    def _on_text(self, text: str, now: int) -> None:
+        message = json.loads(text)
+        op = message.get("op")
+        if op == "messages":
+            for m in message["messages"]:
+                self._push(Message(m["topic"], m["topic_id"], m["data"], m["timestamp_ns"],
+                                   m["sequence"], m["priority"], now))
+            return
+        if op == "hello":
+            self.hello = message
+        elif op == "topics":
+            self._topics = {t["name"]: TopicInfo(**t) for t in message["topics"]}
+            self._names_by_id = {t.id: t.name for t in self._topics.values()}
+            self._topics_ready.set()
+        elif op == "topics_update":
+            for t in message["removed"]:
+                self._topics.pop(t["name"], None)
+            for t in message["added"] + message["changed"]:
+                self._topics[t["name"]] = TopicInfo(**t)
+            self._names_by_id.update({t.id: t.name for t in self._topics.values()})
+        elif op == "status":
+            self.statuses.append(message)
+        future = self._pending_requests.get(message.get("id"))
+        if future is not None and not future.done():
+            if op == "status" and message.get("level") == "error":
+                future.set_exception(BridgeError(message["code"], message["message"]))
+            elif op != "status":
+                future.set_result(message)

@@ -1,0 +1,249 @@
+"""A client's outbox: records waiting to be sent, bounded in bytes, with the priority policy.
+
+Pure: no asyncio, no sockets. The policy (DESIGN.md "Priority", issue "backpressure"):
+
+- Utilization = queued non-CRITICAL bytes / `max_bytes`.
+- From `conflate_at` (70 %): a LOW or NORMAL record replaces the queued records of its topic
+  (the newest sample is the one worth sending for a sensor stream).
+- From `drop_at` (90 %): incoming LOW records are dropped, and HIGH records are conflated per
+  topic too.
+- A record that does not fit under `max_bytes` makes room by evicting queued records of lower
+  priority, LOW first, oldest first. A HIGH record may also evict the oldest queued HIGH record.
+  If no room can be made the incoming record is dropped. Either way it is counted.
+- CRITICAL is never dropped nor conflated. It has its own cap, `critical_max_bytes`; past it
+  `push` raises `OutboxOverflow` and the session disconnects the client (close code 1013):
+  one hopeless client must not hold the bridge's memory.
+
+Memory: at most `max_bytes + critical_max_bytes` of record data plus ~100 bytes of bookkeeping
+per queued record.
+
+Records leave highest priority first, oldest first within a priority, so the order of records
+of one topic is preserved (a topic's priority is fixed while it has records queued).
+"""
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..priority import Priority
+from ..wire.frame import Record
+
+
+class BackpressureState(str, enum.Enum):
+    OK = "ok"
+    WARNING = "warning"  # conflating LOW and NORMAL
+    DROPPING = "dropping"  # dropping LOW, then NORMAL
+
+
+class OutboxOverflow(Exception):
+    """CRITICAL records alone exceed the hard cap: the client cannot keep up at all."""
+
+
+@dataclass(frozen=True)
+class OutboxLimits:
+    max_bytes: int = 4 * 1024 * 1024
+    conflate_at: float = 0.7
+    drop_at: float = 0.9
+    critical_max_bytes: int = 4 * 1024 * 1024
+    # Leaving a reported state needs utilization this far below its threshold: no flapping.
+    hysteresis: float = 0.1
+
+
+@dataclass
+class OutboxCounts:
+    pushed: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    conflated: int = 0
+
+
+class _Entry:
+    __slots__ = ("record", "size", "alive")
+
+    def __init__(self, record: Record, size: int) -> None:
+        self.record = record
+        self.size = size
+        self.alive = True
+
+
+@dataclass
+class Outbox:
+    limits: OutboxLimits = field(default_factory=OutboxLimits)
+    on_state_change: Callable[[BackpressureState, BackpressureState], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._queues: list[deque[_Entry]] = [deque() for _ in Priority]
+        self._by_topic: dict[int, deque[_Entry]] = {}
+        self.queued_bytes = 0  # non-CRITICAL
+        self.critical_bytes = 0
+        self.queued_records = 0
+        self.state = BackpressureState.OK
+        self.totals = OutboxCounts()
+        # (topic_id, priority) -> counts, for per-topic and per-priority reporting.
+        self.counts: dict[tuple[int, int], OutboxCounts] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.queued_records
+
+    @property
+    def utilization(self) -> float:
+        return self.queued_bytes / self.limits.max_bytes
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def push(self, record: Record) -> None:
+        size = record.wire_size
+        priority = record.priority
+        if priority >= Priority.CRITICAL:
+            if self.critical_bytes + size > self.limits.critical_max_bytes:
+                raise OutboxOverflow(
+                    f"CRITICAL backlog would reach {self.critical_bytes + size} bytes, over the "
+                    f"cap of {self.limits.critical_max_bytes}")
+            self._count(record).pushed += 1
+            self.totals.pushed += 1
+            self._append(record, size, Priority.CRITICAL)
+            self.critical_bytes += size
+            return
+
+        counts = self._count(record)
+        counts.pushed += 1
+        self.totals.pushed += 1
+        utilization = self.utilization
+        if utilization >= self.limits.conflate_at and priority <= Priority.NORMAL:
+            self._conflate_topic(record.topic_id)
+        elif utilization >= self.limits.drop_at and priority == Priority.HIGH:
+            self._conflate_topic(record.topic_id)
+        if priority == Priority.LOW and self.utilization >= self.limits.drop_at:
+            self._drop_incoming(counts)
+            return
+        if not self._make_room(size, priority):
+            self._drop_incoming(counts)
+            return
+        self._append(record, size, priority)
+        self.queued_bytes += size
+        self._update_state()
+
+    def pop_batch(self, max_records: int) -> list[Record]:
+        """Up to `max_records` records, highest priority first, oldest first within one."""
+        out: list[Record] = []
+        for priority in reversed(Priority):
+            queue = self._queues[priority]
+            while queue and len(out) < max_records:
+                entry = queue.popleft()
+                if not entry.alive:
+                    continue
+                entry.alive = False
+                self._forget(entry, priority)
+                self._count(entry.record).delivered += 1
+                self.totals.delivered += 1
+                out.append(entry.record)
+            if len(out) >= max_records:
+                break
+        if out:
+            self._update_state()
+        return out
+
+    # -- policy helpers --------------------------------------------------------------------
+
+    def _append(self, record: Record, size: int, priority: int) -> None:
+        entry = _Entry(record, size)
+        self._queues[priority].append(entry)
+        if priority < Priority.CRITICAL:
+            self._by_topic.setdefault(record.topic_id, deque()).append(entry)
+        self.queued_records += 1
+
+    def _forget(self, entry: _Entry, priority: int) -> None:
+        """Account for an entry that just left (sent, dropped or conflated)."""
+        self.queued_records -= 1
+        if priority >= Priority.CRITICAL:
+            self.critical_bytes -= entry.size
+            return
+        self.queued_bytes -= entry.size
+        topic_id = entry.record.topic_id
+        topic_queue = self._by_topic.get(topic_id)
+        if topic_queue is not None:
+            while topic_queue and not topic_queue[0].alive:
+                topic_queue.popleft()
+            if not topic_queue:
+                del self._by_topic[topic_id]
+
+    def _conflate_topic(self, topic_id: int) -> None:
+        topic_queue = self._by_topic.pop(topic_id, None)
+        if not topic_queue:
+            return
+        for entry in topic_queue:
+            if entry.alive:
+                entry.alive = False
+                self.queued_records -= 1
+                self.queued_bytes -= entry.size
+                self._count(entry.record).conflated += 1
+                self.totals.conflated += 1
+
+    def _make_room(self, size: int, priority: int) -> bool:
+        """Evict lower-priority records (LOW first, oldest first) until `size` fits."""
+        limit = self.limits.max_bytes
+        while self.queued_bytes + size > limit:
+            victim = self._oldest_below(priority)
+            if victim is None and priority == Priority.HIGH:
+                victim = self._oldest_of(Priority.HIGH)
+            if victim is None:
+                return False
+            entry, victim_priority = victim
+            entry.alive = False
+            self._forget(entry, victim_priority)
+            self._count(entry.record).dropped += 1
+            self.totals.dropped += 1
+        return True
+
+    def _oldest_below(self, priority: int) -> tuple[_Entry, int] | None:
+        for lower in range(Priority.LOW, priority):
+            found = self._oldest_of(lower)
+            if found is not None:
+                return found
+        return None
+
+    def _oldest_of(self, priority: int) -> tuple[_Entry, int] | None:
+        queue = self._queues[priority]
+        while queue and not queue[0].alive:
+            queue.popleft()
+        if not queue:
+            return None
+        return queue.popleft(), priority
+
+    def _drop_incoming(self, counts: OutboxCounts) -> None:
+        counts.dropped += 1
+        self.totals.dropped += 1
+        self._update_state()
+
+    def _count(self, record: Record) -> OutboxCounts:
+        key = (record.topic_id, record.priority)
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = OutboxCounts()
+        return counts
+
+    def _update_state(self) -> None:
+        u = self.utilization
+        limits = self.limits
+        if u >= limits.drop_at:
+            new = BackpressureState.DROPPING
+        elif u >= limits.conflate_at:
+            new = BackpressureState.WARNING
+        else:
+            new = BackpressureState.OK
+        old = self.state
+        if new == old:
+            return
+        order = (BackpressureState.OK, BackpressureState.WARNING, BackpressureState.DROPPING)
+        if order.index(new) < order.index(old):
+            # Going down: only once clearly below the threshold of the current state.
+            threshold = limits.drop_at if old is BackpressureState.DROPPING else limits.conflate_at
+            if u >= threshold - limits.hysteresis:
+                return
+        self.state = new
+        if self.on_state_change is not None:
+            self.on_state_change(old, new)

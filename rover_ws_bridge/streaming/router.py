@@ -1,0 +1,221 @@
+"""The router: topics, who wants them, and fan-out of each received message to the sessions.
+
+Runs on the asyncio thread only. ROS-free: the ROS shell gives it topic descriptions, a
+`decoder_for(type_name)` (CDR bytes -> plain dict) and a `set_wanted(names)` callback, through
+which the router asks for ROS subscriptions to exist (lazy subscriptions).
+
+A message is decoded at most once, and only if some subscriber wants a decoded encoding; each
+encoding is produced at most once per message, whatever the number of clients.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+
+from ..wire.encoding import encode_plain
+from ..wire.frame import Encoding, Record
+from .handoff import Inbound
+from .topics import TopicDescription, TopicInfo
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes], dict]
+
+
+class RosLink(Protocol):
+    """What the router needs from the ROS shell."""
+
+    def set_wanted(self, names: frozenset[str]) -> None: ...
+
+    def decoder_for(self, type_name: str) -> Decoder: ...
+
+
+@dataclass
+class Subscription:
+    """One session's subscription to one topic."""
+
+    encoding: Encoding
+    min_interval_ns: int = 0  # throttling: 0 = every message
+    last_sent_ns: int = 0
+    throttled: int = 0
+
+
+@dataclass
+class _Topic:
+    info: TopicInfo
+    # Latched samples of a transient_local topic: (cdr, receive ns, sequence), replayed to a
+    # session that subscribes after the ROS subscription received them.
+    latched: deque = field(default_factory=deque)
+    decode_failures: int = 0
+
+
+class Router:
+    def __init__(self, ros: RosLink, unsubscribe_grace_s: float = 2.0) -> None:
+        self._ros = ros
+        self._grace_s = unsubscribe_grace_s
+        self._topics: dict[str, _Topic] = {}
+        self._next_id = 1
+        self._ids: dict[str, int] = {}  # a name keeps its id for the server's lifetime
+        self._sessions: set[Session] = set()
+        # topic name -> {session: Subscription}; kept while the topic is gone, so that a topic
+        # that comes back resumes for the sessions that still want it.
+        self._wanted_by: dict[str, dict[Session, Subscription]] = {}
+        self._grace_until: dict[str, float] = {}
+        self._last_wanted: frozenset[str] = frozenset()
+        self.received = 0
+
+    # -- topics ----------------------------------------------------------------------------
+
+    def topics(self) -> list[TopicInfo]:
+        return [t.info for t in self._topics.values()]
+
+    def topic(self, name: str) -> TopicInfo | None:
+        t = self._topics.get(name)
+        return t.info if t else None
+
+    def update_topics(self, descriptions: Iterable[TopicDescription]) -> None:
+        """The ROS shell's current view of the offered topics (replaces the previous one)."""
+        new = {d.name: d for d in descriptions}
+        added: list[TopicInfo] = []
+        changed: list[TopicInfo] = []
+        removed: list[TopicInfo] = []
+        for name in list(self._topics):
+            if name not in new:
+                removed.append(self._topics.pop(name).info)
+        for name, desc in new.items():
+            current = self._topics.get(name)
+            if current is None:
+                topic_id = self._ids.setdefault(name, self._next_id)
+                if topic_id == self._next_id:
+                    self._next_id += 1
+                topic = _Topic(TopicInfo(topic_id, desc), deque(maxlen=max(1, desc.latched_depth)))
+                self._topics[name] = topic
+                added.append(topic.info)
+            elif current.info.description != desc:
+                current.info = TopicInfo(current.info.id, desc)
+                if not desc.transient_local:
+                    current.latched.clear()
+                elif current.latched.maxlen != desc.latched_depth:
+                    current.latched = deque(current.latched, maxlen=max(1, desc.latched_depth))
+                changed.append(current.info)
+        if added or changed or removed:
+            for session in list(self._sessions):
+                session.topics_changed(added, changed, removed)
+
+    def may_see(self, session: "Session", topic_name: str) -> bool:
+        """The one place that decides whether a client may see a topic. All may, for now;
+        the security issue (per-client topic allowlists) lands here."""
+        return True
+
+    # -- sessions and subscriptions ----------------------------------------------------------
+
+    def add_session(self, session: "Session") -> None:
+        self._sessions.add(session)
+
+    def remove_session(self, session: "Session") -> None:
+        self._sessions.discard(session)
+        for name in [n for n, subs in self._wanted_by.items() if session in subs]:
+            self.unsubscribe(session, name)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def subscribe(self, session: "Session", name: str, encoding: Encoding,
+                  max_rate_hz: float | None = None) -> TopicInfo:
+        topic = self._topics[name]
+        interval = int(1e9 / max_rate_hz) if max_rate_hz else 0
+        self._wanted_by.setdefault(name, {})[session] = Subscription(encoding, interval)
+        self._grace_until.pop(name, None)
+        self._publish_wanted()
+        # Late joiner of a latched topic: what the ROS subscription already received.
+        for cdr, receive_ns, sequence in list(topic.latched):
+            record = self._record(topic, encoding, cdr, receive_ns, sequence, {}, [None])
+            if record is not None:
+                session.enqueue(record)
+        return topic.info
+
+    def unsubscribe(self, session: "Session", name: str) -> bool:
+        subs = self._wanted_by.get(name)
+        if not subs or session not in subs:
+            return False
+        del subs[session]
+        if not subs:
+            del self._wanted_by[name]
+            self._grace_until[name] = time.monotonic() + self._grace_s
+            asyncio.get_running_loop().call_later(self._grace_s + 0.01, self._publish_wanted)
+        return True
+
+    def subscriptions_of(self, session: "Session") -> dict[str, Subscription]:
+        return {n: subs[session] for n, subs in self._wanted_by.items() if session in subs}
+
+    def _publish_wanted(self) -> None:
+        now = time.monotonic()
+        for name in [n for n, until in self._grace_until.items() if until <= now]:
+            del self._grace_until[name]
+        wanted = frozenset(self._wanted_by) | frozenset(self._grace_until)
+        if wanted != self._last_wanted:
+            self._last_wanted = wanted
+            # A released topic's latched samples go with its ROS subscription: a new
+            # subscription receives them again from the publisher.
+            for name, topic in self._topics.items():
+                if name not in wanted:
+                    topic.latched.clear()
+            self._ros.set_wanted(wanted)
+
+    # -- data ------------------------------------------------------------------------------
+
+    def dispatch(self, batch: list[Inbound]) -> None:
+        """Fan out messages handed over from the ROS thread."""
+        self.received += len(batch)
+        topics = self._topics
+        wanted_by = self._wanted_by
+        for name, cdr, receive_ns, sequence in batch:
+            topic = topics.get(name)
+            if topic is None:
+                continue
+            if topic.info.description.transient_local:
+                topic.latched.append((cdr, receive_ns, sequence))
+            subs = wanted_by.get(name)
+            if not subs:
+                continue
+            encoded: dict[Encoding, bytes] = {}
+            plain: list[Any] = [None]  # decoded once, on first need
+            for session, sub in subs.items():
+                if sub.min_interval_ns:
+                    if receive_ns - sub.last_sent_ns < sub.min_interval_ns:
+                        sub.throttled += 1
+                        continue
+                    sub.last_sent_ns = receive_ns
+                record = self._record(topic, sub.encoding, cdr, receive_ns, sequence, encoded,
+                                      plain)
+                if record is None:
+                    break
+                session.enqueue(record)
+
+    def _record(self, topic: _Topic, encoding: Encoding, cdr: bytes, receive_ns: int,
+                sequence: int, encoded: dict, plain: list) -> Record | None:
+        data = encoded.get(encoding)
+        if data is None:
+            if encoding is Encoding.CDR:
+                data = cdr
+            else:
+                if plain[0] is None:
+                    try:
+                        plain[0] = self._ros.decoder_for(topic.info.description.type_name)(cdr)
+                    except Exception as exc:  # noqa: BLE001 - a bad message must not stop others
+                        topic.decode_failures += 1
+                        if topic.decode_failures == 1:
+                            log.warning("cannot decode a message of %s: %s", topic.info.name, exc)
+                        return None
+                data = encode_plain(plain[0], encoding)
+            encoded[encoding] = data
+        return Record(receive_ns, topic.info.id, sequence & 0xFFFFFFFF,
+                      int(topic.info.description.priority), int(encoding), data)

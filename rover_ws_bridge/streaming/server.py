@@ -1,0 +1,149 @@
+"""The WebSocket (and plain HTTP) server: one port, the protocol chosen by subprotocol.
+
+Runs on the asyncio thread. ROS-free: it serves a Router. The handshake is decided in one
+place (`_process_request` + `_select_subprotocol`), where authentication and the origin
+allowlist will land.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Callable
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import NegotiationError
+from websockets.http11 import Request, Response
+
+from .. import PROTOCOL_NAME
+from ..config import BridgeConfig
+from ..protocols import PROTOCOLS
+from ..wire.compression import Compression
+from .outbox import OutboxLimits
+from .router import Router
+from .session import Session, SessionSettings
+
+log = logging.getLogger(__name__)
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+@dataclass
+class ServerStats:
+    connections_total: int = 0
+    connections_rejected: int = 0
+
+
+def settings_from_config(config: BridgeConfig) -> SessionSettings:
+    return SessionSettings(
+        max_batch_messages=config.max_batch_messages,
+        compression=Compression.from_name(config.default_compression),
+        compression_threshold_bytes=config.compression_threshold_bytes,
+        default_encoding=config.default_encoding,
+        outbox=OutboxLimits(max_bytes=config.outbox_max_bytes,
+                            critical_max_bytes=config.outbox_max_bytes),
+    )
+
+
+class BridgeServer:
+    def __init__(self, router: Router, config: BridgeConfig,
+                 health: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.router = router
+        self.config = config
+        self.settings = settings_from_config(config)
+        self.sessions: set[Session] = set()
+        self.stats = ServerStats()
+        self._health = health
+        self._server: Server | None = None
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        try:
+            self._server = await serve(
+                self._handle, self.config.address, self.config.port,
+                subprotocols=list(PROTOCOLS),
+                select_subprotocol=self._select_subprotocol,
+                process_request=self._process_request,
+                compression=None,  # we compress frames ourselves, where the policy can see it
+                max_size=self.config.max_client_message_bytes,
+                write_limit=self.config.write_limit_bytes,
+                server_header="rover_ws_bridge",
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {self.config.port} on {self.config.address} is already in "
+                                "use; stop the other process or set the 'port' parameter") from None
+            raise
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        """Close every client with 1001 (going away), then stop listening."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    # -- handshake ---------------------------------------------------------------------------
+
+    def _select_subprotocol(self, connection: ServerConnection,
+                            offered: list[str]) -> str | None:
+        for name in offered:
+            if name in PROTOCOLS:
+                return name
+        if offered:
+            self.stats.connections_rejected += 1
+            raise NegotiationError(f"unsupported subprotocol(s) {', '.join(offered)}; "
+                                   f"this server speaks: {', '.join(PROTOCOLS)}")
+        return None  # no subprotocol asked for: the native protocol (handy from a console)
+
+    def _process_request(self, connection: ServerConnection,
+                         request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        path = request.path.split("?", 1)[0]
+        if path == "/health":
+            return _json_response(HTTPStatus.OK, self.health())
+        return connection.respond(HTTPStatus.NOT_FOUND,
+                                  f"no page at {path}; WebSocket clients connect with the "
+                                  f"subprotocol {PROTOCOL_NAME}\n")
+
+    def health(self) -> dict[str, Any]:
+        base = {"status": "ok", "connections": len(self.sessions),
+                "topics": len(self.router.topics())}
+        if self._health is not None:
+            base.update(self._health())
+        return base
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        sock = websocket.transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio sets TCP_NODELAY on TCP transports; make sure: Nagle would hold frames.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        protocol = PROTOCOLS[websocket.subprotocol or PROTOCOL_NAME]
+        session = protocol(websocket, self.router, self.settings)
+        self.sessions.add(session)
+        self.stats.connections_total += 1
+        log.info("client %s connected (%s)", session.remote, websocket.subprotocol or "no subprotocol")
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+            log.info("client %s disconnected", session.remote)
+
+
+def _json_response(status: HTTPStatus, body: dict[str, Any]) -> Response:
+    data = json.dumps(body, indent=1).encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                       ("Cache-Control", "no-store")])
+    return Response(status.value, status.phrase, headers, data)

@@ -1,0 +1,165 @@
+"""One connected client: its outbox, its control queue, and the loop that sends both.
+
+Protocol-independent. A protocol (protocols/) subclasses `Session` and says how to answer a
+client message (`handle_text`, `handle_binary`), how to turn a batch of records into frames
+(`encode_batch`) and how to announce topic changes (`topics_changed`).
+
+Sending: one task per session. Control messages go first, then up to `max_batch_messages`
+records from the outbox in one batch. When the connection is idle a record goes out at once;
+records that arrive while a frame is being written form the next batch, so batches grow with
+load and cost no latency at low load. `websocket.send` waits while the transport holds more
+than its write limit: a slow client's backlog stays in the outbox, where the priority policy
+applies, and never stalls the router or the other clients.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed
+
+from ..wire.compression import Compression
+from ..wire.frame import Record
+from .outbox import BackpressureState, Outbox, OutboxLimits, OutboxOverflow
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from .router import Router
+    from .topics import TopicInfo
+
+log = logging.getLogger(__name__)
+
+# A client that stops reading while it keeps sending requests cannot make this grow without end.
+MAX_QUEUED_CONTROL = 1000
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008
+
+_session_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    max_batch_messages: int = 50
+    compression: Compression = Compression.LZ4
+    compression_threshold_bytes: int = 512
+    default_encoding: str = "msgpack"
+    outbox: OutboxLimits = field(default_factory=OutboxLimits)
+
+
+class Session:
+    def __init__(self, websocket: "ServerConnection", router: "Router",
+                 settings: SessionSettings) -> None:
+        self.id = next(_session_ids)
+        self.websocket = websocket
+        self.router = router
+        self.settings = settings
+        self.compression = settings.compression
+        self.batching = True
+        self.outbox = Outbox(settings.outbox, on_state_change=self._backpressure_changed)
+        self._control: deque[str] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        remote = getattr(websocket, "remote_address", None)
+        self.remote = f"{remote[0]}:{remote[1]}" if remote else "?"
+
+    # -- called by the protocol / router -------------------------------------------------------
+
+    def enqueue(self, record: Record) -> None:
+        if self._closing:
+            return
+        try:
+            self.outbox.push(record)
+        except OutboxOverflow as exc:
+            log.warning("client %s: %s; disconnecting it (close code %d)", self.remote, exc,
+                        CLOSE_TRY_AGAIN_LATER)
+            self.close_soon(CLOSE_TRY_AGAIN_LATER, "critical backlog over cap")
+            return
+        self._wakeup.set()
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        if len(self._control) >= MAX_QUEUED_CONTROL:
+            self.close_soon(CLOSE_POLICY_VIOLATION, "too many unanswered requests")
+            return
+        self._control.append(json.dumps(message, separators=(",", ":")))
+        self._wakeup.set()
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.router.remove_session(self)
+        asyncio.get_running_loop().create_task(self.websocket.close(code, reason))
+
+    # -- for protocols to implement ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Greet the client (first frames on the connection)."""
+
+    async def handle_text(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def handle_binary(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def encode_batch(self, records: list[Record]) -> list[bytes | str]:
+        raise NotImplementedError
+
+    def topics_changed(self, added: list["TopicInfo"], changed: list["TopicInfo"],
+                       removed: list["TopicInfo"]) -> None:
+        pass
+
+    def backpressure_changed(self, old: BackpressureState, new: BackpressureState) -> None:
+        pass
+
+    # -- the connection's life -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.router.add_session(self)
+        sender = asyncio.get_running_loop().create_task(self._send_loop())
+        try:
+            await self.start()
+            async for message in self.websocket:
+                if isinstance(message, str):
+                    await self.handle_text(message)
+                else:
+                    await self.handle_binary(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closing = True
+            self.router.remove_session(self)
+            sender.cancel()
+            try:
+                await sender
+            except (asyncio.CancelledError, ConnectionClosed):
+                pass
+
+    async def _send_loop(self) -> None:
+        ws = self.websocket
+        outbox = self.outbox
+        control = self._control
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while control or len(outbox):
+                while control:
+                    await ws.send(control.popleft())
+                if len(outbox):
+                    limit = self.settings.max_batch_messages if self.batching else 1
+                    for frame in self.encode_batch(outbox.pop_batch(limit)):
+                        await ws.send(frame)
+                        self.frames_sent += 1
+                        self.bytes_sent += len(frame)
+
+    def _backpressure_changed(self, old: BackpressureState, new: BackpressureState) -> None:
+        self.backpressure_changed(old, new)
