@@ -246,3 +246,52 @@ class BridgeClient:
                 future.set_exception(BridgeError(message["code"], message["message"]))
             elif op != "status":
                 future.set_result(message)
+
+
+async def _watch(url: str, topics: list[str], encoding: str, seconds: float | None) -> None:
+    """Print what arrives, one line per topic per second: a quick look at a live bridge."""
+    async with BridgeClient(url) as client:
+        offered = await client.topics()
+        print("topics:", ", ".join(f"{t.name} [{t.type}, {t.priority}]" for t in offered))
+        names = topics or [t.name for t in offered]
+        await client.subscribe(names, encoding=encoding)
+        loop = asyncio.get_running_loop()
+        end = None if seconds is None else loop.time() + seconds
+        counts: dict[str, int] = {}
+        latest: dict[str, Any] = {}
+        next_report = loop.time() + 1.0
+        while end is None or loop.time() < end:
+            try:
+                message = await client.next_message(timeout=1.0)
+                counts[message.topic] = counts.get(message.topic, 0) + 1
+                latest[message.topic] = message.data
+            except asyncio.TimeoutError:
+                pass
+            if loop.time() >= next_report:
+                next_report += 1.0
+                for name in sorted(counts):
+                    text = repr(latest[name])
+                    print(f"{name:28s} {counts[name]:5d} msg/s  {text[:90]}")
+                print("-" * 40, flush=True)
+                counts.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rover_ws_bridge.client",
+                                     description="Subscribe and print rates and latest values.")
+    parser.add_argument("url", nargs="?", default="ws://127.0.0.1:8000")
+    parser.add_argument("topics", nargs="*", help="default: every offered topic")
+    parser.add_argument("--encoding", default="msgpack", choices=("msgpack", "json", "cdr"))
+    parser.add_argument("--seconds", type=float, default=None)
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_watch(args.url, args.topics, args.encoding, args.seconds))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
