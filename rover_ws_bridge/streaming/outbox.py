@@ -5,8 +5,9 @@ Pure: no asyncio, no sockets. The policy (DESIGN.md "Priority", issue "backpress
 - Utilization = queued non-CRITICAL bytes / `max_bytes`.
 - From `conflate_at` (70 %): a LOW or NORMAL record replaces the queued records of its topic
   (the newest sample is the one worth sending for a sensor stream).
-- From `drop_at` (90 %): incoming LOW records are dropped, and HIGH records are conflated per
-  topic too.
+- From `drop_at` (90 %): incoming LOW records are dropped; a NORMAL or HIGH record first
+  sheds queued records of lower priority (LOW first, then NORMAL, oldest first) to get back
+  under 90 %, and if that is not enough a HIGH record is conflated per topic too.
 - A record that does not fit under `max_bytes` makes room by evicting queued records of lower
   priority, LOW first, oldest first. A HIGH record may also evict the oldest queued HIGH record.
   If no room can be made the incoming record is dropped. Either way it is counted.
@@ -112,10 +113,14 @@ class Outbox:
         counts = self._count(record)
         counts.pushed += 1
         self.totals.pushed += 1
+        limits = self.limits
+        if priority > Priority.LOW and self.utilization >= limits.drop_at:
+            # Dropping state: lower priorities go first, before this record's topic is touched.
+            self._evict_below(priority, int(limits.drop_at * limits.max_bytes) - size)
         utilization = self.utilization
-        if utilization >= self.limits.conflate_at and priority <= Priority.NORMAL:
+        if utilization >= limits.conflate_at and priority <= Priority.NORMAL:
             self._conflate_topic(record.topic_id)
-        elif utilization >= self.limits.drop_at and priority == Priority.HIGH:
+        elif utilization >= limits.drop_at and priority == Priority.HIGH:
             self._conflate_topic(record.topic_id)
         if priority == Priority.LOW and self.utilization >= self.limits.drop_at:
             self._drop_incoming(counts)
@@ -185,19 +190,30 @@ class Outbox:
 
     def _make_room(self, size: int, priority: int) -> bool:
         """Evict lower-priority records (LOW first, oldest first) until `size` fits."""
-        limit = self.limits.max_bytes
-        while self.queued_bytes + size > limit:
-            victim = self._oldest_below(priority)
-            if victim is None and priority == Priority.HIGH:
+        limit = self.limits.max_bytes - size
+        self._evict_below(priority, limit)
+        if priority == Priority.HIGH:
+            while self.queued_bytes > limit:
                 victim = self._oldest_of(Priority.HIGH)
+                if victim is None:
+                    break
+                self._evict(*victim)
+        return self.queued_bytes <= limit
+
+    def _evict_below(self, priority: int, target_bytes: int) -> None:
+        """Drop records of priority below `priority`, LOW first, oldest first, until at most
+        `target_bytes` are queued or none is left."""
+        while self.queued_bytes > target_bytes:
+            victim = self._oldest_below(priority)
             if victim is None:
-                return False
-            entry, victim_priority = victim
-            entry.alive = False
-            self._forget(entry, victim_priority)
-            self._count(entry.record).dropped += 1
-            self.totals.dropped += 1
-        return True
+                return
+            self._evict(*victim)
+
+    def _evict(self, entry: _Entry, priority: int) -> None:
+        entry.alive = False
+        self._forget(entry, priority)
+        self._count(entry.record).dropped += 1
+        self.totals.dropped += 1
 
     def _oldest_below(self, priority: int) -> tuple[_Entry, int] | None:
         for lower in range(Priority.LOW, priority):

@@ -1,0 +1,131 @@
+"""The frame layout, compression and encoders: pure, no ROS, no sockets."""
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from rover_ws_bridge.wire import compression as compression_module
+from rover_ws_bridge.wire.compression import Compression, compress
+from rover_ws_bridge.wire.encoding import decode_data, encode_plain, to_json_text
+from rover_ws_bridge.wire.frame import (HEADER_SIZE, RECORD_HEADER_SIZE, Encoding, FrameError,
+                                        Record, decode_frame, encode_frame)
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_worked_example_in_protocol_doc_matches_encoder():
+    doc = (ROOT / "docs" / "PROTOCOL.md").read_text()
+    block = doc.split("### Worked example", 1)[1].split("```", 2)[1]
+    # Each line starts with hex byte pairs, then a description.
+    hex_bytes = []
+    for line in block.strip().splitlines():
+        hex_bytes += re.match(r"((?:[0-9a-f]{2} )+)", line + " ").group(1).split()
+    frame = encode_frame([Record(1700000000006000000, 3, 2, 3, int(Encoding.MSGPACK),
+                                 msgpack.packb({"data": True}))])
+    assert bytes.fromhex("".join(hex_bytes)) == frame
+    assert len(frame) == 45
+
+
+@pytest.mark.parametrize("name", ["frame_none.bin", "frame_lz4.bin", "frame_zlib.bin"])
+def test_golden_frames_decode_to_their_records(name):
+    manifest = json.loads((GOLDEN / "frames.json").read_text())[name]
+    frame = decode_frame((GOLDEN / name).read_bytes())
+    assert frame.compression.name.lower() == manifest["compression"]
+    got = [{"timestamp_ns": r.timestamp_ns, "topic_id": r.topic_id, "sequence": r.sequence,
+            "priority": r.priority, "encoding": r.encoding, "data_hex": r.data.hex()}
+           for r in frame.records]
+    assert got == manifest["records"]
+    imu = decode_data(frame.records[0].data, frame.records[0].encoding)
+    assert imu["linear_acceleration"]["z"] == 9.81
+
+
+def test_uncompressed_golden_frame_is_what_the_encoder_writes_today():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("golden_generate", GOLDEN / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    records, compression, threshold = generate.CASES["frame_none.bin"]
+    assert encode_frame(records, compression, threshold) == (GOLDEN / "frame_none.bin").read_bytes()
+
+
+def _records(n, size=100, topic=1):
+    return [Record(1_000 + i, topic, i, 1, 1, bytes([i % 7]) * size) for i in range(n)]
+
+
+@pytest.mark.parametrize("wanted", [Compression.LZ4, Compression.ZLIB])
+def test_compressible_frame_is_compressed_and_round_trips(wanted):
+    records = _records(50)
+    frame = encode_frame(records, wanted, 512)
+    decoded = decode_frame(frame)
+    assert decoded.compression is wanted
+    assert decoded.records == records
+    assert len(frame) < HEADER_SIZE + decoded.body_size
+
+
+def test_small_frame_is_not_compressed():
+    records = _records(1, size=10)
+    decoded = decode_frame(encode_frame(records, Compression.LZ4, 512))
+    assert decoded.compression is Compression.NONE
+    assert decoded.records == records
+
+
+def test_incompressible_frame_is_sent_uncompressed():
+    import os
+    records = [Record(1, 1, 1, 0, 0, os.urandom(4000))]
+    decoded = decode_frame(encode_frame(records, Compression.ZLIB, 512))
+    assert decoded.compression is Compression.NONE
+    assert decoded.records == records
+
+
+def test_compressor_failure_falls_back_to_uncompressed(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("compressor exploded")
+
+    monkeypatch.setattr(compression_module.lz4.frame, "compress", broken)
+    body = b"a" * 5000
+    assert compress(body, Compression.LZ4, 512) == (body, Compression.NONE)
+    records = _records(30)
+    assert decode_frame(encode_frame(records, Compression.LZ4, 512)).records == records
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda f: f[:10], "shorter than"),
+    (lambda f: f + b"x", "header says"),
+    (lambda f: f[:8] + b"\x02" + f[9:], "version 2"),
+    (lambda f: f[:9] + b"\x03" + f[10:], "unknown compression"),
+    (lambda f: struct.pack("<I", 5) + f[4:], "runs past"),
+    (lambda f: struct.pack("<I", 0) + f[4:], "left after"),
+])
+def test_malformed_frames_raise_frame_error(mutate, message):
+    frame = encode_frame(_records(2))
+    with pytest.raises(FrameError, match=message):
+        decode_frame(mutate(frame))
+
+
+def test_zlib_bomb_is_cut_at_announced_size():
+    body = b"\0" * 1_000_000
+    packed = zlib.compress(body)
+    header = struct.pack("<IIBBHI", 0, HEADER_SIZE + len(packed), 1, 2, 0, 100)
+    with pytest.raises(FrameError):
+        decode_frame(header + packed)
+
+
+def test_record_wire_size():
+    assert Record(0, 0, 0, 0, 0, b"abc").wire_size == RECORD_HEADER_SIZE + 3
+
+
+def test_encoders_keep_bytes_and_clean_non_finite_json():
+    plain = {"data": b"\x00\xff", "x": float("nan"), "y": [1.5, float("inf")], "s": "é"}
+    assert msgpack.unpackb(encode_plain(plain, Encoding.MSGPACK))["data"] == b"\x00\xff"
+    as_json = json.loads(encode_plain(plain, Encoding.JSON))
+    assert as_json == {"data": "AP8=", "x": None, "y": [1.5, None], "s": "é"}
+    assert to_json_text({"a": 1.0}) == '{"a":1.0}'
+    with pytest.raises(ValueError):
+        encode_plain(plain, Encoding.CDR)
