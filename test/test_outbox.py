@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rover_ws_bridge.priority import Priority
-from rover_ws_bridge.streaming.outbox import (BackpressureState, Outbox, OutboxLimits,
-                                              OutboxOverflow)
+from rover_ws_bridge.streaming.outbox import BackpressureState, Outbox, OutboxLimits, OutboxOverflow
 from rover_ws_bridge.wire.frame import RECORD_HEADER_SIZE, Record
 
 # A topic keeps one priority, as it does in the bridge: topic id -> priority.
@@ -61,7 +60,7 @@ def test_outbox_invariants(operations):
     assert sum(c.dropped for c in per_key) == t.dropped
     # CRITICAL is never dropped nor conflated.
     assert [r for r in delivered if r.priority == Priority.CRITICAL] == pushed_critical
-    for (topic, priority), c in outbox.counts.items():
+    for (_topic, priority), c in outbox.counts.items():
         if priority == Priority.CRITICAL:
             assert c.dropped == 0 and c.conflated == 0
     # Order within a topic holds.
@@ -79,7 +78,8 @@ def test_queued_matches_counts_at_any_point(operations):
 
 
 def _record(topic, seq, size=100):
-    return Record(seq, topic, seq, int(TOPIC_PRIORITY[topic]), 1, b"x" * (size - RECORD_HEADER_SIZE))
+    data = b"x" * (size - RECORD_HEADER_SIZE)
+    return Record(seq, topic, seq, int(TOPIC_PRIORITY[topic]), 1, data)
 
 
 def test_conflation_keeps_the_newest_sample_of_a_topic():

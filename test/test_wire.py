@@ -13,8 +13,15 @@ import pytest
 from rover_ws_bridge.wire import compression as compression_module
 from rover_ws_bridge.wire.compression import Compression, compress
 from rover_ws_bridge.wire.encoding import decode_data, encode_plain, to_json_text
-from rover_ws_bridge.wire.frame import (HEADER_SIZE, RECORD_HEADER_SIZE, Encoding, FrameError,
-                                        Record, decode_frame, encode_frame)
+from rover_ws_bridge.wire.frame import (
+    HEADER_SIZE,
+    RECORD_HEADER_SIZE,
+    Encoding,
+    FrameError,
+    Record,
+    decode_frame,
+    encode_frame,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"

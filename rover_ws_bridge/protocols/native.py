@@ -97,8 +97,8 @@ class NativeSession(Session):
         if max_rate is not None and (isinstance(max_rate, bool)
                                      or not isinstance(max_rate, (int, float))
                                      or not 0 < max_rate <= MAX_RATE_HZ):
-            raise RequestError("bad_request", f"max_rate_hz must be a number in (0, {MAX_RATE_HZ:g}]"
-                               f" or null, not {max_rate!r}")
+            raise RequestError("bad_request", "max_rate_hz must be a number in "
+                               f"(0, {MAX_RATE_HZ:g}] or null, not {max_rate!r}")
         unknown = [n for n in names
                    if self.router.topic(n) is None or not self.router.may_see(self, n)]
         if unknown:

@@ -181,7 +181,7 @@ class BridgeNode(Node):
         graph = dict(self.get_topic_names_and_types())
         candidates: dict[str, str | None] = {}
         if c.discover_topics:
-            for name, types in graph.items():
+            for name in graph:
                 if self._is_offered(name):
                     candidates[name] = None
         for explicit in c.topics:

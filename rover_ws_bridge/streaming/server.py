@@ -134,7 +134,8 @@ class BridgeServer:
         session = protocol(websocket, self.router, self.settings)
         self.sessions.add(session)
         self.stats.connections_total += 1
-        log.info("client %s connected (%s)", session.remote, websocket.subprotocol or "no subprotocol")
+        log.info("client %s connected (%s)", session.remote,
+                 websocket.subprotocol or "no subprotocol")
         try:
             await session.run()
         finally:

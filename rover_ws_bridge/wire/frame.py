@@ -96,7 +96,8 @@ def decode_frame(frame: bytes | bytearray | memoryview, max_body_bytes: int = 25
     """Parse a frame; raise FrameError on anything that does not add up."""
     view = memoryview(frame)
     if len(view) < HEADER_SIZE:
-        raise FrameError(f"frame of {len(view)} bytes is shorter than its {HEADER_SIZE}-byte header")
+        raise FrameError(f"frame of {len(view)} bytes is shorter than its header "
+                         f"({HEADER_SIZE} bytes)")
     count, total_size, version, flags, _reserved, body_size = HEADER.unpack_from(view, 0)
     if version != VERSION:
         raise FrameError(f"frame version {version} is not supported (expected {VERSION})")
