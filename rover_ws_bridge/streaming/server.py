@@ -9,9 +9,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import mimetypes
 import socket
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -28,6 +30,10 @@ from .router import Router
 from .session import Session, SessionSettings
 
 log = logging.getLogger(__name__)
+
+# The built dashboard (web/ -> npm run build) ships inside the package, so a rover needs no
+# Node.js to serve it.
+DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 
 
 class PortInUse(RuntimeError):
@@ -62,6 +68,11 @@ class BridgeServer:
         self._health = health
         self._server: Server | None = None
         self.port: int | None = None
+        # GET routes served on the WebSocket port: path -> handler(connection, request).
+        self.http_routes: dict[str, Callable[[ServerConnection, Request], Response]] = {
+            "/health": lambda connection, request: _json_response(HTTPStatus.OK, self.health()),
+        }
+        self.static_root: Path | None = DASHBOARD_DIR if DASHBOARD_DIR.is_dir() else None
 
     async def start(self) -> int:
         try:
@@ -110,11 +121,30 @@ class BridgeServer:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         path = request.path.split("?", 1)[0]
-        if path == "/health":
-            return _json_response(HTTPStatus.OK, self.health())
+        route = self.http_routes.get(path)
+        if route is not None:
+            return route(connection, request)
+        static = self._static_file(path)
+        if static is not None:
+            return static
         return connection.respond(HTTPStatus.NOT_FOUND,
                                   f"no page at {path}; WebSocket clients connect with the "
                                   f"subprotocol {PROTOCOL_NAME}\n")
+
+    def _static_file(self, path: str) -> Response | None:
+        """The dashboard bundle shipped in the package (rover_ws_bridge/dashboard/)."""
+        root = self.static_root
+        if root is None:
+            return None
+        relative = "index.html" if path in ("/", "") else path.lstrip("/")
+        target = (root / relative).resolve()
+        if root.resolve() not in target.parents or not target.is_file():
+            return None  # also refuses ../ escapes
+        data = target.read_bytes()
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))),
+                           ("Cache-Control", "no-cache")])
+        return Response(HTTPStatus.OK.value, HTTPStatus.OK.phrase, headers, data)
 
     def health(self) -> dict[str, Any]:
         base = {"status": "ok", "connections": len(self.sessions),
