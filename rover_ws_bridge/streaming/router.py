@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes], dict]
 
+# Longest throttling interval (~146 years): any positive max_rate_hz maps to a finite int.
+MAX_INTERVAL_NS = 1 << 62
+
 
 class RosLink(Protocol):
     """What the router needs from the ROS shell."""
@@ -131,7 +134,8 @@ class Router:
     def subscribe(self, session: "Session", name: str, encoding: Encoding,
                   max_rate_hz: float | None = None) -> TopicInfo:
         topic = self._topics[name]
-        interval = int(1e9 / max_rate_hz) if max_rate_hz else 0
+        # min(): a tiny rate (1e-300 Hz is "> 0") makes 1e9 / rate infinite, and int(inf) raises.
+        interval = int(min(1e9 / max_rate_hz, MAX_INTERVAL_NS)) if max_rate_hz else 0
         self._wanted_by.setdefault(name, {})[session] = Subscription(encoding, interval)
         self._grace_until.pop(name, None)
         self._publish_wanted()

@@ -1,0 +1,215 @@
+"""Shared fixtures of the integration tests: a private ROS domain, an rclpy node of the test
+process, and bridge processes started for real.
+
+The domain is chosen here, at import time, before any test module imports rclpy: every node of
+this test session (ours and the bridges we start) lives in it, with localhost-only discovery, so
+parallel runs on the shared machine do not see each other.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+ROS_ENV = {
+    "ROS_DOMAIN_ID": str(random.randint(1, 100)),
+    "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+}
+os.environ.update(ROS_ENV)
+
+# ruff: noqa: E402 - the imports below must see the environment set above.
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import rclpy
+import rclpy.context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BRIDGE_NODE_NAME = "rover_ws_bridge"
+READY_MARKER = "rover_ws_bridge: listening on ws://"
+START_TIMEOUT_S = 30.0
+EXIT_TIMEOUT_S = 15.0
+
+# Prefix of the topics the tests create: even a run that happens to share our domain cannot
+# publish on them or subscribe to them.
+TOPIC_PREFIX = f"/it_{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------------------------
+# The test process's own ROS node (publishers, graph queries).
+
+
+class RosHarness:
+    """A node in a private context, spun by an executor in a background thread."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("bridge_integration_test", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, name="test-ros-executor",
+                                        daemon=True)
+        self._thread.start()
+
+    def bridge_subscription_count(self, topic: str) -> int:
+        """How many subscriptions of the bridge node this process's graph view shows on `topic`."""
+        return sum(1 for info in self.node.get_subscriptions_info_by_topic(topic)
+                   if info.node_name == BRIDGE_NODE_NAME)
+
+    def bridge_subscription_qos(self, topic: str) -> list[tuple[Any, Any]]:
+        """(reliability, durability) of each subscription of the bridge node on `topic`."""
+        return [(info.qos_profile.reliability, info.qos_profile.durability)
+                for info in self.node.get_subscriptions_info_by_topic(topic)
+                if info.node_name == BRIDGE_NODE_NAME]
+
+    def shutdown(self) -> None:
+        # Order matters (DESIGN.md): executor, node, context; else the process may abort.
+        self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(timeout=5.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture(scope="session")
+def ros() -> Iterator[RosHarness]:
+    harness = RosHarness()
+    try:
+        yield harness
+    finally:
+        harness.shutdown()
+
+
+class PeriodicPublisher:
+    """Publishes `make(n)` for n = 0, 1, 2, ... from a timer on the harness's executor."""
+
+    def __init__(self, ros: RosHarness, msg_type: type, topic: str, qos: Any, rate_hz: float,
+                 make: Callable[[int], Any]) -> None:
+        self._ros = ros
+        self.topic = topic
+        self.publisher = ros.node.create_publisher(msg_type, topic, qos)
+        self.count = 0  # written by the executor thread only
+        self._make = make
+        self.timer = ros.node.create_timer(1.0 / rate_hz, self._tick)
+
+    def _tick(self) -> None:
+        self.publisher.publish(self._make(self.count))
+        self.count += 1
+
+    def stop(self) -> None:
+        self._ros.node.destroy_timer(self.timer)
+        self._ros.node.destroy_publisher(self.publisher)
+
+
+@pytest.fixture
+def periodic_publisher(ros: RosHarness) -> Iterator[Callable[..., PeriodicPublisher]]:
+    """Factory of timer-driven publishers, all stopped at the end of the test."""
+    started: list[PeriodicPublisher] = []
+
+    def start(msg_type: type, topic: str, qos: Any, rate_hz: float,
+              make: Callable[[int], Any]) -> PeriodicPublisher:
+        publisher = PeriodicPublisher(ros, msg_type, topic, qos, rate_hz, make)
+        started.append(publisher)
+        return publisher
+
+    yield start
+    for publisher in started:
+        publisher.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Bridge processes.
+
+
+class BridgeProcess:
+    """`python -m rover_ws_bridge.ros.node` with the given ROS parameters, in our domain."""
+
+    def __init__(self, params: dict[str, str], log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = log_dir / "bridge.stderr"
+        args = [sys.executable, "-m", "rover_ws_bridge.ros.node", "--ros-args"]
+        for name, value in params.items():
+            args += ["-p", f"{name}:={value}"]
+        self._stderr = open(self.stderr_path, "wb")
+        self.process = subprocess.Popen(
+            args, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env={**os.environ, **ROS_ENV, "PYTHONUNBUFFERED": "1",
+                 "ROS_LOG_DIR": str(log_dir / "ros_log")})
+        self.stdout_lines: list[str] = []
+        self.port: int | None = None
+        self._ready = threading.Event()
+        # Drain stdout for the whole life of the process, so that a full pipe never blocks it.
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for raw in iter(self.process.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.stdout_lines.append(line)
+            if READY_MARKER in line and self.port is None:
+                self.port = int(line.rsplit(":", 1)[1])
+                self._ready.set()
+        self._ready.set()  # EOF: the process ended (or closed stdout) without being ready
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> int:
+        self._ready.wait(timeout)
+        if self.port is None:
+            self.stop()
+            pytest.fail(f"bridge did not report it was listening within {timeout} s "
+                        f"(exit code {self.process.poll()}); stdout: {self.stdout_lines!r}; "
+                        f"stderr:\n{self.stderr()}")
+        return self.port
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def stderr(self) -> str:
+        if not self._stderr.closed:
+            self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Signal the process (if still running) and reap it; kill it if it does not exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(EXIT_TIMEOUT_S)
+        self._reader.join(timeout=5.0)
+        self._stderr.close()
+        return self.process.returncode
+
+
+# Loopback only (a shared machine), the port chosen by the OS, fast graph scans, short grace.
+FAST_PARAMS = {"port": "0", "address": "127.0.0.1", "discovery_period_s": "0.2",
+               "unsubscribe_grace_s": "0.5"}
+
+
+@pytest.fixture
+def start_bridge(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
+    """Factory: start a bridge (FAST_PARAMS overridden by `params`); by default wait until it
+    listens. Every bridge started is stopped (SIGINT, then SIGKILL) at the end of the test."""
+    started: list[BridgeProcess] = []
+
+    def start(wait: bool = True, **params: str) -> BridgeProcess:
+        bridge = BridgeProcess({**FAST_PARAMS, **params}, tmp_path / f"bridge{len(started)}")
+        started.append(bridge)
+        if wait:
+            bridge.wait_ready()
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.stop()
