@@ -98,6 +98,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   _in_range(1, 10000)),
     ParameterSpec("qos_depth_max", int, 25, "Upper clamp of the subscription queue depth.",
                   _in_range(1, 10000)),
+    ParameterSpec("latched_depth", int, 1,
+                  "Samples of a transient_local topic kept and replayed to a client that "
+                  "subscribes late (the newest ones). ROS graph queries do not tell the "
+                  "publishers' depth, so set it for topics with several latched publishers "
+                  "(e.g. /tf_static).", _in_range(1, 1000)),
     ParameterSpec("unsubscribe_grace_s", float, 2.0,
                   "Seconds a ROS subscription is kept after its last client leaves.",
                   _in_range(0.0, 3600.0)),
@@ -149,6 +154,7 @@ class BridgeConfig:
     large_message_types: tuple[str, ...] = DEFAULT_LARGE_MESSAGE_TYPES
     qos_depth_min: int = 1
     qos_depth_max: int = 25
+    latched_depth: int = 1
     unsubscribe_grace_s: float = 2.0
     discovery_period_s: float = 1.0
     handoff_max_messages: int = 20000

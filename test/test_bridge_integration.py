@@ -316,13 +316,7 @@ def test_late_joiner_gets_latched_sample_from_the_bridge(
         ros.node.destroy_publisher(publisher)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the router replays up to TopicDescription.latched_depth samples to a late joiner, and "
-    "that depth is the bridge's subscription depth (10 by default, because Fast DDS reports "
-    "depth 0 for remote publishers), not what the publisher keeps: after a depth-1 latched "
-    "publisher sent 3 states, a late joiner gets all 3 (stale states first) where a late ROS "
-    "subscriber gets only the newest. Fix: keep the newest sample per publisher (or a "
-    "configurable latched depth, default 1) in the router's cache."))
+# The bridge keeps `latched_depth` (default 1) latched samples per topic for late joiners.
 def test_late_joiner_gets_only_what_the_latched_publisher_keeps(
         bridge: BridgeProcess, ros: RosHarness) -> None:
     topic = f"{TOPIC_PREFIX}/latched_mode"

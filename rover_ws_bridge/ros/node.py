@@ -213,7 +213,7 @@ class BridgeNode(Node):
             self._priorities[name] = int(priority)
             offered[name] = _OfferedTopic(
                 TopicDescription(name, type_name, Priority(priority), qos.transient_local,
-                                 qos.depth),
+                                 c.latched_depth),
                 message_class, qos)
         self._offered = offered
         descriptions = sorted((o.description for o in offered.values()), key=lambda d: d.name)

@@ -85,6 +85,9 @@ class BridgeServer:
                 max_size=self.config.max_client_message_bytes,
                 write_limit=self.config.write_limit_bytes,
                 server_header="rover_ws_bridge",
+                # A peer that never answers the close frame must not hold up shutdown
+                # (ros2 launch escalates to SIGKILL after a few seconds).
+                close_timeout=2,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
