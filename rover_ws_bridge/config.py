@@ -135,6 +135,19 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   _in_range(1024, 1 << 28)),
     ParameterSpec("max_client_message_bytes", int, 1024 * 1024,
                   "Largest control message accepted from a client.", _in_range(1024, 1 << 28)),
+    ParameterSpec("target_latency_ms", float, 50.0,
+                  "Server latency p95 above this turns the Latency diagnostic to WARN.",
+                  _in_range(0.1, 60000.0)),
+    ParameterSpec("metrics_window_s", float, 10.0,
+                  "Rolling window of the latency percentiles.", _in_range(1.0, 3600.0)),
+    ParameterSpec("diagnostics_period_s", float, 1.0,
+                  "Period of /diagnostics and of the statistics refresh.", _in_range(0.1, 60.0)),
+    ParameterSpec("regression_baseline_file", str, "",
+                  "Bench JSON whose latency samples are the regression baseline; empty = learn "
+                  "the baseline from the first traffic after start-up."),
+    ParameterSpec("benchmark_endpoint_enabled", bool, False,
+                  "Serve POST /api/performance/benchmark (loopback callers only). It loads the "
+                  "rover, so it is off by default."),
 )
 
 _SPECS = {spec.name: spec for spec in PARAMETERS}
@@ -166,6 +179,11 @@ class BridgeConfig:
     outbox_max_bytes: int = 4 * 1024 * 1024
     write_limit_bytes: int = 64 * 1024
     max_client_message_bytes: int = 1024 * 1024
+    target_latency_ms: float = 50.0
+    metrics_window_s: float = 10.0
+    diagnostics_period_s: float = 1.0
+    regression_baseline_file: str = ""
+    benchmark_endpoint_enabled: bool = False
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "BridgeConfig":

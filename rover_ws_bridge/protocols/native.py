@@ -15,12 +15,14 @@ from .. import PROTOCOL_NAME, __version__
 from ..config import COMPRESSIONS, ENCODINGS
 from ..priority import Priority
 from ..streaming.outbox import BackpressureState
-from ..streaming.session import Session
+from ..streaming.session import OutgoingFrame, Session
 from ..streaming.topics import TopicInfo
 from ..wire.compression import Compression
-from ..wire.frame import Encoding, Record, encode_frame
+from ..wire.frame import HEADER_SIZE, Encoding, Record, encode_frame, frame_compression
 
-OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics")
+OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics", "stats")
+# What a client may report in `stats` (anything else is refused, so reports stay small).
+MAX_STATS_BYTES = 4096
 MAX_RATE_HZ = 10_000.0
 
 
@@ -142,6 +144,17 @@ class NativeSession(Session):
                            "client_time_ns": message.get("client_time_ns"),
                            "server_time_ns": time.time_ns()})
 
+    def _op_stats(self, message: dict, request_id: Any) -> None:
+        """The client's own view (end-to-end latency, rates, decode time), kept per session
+        and shown in /api/performance/connections."""
+        report = message.get("report")
+        if not isinstance(report, dict):
+            raise RequestError("bad_request", "stats needs a 'report' object")
+        if len(json.dumps(report)) > MAX_STATS_BYTES:
+            raise RequestError("bad_request", f"stats report over {MAX_STATS_BYTES} bytes")
+        self.client_report = {**report, "received_ns": time.time_ns()}
+        self.send_control({"op": "stats_ack", "id": request_id})
+
     def _op_list_topics(self, message: dict, request_id: Any) -> None:
         self.send_control({"op": "topics", "id": request_id,
                            "topics": self._visible(self.router.topics())})
@@ -182,14 +195,22 @@ class NativeSession(Session):
 
     # -- data frames -----------------------------------------------------------------------
 
-    def encode_batch(self, records: list[Record]) -> list[bytes | str]:
+    def encode_batch(self, records: list[Record]) -> list[OutgoingFrame]:
+        shape = (PROTOCOL_NAME, self.compression, self.settings.compression_threshold_bytes)
+        return self.router.frame_cache.get_or_build(records, shape, self._build_frames,
+                                                    _frame_size)
+
+    def _build_frames(self, records: list[Record]) -> list[OutgoingFrame]:
         binary = [r for r in records if r.encoding != Encoding.JSON]
-        frames: list[bytes | str] = []
+        frames: list[OutgoingFrame] = []
         if binary:
-            frames.append(encode_frame(binary, self.compression,
-                                       self.settings.compression_threshold_bytes))
+            data = encode_frame(binary, self.compression,
+                                self.settings.compression_threshold_bytes)
+            raw_size = HEADER_SIZE + sum(r.wire_size for r in binary)
+            frames.append(OutgoingFrame(data, raw_size, frame_compression(data) != 0))
         if len(binary) != len(records):
-            frames.append(self._json_frame([r for r in records if r.encoding == Encoding.JSON]))
+            text = self._json_frame([r for r in records if r.encoding == Encoding.JSON])
+            frames.append(OutgoingFrame(text, len(text), False))
         return frames
 
     def _json_frame(self, records: list[Record]) -> str:
@@ -203,3 +224,7 @@ class NativeSession(Session):
             # The data is already JSON text: splice it in rather than parse and re-encode.
             items.append(head[:-1] + ',"data":' + r.data.decode("utf-8") + "}")
         return '{"op":"messages","messages":[' + ",".join(items) + "]}"
+
+
+def _frame_size(frame: OutgoingFrame) -> int:
+    return len(frame.data)

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import fnmatch
 import itertools
+import json
 import logging
 import signal
 import sys
@@ -41,12 +42,18 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 from ..config import PARAMETERS, BridgeConfig, ConfigError
+from ..metrics import Metrics
 from ..priority import Priority, PublisherQos, QosPriorityRules
+from ..streaming import http_api
 from ..streaming.handoff import Handoff
 from ..streaming.router import Router
 from ..streaming.server import BridgeServer, PortInUse
+from ..streaming.stats import StatsCollector
 from ..streaming.topics import TopicDescription
+from .diagnostics import DiagnosticsPublisher
 from .message_codec import UnknownMessageType, import_message_type, make_decoder
+
+log = logging.getLogger(__name__)
 
 NODE_NAME = "rover_ws_bridge"
 DEFAULT_DEPTH = 10  # when the graph does not tell the publishers' depth (Fast DDS reports 0)
@@ -284,14 +291,24 @@ class BridgeRuntime:
         self.handoff: Handoff | None = None
         self._executor: SingleThreadedExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._housekeeping: asyncio.Task | None = None
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
-        self.router = Router(self.node, self.config.unsubscribe_grace_s)
-        self.handoff = Handoff(loop, self.router.dispatch, self.config.handoff_max_messages)
-        self.server = BridgeServer(self.router, self.config, health=self._health)
+        c = self.config
+        self.metrics = Metrics(c.metrics_window_s)
+        self.router = Router(self.node, c.unsubscribe_grace_s, self.metrics)
+        self.handoff = Handoff(loop, self.router.dispatch, c.handoff_max_messages)
+        self.server = BridgeServer(self.router, c)
+        self.stats = StatsCollector(self.metrics, self.router, self.server, self.handoff,
+                                    c.target_latency_ms, NODE_NAME,
+                                    load_baseline_samples(c.regression_baseline_file))
+        self.server.http_routes.update(
+            http_api.routes(self.stats, c.benchmark_endpoint_enabled, lambda: self.server.port))
         port = await self.server.start()  # fails early (port in use) before ROS work starts
         self.node.attach(loop, self.router, self.handoff)
+        self.diagnostics = DiagnosticsPublisher(self.node, self.stats.hardware_id)
+        self._housekeeping = loop.create_task(self._every_period())
         self._executor = SingleThreadedExecutor(context=self.node.context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._executor.spin, name="ros-executor",
@@ -299,18 +316,44 @@ class BridgeRuntime:
         self._thread.start()
         return port
 
-    def _health(self) -> dict[str, Any]:
-        return {"subscribed_topics": self.node.subscribed_topics,
-                "handoff_dropped": self.handoff.dropped if self.handoff else 0}
+    async def _every_period(self) -> None:
+        """Statistics refresh and /diagnostics: slow housekeeping, not a polling loop."""
+        period = self.config.diagnostics_period_s
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.stats.tick()
+                self.diagnostics.publish(self.stats.diagnostics(), len(self.server.sessions))
+            except Exception:  # noqa: BLE001 - never let reporting take the bridge down
+                log.exception("statistics refresh failed")
 
     async def stop(self) -> None:
         # Order matters: clients first (close 1001), then the executor, then the node.
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         if self.server is not None:
             await self.server.stop()
         if self._executor is not None:
             self._executor.shutdown(timeout_sec=5.0)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+
+
+def load_baseline_samples(path: str) -> list[float] | None:
+    """Latency samples (ms) from a bench JSON file: every scenario's `latency_samples_ms`."""
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        samples = [v for s in data.get("scenarios", []) for v in s.get("latency_samples_ms", [])]
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError("regression_baseline_file", path,
+                          f"a readable bench JSON file ({exc})") from None
+    if not samples:
+        raise ConfigError("regression_baseline_file", path,
+                          "a bench JSON whose scenarios have latency_samples_ms")
+    return samples
 
 
 def _print_parameters() -> None:
@@ -330,7 +373,12 @@ async def _serve(node: BridgeNode) -> int:
         port = await runtime.start()
     except PortInUse as exc:
         print(f"{NODE_NAME}: {exc}", file=sys.stderr, flush=True)
+        await runtime.stop()
         return 3
+    except ConfigError as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr, flush=True)
+        await runtime.stop()
+        return 2
     shown = "127.0.0.1" if node.config.address in ("0.0.0.0", "") else node.config.address
     print(f"{NODE_NAME}: listening on ws://{shown}:{port}", flush=True)
     try:

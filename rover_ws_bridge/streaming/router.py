@@ -16,8 +16,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from ..metrics import Metrics
 from ..wire.encoding import encode_plain
 from ..wire.frame import Encoding, Record
+from .frame_cache import FrameCache
 from .handoff import Inbound
 from .topics import TopicDescription, TopicInfo
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes], dict]
+_UNDECODABLE = object()  # a message whose decoding failed once is not tried again
 
 # Longest throttling interval (~146 years): any positive max_rate_hz maps to a finite int.
 MAX_INTERVAL_NS = 1 << 62
@@ -60,7 +63,8 @@ class _Topic:
 
 
 class Router:
-    def __init__(self, ros: RosLink, unsubscribe_grace_s: float = 2.0) -> None:
+    def __init__(self, ros: RosLink, unsubscribe_grace_s: float = 2.0,
+                 metrics: Metrics | None = None) -> None:
         self._ros = ros
         self._grace_s = unsubscribe_grace_s
         self._topics: dict[str, _Topic] = {}
@@ -73,6 +77,9 @@ class Router:
         self._grace_until: dict[str, float] = {}
         self._last_wanted: frozenset[str] = frozenset()
         self.received = 0
+        self.received_by_topic: dict[str, int] = {}
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.frame_cache = FrameCache()
 
     # -- topics ----------------------------------------------------------------------------
 
@@ -157,6 +164,10 @@ class Router:
             asyncio.get_running_loop().call_later(self._grace_s + 0.01, self._publish_wanted)
         return True
 
+    def wanted_topics(self) -> frozenset[str]:
+        """Topics with a ROS subscription requested (clients, or within the grace period)."""
+        return self._last_wanted
+
     def subscriptions_of(self, session: "Session") -> dict[str, Subscription]:
         return {n: subs[session] for n, subs in self._wanted_by.items() if session in subs}
 
@@ -181,7 +192,9 @@ class Router:
         self.received += len(batch)
         topics = self._topics
         wanted_by = self._wanted_by
+        received_by_topic = self.received_by_topic
         for name, cdr, receive_ns, sequence in batch:
+            received_by_topic[name] = received_by_topic.get(name, 0) + 1
             topic = topics.get(name)
             if topic is None:
                 continue
@@ -190,7 +203,9 @@ class Router:
             subs = wanted_by.get(name)
             if not subs:
                 continue
-            encoded: dict[Encoding, bytes] = {}
+            # One Record per encoding, shared by every session: the frame cache recognises
+            # identical batches by the identity of their records.
+            encoded: dict[Encoding, Record] = {}
             plain: list[Any] = [None]  # decoded once, on first need
             for session, sub in subs.items():
                 if sub.min_interval_ns:
@@ -200,26 +215,30 @@ class Router:
                     sub.last_sent_ns = receive_ns
                 record = self._record(topic, sub.encoding, cdr, receive_ns, sequence, encoded,
                                       plain)
-                if record is None:
-                    break
-                session.enqueue(record)
+                if record is not None:
+                    session.enqueue(record)
 
     def _record(self, topic: _Topic, encoding: Encoding, cdr: bytes, receive_ns: int,
                 sequence: int, encoded: dict, plain: list) -> Record | None:
-        data = encoded.get(encoding)
-        if data is None:
-            if encoding is Encoding.CDR:
-                data = cdr
-            else:
-                if plain[0] is None:
-                    try:
-                        plain[0] = self._ros.decoder_for(topic.info.description.type_name)(cdr)
-                    except Exception as exc:  # noqa: BLE001 - a bad message must not stop others
-                        topic.decode_failures += 1
-                        if topic.decode_failures == 1:
-                            log.warning("cannot decode a message of %s: %s", topic.info.name, exc)
-                        return None
-                data = encode_plain(plain[0], encoding)
-            encoded[encoding] = data
-        return Record(receive_ns, topic.info.id, sequence & 0xFFFFFFFF,
-                      int(topic.info.description.priority), int(encoding), data)
+        record = encoded.get(encoding)
+        if record is not None:
+            return record
+        if encoding is Encoding.CDR:
+            data = cdr
+        else:
+            if plain[0] is _UNDECODABLE:
+                return None
+            if plain[0] is None:
+                try:
+                    plain[0] = self._ros.decoder_for(topic.info.description.type_name)(cdr)
+                except Exception as exc:  # noqa: BLE001 - a bad message must not stop others
+                    plain[0] = _UNDECODABLE
+                    topic.decode_failures += 1
+                    if topic.decode_failures == 1:
+                        log.warning("cannot decode a message of %s: %s", topic.info.name, exc)
+                    return None
+            data = encode_plain(plain[0], encoding)
+        record = encoded[encoding] = Record(receive_ns, topic.info.id, sequence & 0xFFFFFFFF,
+                                            int(topic.info.description.priority), int(encoding),
+                                            data)
+        return record

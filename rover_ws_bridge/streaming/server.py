@@ -7,7 +7,7 @@ allowlist will land.
 from __future__ import annotations
 
 import errno
-import json
+import inspect
 import logging
 import mimetypes
 import socket
@@ -25,6 +25,7 @@ from .. import PROTOCOL_NAME
 from ..config import BridgeConfig
 from ..protocols import PROTOCOLS
 from ..wire.compression import Compression
+from .http_api import json_response
 from .outbox import OutboxLimits
 from .router import Router
 from .session import Session, SessionSettings
@@ -58,19 +59,19 @@ def settings_from_config(config: BridgeConfig) -> SessionSettings:
 
 
 class BridgeServer:
-    def __init__(self, router: Router, config: BridgeConfig,
-                 health: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(self, router: Router, config: BridgeConfig) -> None:
         self.router = router
         self.config = config
         self.settings = settings_from_config(config)
         self.sessions: set[Session] = set()
         self.stats = ServerStats()
-        self._health = health
         self._server: Server | None = None
         self.port: int | None = None
-        # GET routes served on the WebSocket port: path -> handler(connection, request).
-        self.http_routes: dict[str, Callable[[ServerConnection, Request], Response]] = {
-            "/health": lambda connection, request: _json_response(HTTPStatus.OK, self.health()),
+        # HTTP routes served on the WebSocket port: path -> handler(connection, request),
+        # which returns a Response or an awaitable of one. See http_api.py.
+        self.http_routes: dict[str, Callable[[ServerConnection, Request], Any]] = {
+            "/health": lambda connection, request: json_response(
+                HTTPStatus.OK, {"status": "ok", "connections": len(self.sessions)}),
         }
         self.static_root: Path | None = DASHBOARD_DIR if DASHBOARD_DIR.is_dir() else None
 
@@ -119,14 +120,15 @@ class BridgeServer:
                                    f"this server speaks: {', '.join(PROTOCOLS)}")
         return None  # no subprotocol asked for: the native protocol (handy from a console)
 
-    def _process_request(self, connection: ServerConnection,
-                         request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection,
+                               request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         path = request.path.split("?", 1)[0]
         route = self.http_routes.get(path)
         if route is not None:
-            return route(connection, request)
+            response = route(connection, request)
+            return await response if inspect.isawaitable(response) else response
         static = self._static_file(path)
         if static is not None:
             return static
@@ -149,13 +151,6 @@ class BridgeServer:
                            ("Cache-Control", "no-cache")])
         return Response(HTTPStatus.OK.value, HTTPStatus.OK.phrase, headers, data)
 
-    def health(self) -> dict[str, Any]:
-        base = {"status": "ok", "connections": len(self.sessions),
-                "topics": len(self.router.topics())}
-        if self._health is not None:
-            base.update(self._health())
-        return base
-
     # -- connections -------------------------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
@@ -175,9 +170,3 @@ class BridgeServer:
             self.sessions.discard(session)
             log.info("client %s disconnected", session.remote)
 
-
-def _json_response(status: HTTPStatus, body: dict[str, Any]) -> Response:
-    data = json.dumps(body, indent=1).encode()
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                       ("Cache-Control", "no-store")])
-    return Response(status.value, status.phrase, headers, data)

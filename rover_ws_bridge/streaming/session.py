@@ -17,9 +17,10 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from websockets.exceptions import ConnectionClosed
 
@@ -41,6 +42,12 @@ CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
 
 _session_ids = itertools.count(1)
+
+
+class OutgoingFrame(NamedTuple):
+    data: bytes | str  # bytes: a binary frame; str: a text frame
+    raw_size: int  # size before compression
+    compressed: bool
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class Session:
         self._closing = False
         self.frames_sent = 0
         self.bytes_sent = 0
+        self.connected_at = time.monotonic()
+        # The latest report of what the client observed (the `stats` op of the protocol).
+        self.client_report: dict[str, Any] | None = None
         remote = getattr(websocket, "remote_address", None)
         self.remote = f"{remote[0]}:{remote[1]}" if remote else "?"
 
@@ -80,6 +90,7 @@ class Session:
         except OutboxOverflow as exc:
             log.warning("client %s: %s; disconnecting it (close code %d)", self.remote, exc,
                         CLOSE_TRY_AGAIN_LATER)
+            self.router.metrics.overflow_disconnects += 1
             self.close_soon(CLOSE_TRY_AGAIN_LATER, "critical backlog over cap")
             return
         self._wakeup.set()
@@ -111,7 +122,7 @@ class Session:
     async def handle_binary(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def encode_batch(self, records: list[Record]) -> list[bytes | str]:
+    def encode_batch(self, records: list[Record]) -> list["OutgoingFrame"]:
         raise NotImplementedError
 
     def topics_changed(self, added: list["TopicInfo"], changed: list["TopicInfo"],
@@ -148,6 +159,7 @@ class Session:
         ws = self.websocket
         outbox = self.outbox
         control = self._control
+        metrics = self.router.metrics
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -156,10 +168,18 @@ class Session:
                     await ws.send(control.popleft())
                 if len(outbox):
                     limit = self.settings.max_batch_messages if self.batching else 1
-                    for frame in self.encode_batch(outbox.pop_batch(limit)):
-                        await ws.send(frame)
-                        self.frames_sent += 1
-                        self.bytes_sent += len(frame)
+                    records = outbox.pop_batch(limit)
+                    frames = self.encode_batch(records)
+                    raw = wire = compressed = 0
+                    for frame in frames:
+                        await ws.send(frame.data)
+                        raw += frame.raw_size
+                        wire += len(frame.data)
+                        compressed += frame.compressed
+                    self.frames_sent += len(frames)
+                    self.bytes_sent += wire
+                    metrics.record_batch(records, len(frames), raw, wire, compressed,
+                                         time.time_ns())
 
     def _backpressure_changed(self, old: BackpressureState, new: BackpressureState) -> None:
         self.backpressure_changed(old, new)

@@ -92,6 +92,11 @@ def encode_frame(
     return header + sent_body
 
 
+def frame_compression(frame: bytes) -> int:
+    """The compression code in an encoded frame's flags."""
+    return frame[9] & COMPRESSION_MASK
+
+
 def decode_frame(frame: bytes | bytearray | memoryview, max_body_bytes: int = 256 << 20) -> Frame:
     """Parse a frame; raise FrameError on anything that does not add up."""
     view = memoryview(frame)
