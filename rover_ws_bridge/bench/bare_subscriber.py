@@ -4,8 +4,9 @@
 
 It subscribes the way the bridge does: raw CDR, the QoS the bridge derives from the topic's
 publishers (`subscription_qos`, with the bridge's default depth clamps), default QoS-event
-handlers off, a SingleThreadedExecutor. Per message it does the least possible: read header.stamp from the CDR bytes and the receive time. Its rate is the ceiling the
-bridge's ROS side could reach on this machine; its latency the floor of the bridge's.
+handlers off, a SingleThreadedExecutor. Per message it does the least possible: read
+header.stamp from the CDR bytes and the receive time. Its rate is the ceiling the bridge's ROS
+side could reach on this machine; its latency the floor of the bridge's.
 
 Speaks the runner's line protocol (control.py): "ready" at the first message, "result" once the
 window plus `--drain` seconds have passed.

@@ -101,6 +101,18 @@ def _ms(p: dict[str, float] | None) -> str:
     return "-" if not p else f"p50 {p['p50']:.2f} / p99 {p['p99']:.2f} ms"
 
 
+# Other processes using more than this (percent of one core) during a window: say so.
+DISTURBANCE_NOTE_PCT = 20.0
+
+
+def _disturbance(r: dict[str, Any]) -> list[str]:
+    other = r.get("other_processes_cpu_pct_estimate") or 0.0
+    if other < DISTURBANCE_NOTE_PCT:
+        return []
+    return [f"  note: other processes on this machine used ~{other:.0f} % of a core during the "
+            "window; these figures are disturbed by them"]
+
+
 def format_report(results: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     lines = ["  ".join(_cell(h, w, i == 0) for i, (h, w, _) in enumerate(_COLUMNS))]
     lines.append("-" * len(lines[0]))
@@ -118,6 +130,7 @@ def format_report(results: list[dict[str, Any]], machine: dict[str, Any]) -> str
         if r.get("rate_hz") is None:
             lines.append(f"{r['name']}: bridge idle CPU {r['bridge_cpu_pct']:.2f} % of one core "
                          f"(no client, no publisher, {r['duration_s']:g} s)")
+            lines.extend(_disturbance(r))
             continue
         lines.append(
             f"{r['name']}: publisher {r['publisher_rate_hz_achieved']:,.0f} msgs/s; "
@@ -137,6 +150,7 @@ def format_report(results: list[dict[str, Any]], machine: dict[str, Any]) -> str
                 f"  ceiling: bare rclpy subscriber (no bridge), same publisher and QoS: "
                 f"{ceiling:,.1f} msgs/s, latency {_ms(r['bare_subscriber_latency_ms'])}; "
                 f"the bridge delivered {share} of it")
+        lines.extend(_disturbance(r))
         if r.get("bridge_exit_code") not in (0, None):
             lines.append(f"  bridge exited with code {r['bridge_exit_code']} (expected 0)")
     return "\n".join(lines)
