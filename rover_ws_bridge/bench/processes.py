@@ -27,8 +27,8 @@ class BenchError(RuntimeError):
     """A scenario could not be run (a child failed, timed out, or said why it gave up)."""
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), in seconds; None once it is gone."""
+def process_cpu_times(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a process (all its threads); None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -36,7 +36,13 @@ def process_cpu_s(pid: int) -> float | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S  # fields 14 and 15
+    return int(fields[11]) / CLOCK_TICKS_PER_S, int(fields[12]) / CLOCK_TICKS_PER_S  # 14, 15
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """utime + stime of a process, in seconds; None once it is gone."""
+    times = process_cpu_times(pid)
+    return None if times is None else times[0] + times[1]
 
 
 def machine_cpu_s() -> tuple[float, float]:
@@ -126,6 +132,9 @@ class ChildProcess:
 
     def cpu_s(self) -> float | None:
         return process_cpu_s(self.pid)
+
+    def cpu_times(self) -> tuple[float, float] | None:
+        return process_cpu_times(self.pid)
 
     # -- stopping it ---------------------------------------------------------------------------
 

@@ -9,6 +9,22 @@ JSON layout (`--json FILE`):
      "command": "..."}
 
 A scenario that could not run has an "error" field instead of figures.
+
+Fields (all counts are of messages whose publish stamp lies in the window):
+- published: what the bench publisher sent; expected = published x clients; delivered: what
+  the clients got (by the end of the drain); throughput_msgs_s = delivered / duration_s.
+- latency_ms: client receive time - header.stamp (publisher's wall clock right before
+  publish); ros_leg_latency_ms: bridge's ROS receive time (record timestamp) - header.stamp;
+  websocket_leg_latency_ms: the rest (bridge receive -> client receive).
+- bridge_received_estimate, lost_before_bridge_estimate, lost_in_bridge_estimate: from the
+  bridge's per-topic record sequence numbers (first..last seen in the window).
+- *_cpu_pct: percent of one core, from utime + stime of each process over the window (exact);
+  bridge_cpu_user_pct / bridge_cpu_system_pct split it (the kernel samples the split at each
+  tick). machine_cpu_busy_pct (percent of all cores) and other_processes_cpu_pct_estimate come
+  from /proc/stat, tick-sampled: rough at light load.
+- idle: idle_cpu_pct = bridge_cpu_pct with no publisher and no client.
+- max_rate: bare_subscriber_msgs_s / _latency_ms: a bare rclpy subscriber (no bridge) on the
+  same publisher, with the QoS the bridge picks: the ceiling.
 """
 from __future__ import annotations
 
@@ -138,7 +154,8 @@ def format_report(results: list[dict[str, Any]], machine: dict[str, Any]) -> str
             f"{_ms(r['ros_leg_latency_ms'])}, bridge->client {_ms(r['websocket_leg_latency_ms'])}")
         lines.append(
             f"  lost before the bridge ~{r['lost_before_bridge_estimate']:,}, inside it "
-            f"~{r['lost_in_bridge_estimate']:,}; CPU % of a core: bridge {r['bridge_cpu_pct']}, "
+            f"~{r['lost_in_bridge_estimate']:,}; CPU % of a core: bridge {r['bridge_cpu_pct']} "
+            f"(user {r['bridge_cpu_user_pct']}, system {r['bridge_cpu_system_pct']}), "
             f"publisher {r['publisher_cpu_pct']}, clients {r['clients_cpu_pct']}"
             + (f", bare subscriber {r['bare_subscriber_cpu_pct']}"
                if "bare_subscriber_cpu_pct" in r else "")

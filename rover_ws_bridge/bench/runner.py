@@ -54,6 +54,7 @@ class _CpuClock:
         self._start: dict[str, float] = {}
         self._start_machine = (0.0, 0.0)
         self._start_wall = 0.0
+        self._bridge_at_start = (0.0, 0.0)
         self.elapsed_s = 0.0
 
     @staticmethod
@@ -64,6 +65,10 @@ class _CpuClock:
         self._start_wall = time.monotonic()
         self._start_machine = machine_cpu_s()
         self._start = {name: self._sum(group) for name, group in self.processes.items()}
+        self._bridge_at_start = self._bridge_times()
+
+    def _bridge_times(self) -> tuple[float, float]:
+        return self.processes["bridge"][0].cpu_times() or (0.0, 0.0)
 
     def stop(self) -> dict[str, float]:
         """Percent of one core per group, and `machine_cpu_busy_pct` of all cores."""
@@ -72,6 +77,13 @@ class _CpuClock:
         self.elapsed_s = time.monotonic() - self._start_wall
         out = {f"{name}_cpu_pct": round(100.0 * (ends[name] - self._start[name])
                                         / self.elapsed_s, 1) for name in self.processes}
+        # User vs kernel time of the bridge: a high system share means wake-ups and socket
+        # writes (per message or per frame), not Python work, are what costs.
+        user, system = self._bridge_times()
+        out["bridge_cpu_user_pct"] = round(100.0 * (user - self._bridge_at_start[0])
+                                           / self.elapsed_s, 1)
+        out["bridge_cpu_system_pct"] = round(100.0 * (system - self._bridge_at_start[1])
+                                             / self.elapsed_s, 1)
         # Tick-sampled by the kernel (HZ), so rough at light load; the per-process figures
         # above are exact (utime + stime are scaled to the scheduler's runtime).
         machine_total = total - self._start_machine[1]
