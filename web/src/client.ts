@@ -1,0 +1,721 @@
+/**
+ * `OptimizedTelemetryClient`: the TypeScript client of the native protocol `rover-ws-bridge.v1`
+ * (docs/PROTOCOL.md), for browsers and Node.js. Behaves like the Python client
+ * (rover_ws_bridge/client.py), plus what a live dashboard needs: reconnection with backoff and
+ * resubscription, clock sync, and client-side metrics.
+ *
+ *     const client = new OptimizedTelemetryClient({
+ *       url: "ws://rover.local:8000", topics: ["/imu", "/odom"],
+ *       targetFrequency: 200, maxLatency: 50, enableCompression: true, enableBatching: true,
+ *     });
+ *     client.onTelemetry((messages, timestamp, latency) => updateUI(messages));
+ *
+ * On Node.js before 22 there is no global WebSocket: pass one, e.g. `WebSocket` from "ws".
+ */
+import { ClockSync, nowMs } from "./clock.js";
+import { COMPRESSION_NAMES } from "./compression.js";
+import { decodeData, ENCODING_NAMES, type EncodingName } from "./encoding.js";
+import { decodeFrame, DEFAULT_MAX_BODY_BYTES, FrameError, PRIORITY_NAMES } from "./frame.js";
+import { ClientMetrics, type ClientMetricsSnapshot } from "./metrics.js";
+import {
+  PROTOCOL_NAME,
+  type BackpressureInfo,
+  type CompressionName,
+  type HelloMessage,
+  type MessagesMessage,
+  type PongMessage,
+  type ServerMessage,
+  type StatusMessage,
+  type TopicInfo,
+} from "./protocol.js";
+
+// -- the WebSocket we need (the browser's, or the `ws` package's on Node.js) ------------------
+
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  readonly protocol: string;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+const WS_OPEN = 1;
+
+// -- public types -----------------------------------------------------------------------------
+
+export interface TelemetryMessage<T = unknown> {
+  topic: string;
+  topicId: number;
+  /** Decoded data: an object (msgpack/json), or the raw bytes (cdr, or `decode: false`). */
+  data: T;
+  /** When the bridge received it from ROS, Unix ns (exact; from JSON frames: to ~256 ns). */
+  timestampNs: bigint;
+  /** The same in ms since the Unix epoch (a float), handy for plots. */
+  timestampMs: number;
+  /** Per-topic counter of messages the bridge received (u32, wraps). */
+  sequence: number;
+  /** 3 CRITICAL, 2 HIGH, 1 NORMAL, 0 LOW */
+  priority: number;
+  encoding: EncodingName;
+  /** Size of the record's data on the wire (before decoding), bytes. */
+  size: number;
+  /** Client clock (ms since the Unix epoch) when the frame carrying it arrived. */
+  receivedAtMs: number;
+  /** Age on arrival: client receive time, corrected to the server clock, minus timestampMs. */
+  latencyMs: number;
+}
+
+/**
+ * Called once per data frame with its messages (a batch: possibly several topics).
+ * `timestamp`: bridge receive time of the oldest message in the batch (ms since the Unix epoch);
+ * `latency`: that message's age on arrival in ms, i.e. the batch's worst latency.
+ */
+export type TelemetryListener = (messages: TelemetryMessage[], timestamp: number, latency: number) => void;
+
+export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+export interface StateDetail {
+  /** Reconnection attempt number (1 = first retry). */
+  attempt?: number;
+  /** When reconnecting: delay before the next attempt, ms. */
+  retryInMs?: number;
+  /** Close code and reason of the connection that was lost. */
+  code?: number;
+  reason?: string;
+}
+
+export interface BackoffOptions {
+  initialDelayMs: number;
+  maxDelayMs: number;
+  factor: number;
+  /** Fraction of the delay taken off at random, so that many clients do not retry in step. */
+  jitter: number;
+}
+
+export interface SubscriptionOptions {
+  encoding?: EncodingName;
+  /** Server-side throttle (max_rate_hz). */
+  maxRateHz?: number;
+}
+
+export interface TelemetryClientOptions {
+  url: string;
+  /** Topics to subscribe (kept across reconnections); "*" = every topic offered, now or later. */
+  topics?: string[];
+  /** Max rate per topic in Hz, enforced by the bridge (`max_rate_hz`). Default: full rate. */
+  targetFrequency?: number;
+  /** Latency budget in ms: records that arrive older than this are counted in metrics.late. */
+  maxLatency?: number;
+  /** true -> configure compression "lz4", false -> "none"; or a name. Default: the server's. */
+  enableCompression?: boolean | CompressionName;
+  /** configure batching on/off. Default: the server's (on). */
+  enableBatching?: boolean;
+  /** Encoding of the subscriptions made from `topics`. Default msgpack. */
+  encoding?: EncodingName;
+  /** WebSocket implementation; default globalThis.WebSocket (browsers, Node.js >= 22). */
+  WebSocket?: WebSocketConstructor;
+  /** Connect from the constructor (on the next microtask). Default true. */
+  autoConnect?: boolean;
+  /** Reconnection backoff, or false to stay closed once the connection is lost. */
+  reconnect?: Partial<BackoffOptions> | false;
+  /** Interval of clock-sync pings once synced, ms. Default 2000. */
+  pingIntervalMs?: number;
+  /** How long a request waits for its reply, ms. Default 10000. */
+  requestTimeoutMs?: number;
+  /** Refuse frames announcing a bigger body (decompression bomb guard). Default 256 MiB. */
+  maxBodyBytes?: number;
+  /** Decode record data (msgpack/json). Default true; false hands the raw bytes. */
+  decode?: boolean;
+}
+
+export class BridgeError extends Error {
+  override name = "BridgeError";
+  constructor(readonly code: string, message: string) {
+    super(`${code}: ${message}`);
+  }
+}
+
+export interface ClientEvents {
+  state: (state: ConnectionState, detail: StateDetail) => void;
+  hello: (hello: HelloMessage) => void;
+  topics: (topics: TopicInfo[]) => void;
+  status: (status: StatusMessage) => void;
+  backpressure: (info: BackpressureInfo, status: StatusMessage) => void;
+  error: (error: Error) => void;
+}
+
+const DEFAULT_BACKOFF: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_000, factor: 2, jitter: 0.2 };
+// Pings right after connecting come quickly, so the clock offset is good within a second.
+const FAST_PINGS = 4;
+const FAST_PING_INTERVAL_MS = 200;
+const MAX_STATUSES = 100;
+const ALL_TOPICS = "*";
+
+interface Pending {
+  resolve: (message: ServerMessage) => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+  sentAtMs: number;
+}
+
+interface Wanted {
+  encoding: EncodingName;
+  maxRateHz?: number;
+}
+
+function sameWanted(a: Wanted | undefined, b: Wanted): boolean {
+  return a !== undefined && a.encoding === b.encoding && a.maxRateHz === b.maxRateHz;
+}
+
+export class OptimizedTelemetryClient {
+  readonly url: string;
+  private readonly options: TelemetryClientOptions;
+  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly backoff: BackoffOptions | null;
+
+  private ws: WebSocketLike | null = null;
+  private generation = 0;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private pingTimer: ReturnType<typeof setTimeout> | null = null;
+  private pingsSent = 0;
+  private attempt = 0;
+  private userClosed = false;
+  private everOpened = false;
+  /** The connection (generation) whose session set-up has started. */
+  private setUpFor = -1;
+  private syncing: Promise<void> = Promise.resolve();
+
+  private readonly telemetryListeners = new Set<TelemetryListener>();
+  private readonly listeners: { [K in keyof ClientEvents]: Set<ClientEvents[K]> } = {
+    state: new Set(), hello: new Set(), topics: new Set(), status: new Set(), backpressure: new Set(), error: new Set(),
+  };
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  /** Subscriptions the user wants (topic name or "*"), replayed on every connection. */
+  private readonly wanted = new Map<string, Wanted>();
+  /** Topics excluded from "*" by an explicit unsubscribe. */
+  private readonly excluded = new Set<string>();
+  /** What the server confirmed on the current connection. */
+  private active = new Map<string, Wanted>();
+  private topicsByName = new Map<string, TopicInfo>();
+  private namesById = new Map<number, string>();
+
+  state: ConnectionState = "idle";
+  hello: HelloMessage | null = null;
+  backpressure: BackpressureInfo | null = null;
+  /** The last status messages (backpressure, warnings, errors), oldest first. */
+  readonly statuses: StatusMessage[] = [];
+  readonly clock = new ClockSync();
+  readonly counters: ClientMetrics;
+
+  constructor(options: TelemetryClientOptions) {
+    this.options = options;
+    this.url = options.url;
+    const impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (impl === undefined) {
+      throw new Error("no WebSocket implementation: pass options.WebSocket "
+        + "(on Node.js before 22: `import WebSocket from \"ws\"`)");
+    }
+    this.WebSocketImpl = impl;
+    this.backoff = options.reconnect === false ? null : { ...DEFAULT_BACKOFF, ...(options.reconnect ?? {}) };
+    this.counters = new ClientMetrics(options.maxLatency ?? Infinity);
+    const encoding = options.encoding ?? "msgpack";
+    for (const topic of options.topics ?? []) {
+      this.wanted.set(topic, { encoding, maxRateHz: options.targetFrequency });
+    }
+    // The outcome shows in the `state` and `error` events; nobody awaits this promise.
+    if (options.autoConnect !== false) queueMicrotask(() => void this.connect().catch(() => undefined));
+  }
+
+  // -- events -----------------------------------------------------------------------------------
+
+  /** Data, one call per frame. Returns a function that removes the listener. */
+  onTelemetry(listener: TelemetryListener): () => void {
+    this.telemetryListeners.add(listener);
+    return () => this.telemetryListeners.delete(listener);
+  }
+
+  on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void {
+    (this.listeners[event] as Set<ClientEvents[K]>).add(listener);
+    return () => (this.listeners[event] as Set<ClientEvents[K]>).delete(listener);
+  }
+
+  private emit<K extends keyof ClientEvents>(event: K, ...args: Parameters<ClientEvents[K]>): void {
+    for (const listener of this.listeners[event]) {
+      try {
+        (listener as (...a: Parameters<ClientEvents[K]>) => void)(...args);
+      } catch (error) {
+        if (event !== "error") this.emit("error", error as Error);
+        else console.error(error);
+      }
+    }
+  }
+
+  // -- connection -------------------------------------------------------------------------------
+
+  /** Start connecting (idempotent); resolves once connected and subscribed. */
+  connect(): Promise<void> {
+    if (this.state === "idle" || this.state === "closed") {
+      this.userClosed = false;
+      this.open();
+    }
+    return this.ready();
+  }
+
+  /** Resolves when the client is (or next becomes) open; rejects on close() or timeout. */
+  ready(timeoutMs?: number): Promise<void> {
+    if (this.state === "open") return Promise.resolve();
+    if (this.state === "closed") return Promise.reject(new Error(`client of ${this.url} is closed`));
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waiter = {
+        resolve: () => { clearTimeout(timer); resolve(); },
+        reject: (e: Error) => { clearTimeout(timer); reject(e); },
+      };
+      this.readyWaiters.push(waiter);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+          reject(new Error(`not connected to ${this.url} within ${timeoutMs} ms (state: ${this.state})`));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /** Close for good (no reconnection). */
+  close(code = 1000, reason = "client closed"): void {
+    this.userClosed = true;
+    this.clearTimers();
+    const ws = this.ws;
+    this.ws = null;
+    this.generation++;
+    if (ws !== null) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        // already closing
+      }
+    }
+    this.failPending(new Error("client closed"));
+    this.setState("closed", { code, reason });
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) w.reject(new Error("client closed"));
+  }
+
+  private open(): void {
+    const generation = ++this.generation;
+    this.setState(this.everOpened || this.attempt > 0 ? "reconnecting" : "connecting",
+      { attempt: this.attempt || undefined });
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WebSocketImpl(this.url, [PROTOCOL_NAME]);
+    } catch (error) {
+      this.emit("error", error as Error);
+      this.scheduleReconnect({ code: 1006, reason: (error as Error).message });
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    this.clock.reset();
+    ws.onmessage = (event) => {
+      if (generation === this.generation) this.onFrame(event.data);
+    };
+    ws.onclose = (event) => {
+      if (generation === this.generation) this.onClose(event.code, event.reason);
+    };
+    ws.onerror = () => {
+      // Always followed by a close event, which is where the state changes.
+    };
+  }
+
+  private onClose(code: number, reason: string): void {
+    this.ws = null;
+    this.generation++;
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
+    this.pingTimer = null;
+    this.failPending(new Error(`connection closed (${code}${reason ? ` ${reason}` : ""})`));
+    this.active = new Map();
+    this.counters.connectionRestarted();
+    if (this.userClosed) return;
+    this.scheduleReconnect({ code, reason });
+  }
+
+  private scheduleReconnect(detail: StateDetail): void {
+    if (this.backoff === null) {
+      this.setState("closed", detail);
+      for (const w of this.readyWaiters.splice(0)) w.reject(new Error(`connection to ${this.url} closed`));
+      return;
+    }
+    const { initialDelayMs, maxDelayMs, factor, jitter } = this.backoff;
+    const base = Math.min(maxDelayMs, initialDelayMs * factor ** this.attempt);
+    const delay = Math.round(base * (1 - jitter * Math.random()));
+    this.attempt++;
+    this.setState("reconnecting", { ...detail, attempt: this.attempt, retryInMs: delay });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.userClosed) {
+        this.counters.reconnects++;
+        this.open();
+      }
+    }, delay);
+  }
+
+  private setState(state: ConnectionState, detail: StateDetail = {}): void {
+    this.state = state;
+    this.emit("state", state, detail);
+  }
+
+  private clearTimers(): void {
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
+    this.reconnectTimer = null;
+    this.pingTimer = null;
+  }
+
+  private failPending(error: Error): void {
+    const pending = this.pending;
+    this.pending = new Map();
+    for (const p of pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(error);
+    }
+  }
+
+  /** After `hello` and `topics`: configure, subscribe, start the clock sync; then open. */
+  private async setUp(generation: number): Promise<void> {
+    const { enableCompression, enableBatching } = this.options;
+    try {
+      if (enableCompression !== undefined || enableBatching !== undefined) {
+        const request: Record<string, unknown> = { op: "configure" };
+        if (enableCompression !== undefined) {
+          request.compression = typeof enableCompression === "string" ? enableCompression
+            : enableCompression ? "lz4" : "none";
+        }
+        if (enableBatching !== undefined) request.batching = enableBatching;
+        await this.request(request);
+      }
+      await this.queueSync();
+    } catch (error) {
+      if (generation !== this.generation) return;
+      this.emit("error", error as Error);
+    }
+    if (generation !== this.generation) return;
+    this.attempt = 0;
+    this.everOpened = true;
+    this.setState("open");
+    for (const w of this.readyWaiters.splice(0)) w.resolve();
+  }
+
+  // -- requests -----------------------------------------------------------------------------------
+
+  /** Send a control message and wait for its reply; a status error rejects with BridgeError. */
+  request(message: Record<string, unknown>, timeoutMs = this.options.requestTimeoutMs ?? 10_000): Promise<ServerMessage> {
+    const ws = this.ws;
+    if (ws === null || ws.readyState !== WS_OPEN) return Promise.reject(new Error("not connected"));
+    const id = this.nextId++;
+    return new Promise<ServerMessage>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`no reply to ${String(message.op)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer, sentAtMs: nowMs() });
+      ws.send(JSON.stringify({ ...message, id }));
+    });
+  }
+
+  /** Add topics to the subscriptions (kept across reconnections); "*" = every topic. */
+  async subscribe(topics: string | string[], options: SubscriptionOptions = {}): Promise<void> {
+    const wanted: Wanted = { encoding: options.encoding ?? this.options.encoding ?? "msgpack", maxRateHz: options.maxRateHz };
+    for (const topic of typeof topics === "string" ? [topics] : topics) {
+      this.wanted.set(topic, wanted);
+      this.excluded.delete(topic);
+    }
+    if (this.ws !== null && this.setUpFor === this.generation) await this.queueSync();
+  }
+
+  async unsubscribe(topics: string | string[]): Promise<void> {
+    const names = typeof topics === "string" ? [topics] : topics;
+    for (const topic of names) {
+      this.wanted.delete(topic);
+      if (this.wanted.has(ALL_TOPICS) && topic !== ALL_TOPICS) this.excluded.add(topic);
+    }
+    const drop = [...this.active.keys()].filter((name) => this.desired(name) === undefined);
+    if (drop.length > 0 && this.ws !== null) {
+      for (const name of drop) this.active.delete(name);
+      await this.request({ op: "unsubscribe", topics: drop });
+    }
+  }
+
+  /** Whether the client subscribes `topic` when it is offered (explicitly or through "*"). */
+  wants(topic: string): boolean {
+    return this.desired(topic) !== undefined;
+  }
+
+  /** The subscription a topic should have, if any. */
+  private desired(name: string): Wanted | undefined {
+    const explicit = this.wanted.get(name);
+    if (explicit !== undefined) return explicit;
+    if (this.excluded.has(name)) return undefined;
+    return this.wanted.get(ALL_TOPICS);
+  }
+
+  /** Run syncSubscriptions after any still running: one at a time, in order. */
+  private queueSync(): Promise<void> {
+    const run = this.syncing.then(() => this.syncSubscriptions());
+    this.syncing = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Subscribe what is wanted and offered but not yet subscribed as wanted on this connection. */
+  private async syncSubscriptions(): Promise<void> {
+    const groups = new Map<string, { wanted: Wanted; topics: string[] }>();
+    for (const name of this.topicsByName.keys()) {
+      const wanted = this.desired(name);
+      if (wanted === undefined || sameWanted(this.active.get(name), wanted)) continue;
+      const key = `${wanted.encoding}|${wanted.maxRateHz ?? ""}`;
+      const group = groups.get(key) ?? { wanted, topics: [] };
+      group.topics.push(name);
+      groups.set(key, group);
+    }
+    for (const { wanted, topics } of groups.values()) {
+      const request: Record<string, unknown> = { op: "subscribe", topics, encoding: wanted.encoding };
+      if (wanted.maxRateHz !== undefined) request.max_rate_hz = wanted.maxRateHz;
+      for (const topic of topics) this.active.set(topic, wanted);
+      try {
+        await this.request(request);
+      } catch (error) {
+        for (const topic of topics) this.active.delete(topic);
+        throw error;
+      }
+    }
+  }
+
+  /** Ask for the topic list again (answered by `topics`). */
+  async listTopics(): Promise<TopicInfo[]> {
+    await this.request({ op: "list_topics" });
+    return this.topics;
+  }
+
+  /** One clock-sync round trip; returns the RTT in ms. */
+  async ping(): Promise<number> {
+    const t0 = nowMs();
+    const reply = (await this.request({ op: "ping", client_time_ns: Math.round(t0 * 1e6) })) as PongMessage;
+    const t1 = nowMs();
+    this.clock.addRoundTrip(t0, t1, Number(reply.server_time_ns) / 1e6);
+    return t1 - t0;
+  }
+
+  private schedulePing(generation: number): void {
+    const interval = this.pingsSent < FAST_PINGS ? FAST_PING_INTERVAL_MS : (this.options.pingIntervalMs ?? 2000);
+    this.pingTimer = setTimeout(() => {
+      this.pingTimer = null;
+      if (generation !== this.generation) return;
+      this.pingsSent++;
+      this.ping().catch(() => undefined).finally(() => {
+        if (generation === this.generation) this.schedulePing(generation);
+      });
+    }, this.pingsSent === 0 ? 0 : interval);
+  }
+
+  // -- state --------------------------------------------------------------------------------------
+
+  /** Topics the server offers now. */
+  get topics(): TopicInfo[] {
+    return [...this.topicsByName.values()];
+  }
+
+  /** Topics subscribed on the current connection. */
+  get subscriptions(): string[] {
+    return [...this.active.keys()];
+  }
+
+  /** A snapshot of the client-side metrics. */
+  metrics(): ClientMetricsSnapshot {
+    return this.counters.snapshot(nowMs(), this.clock.offsetMs, this.clock.roundTripMs);
+  }
+
+  /**
+   * STATS HOOK (not wired yet). The metrics issue adds a `stats` op for clients to report these
+   * figures to the bridge; docs/PROTOCOL.md does not define it yet, so this client sends
+   * nothing. When it lands: if `hello.capabilities` announces it, send
+   * `{op: "stats", ...statsReport()}` every few seconds from `schedulePing`'s timer, with the
+   * field names the protocol then defines (the snake_case names below are a proposal).
+   */
+  statsReport(): Record<string, unknown> {
+    const m = this.metrics();
+    return {
+      latency_ms: { p50: m.latencyMs.p50, p95: m.latencyMs.p95, p99: m.latencyMs.p99 },
+      messages_per_second: m.messagesPerSecond,
+      bytes_received: m.bytesReceived,
+      decode_time_ms: m.decodeTimeMs.mean,
+      drops: m.drops,
+      clock_offset_ms: m.clockOffsetMs,
+    };
+  }
+
+  // -- receiving ----------------------------------------------------------------------------------
+
+  private onFrame(data: unknown): void {
+    const now = nowMs();
+    if (typeof data === "string") {
+      this.counters.frameReceived(data.length, now);
+      this.onText(data, now);
+    } else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data)
+        : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      this.counters.frameReceived(bytes.length, now);
+      this.onBinary(bytes, now);
+    } else {
+      this.emit("error", new Error(`unexpected frame type ${Object.prototype.toString.call(data)}`));
+    }
+  }
+
+  private onBinary(bytes: Uint8Array, now: number): void {
+    const started = performance.now();
+    let messages: TelemetryMessage[];
+    let compression: "none" | "lz4" | "zlib";
+    try {
+      const frame = decodeFrame(bytes, this.options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+      compression = COMPRESSION_NAMES[frame.compression];
+      const decode = this.options.decode !== false;
+      messages = frame.records.map((r) => ({
+        topic: this.namesById.get(r.topicId) ?? "?",
+        topicId: r.topicId,
+        data: decode ? decodeData(r.data, r.encoding) : r.data,
+        timestampNs: r.timestampNs,
+        timestampMs: Number(r.timestampNs) / 1e6,
+        sequence: r.sequence,
+        priority: r.priority,
+        encoding: ENCODING_NAMES[r.encoding] ?? "cdr",
+        size: r.data.length,
+        receivedAtMs: now,
+        latencyMs: 0,
+      }));
+    } catch (error) {
+      this.counters.frameErrors++;
+      this.emit("error", error instanceof FrameError ? error : new FrameError(`undecodable frame: ${(error as Error).message}`));
+      return;
+    }
+    this.counters.frameDecoded(compression, performance.now() - started);
+    this.deliver(messages, now);
+  }
+
+  private onText(text: string, now: number): void {
+    let message: ServerMessage;
+    try {
+      message = JSON.parse(text) as ServerMessage;
+    } catch {
+      this.emit("error", new Error(`server sent text that is not JSON: ${text.slice(0, 80)}`));
+      return;
+    }
+    switch (message.op) {
+      case "messages":
+        this.onJsonMessages(message, now);
+        return;
+      case "hello":
+        this.hello = message;
+        this.clock.addHint(now, message.server_time_ns / 1e6);
+        this.emit("hello", message);
+        break;
+      case "topics":
+        this.setTopics(message.topics);
+        if (this.setUpFor !== this.generation) {
+          // The second frame of a connection: set the session up.
+          this.setUpFor = this.generation;
+          this.syncing = Promise.resolve();
+          this.pingsSent = 0;
+          this.schedulePing(this.generation);
+          void this.setUp(this.generation);
+        }
+        break;
+      case "topics_update":
+        for (const t of message.removed) this.topicsByName.delete(t.name);
+        for (const t of [...message.added, ...message.changed]) this.topicsByName.set(t.name, t);
+        this.setTopics([...this.topicsByName.values()]);
+        // Also while the session is being set up: a topic can appear between our subscribe
+        // request and its reply.
+        if (this.setUpFor === this.generation) {
+          this.queueSync().catch((error: Error) => this.emit("error", error));
+        }
+        break;
+      case "status":
+        this.statuses.push(message);
+        if (this.statuses.length > MAX_STATUSES) this.statuses.shift();
+        if (message.code === "backpressure" && message.backpressure !== undefined) {
+          this.backpressure = message.backpressure;
+          this.emit("backpressure", message.backpressure, message);
+        }
+        this.emit("status", message);
+        break;
+      default:
+        break;
+    }
+    const id = (message as { id?: unknown }).id;
+    if (typeof id !== "number") return;
+    const pending = this.pending.get(id);
+    if (pending === undefined) return;
+    if (message.op === "status") {
+      if (message.level !== "error") return; // a warning accompanies the real reply
+      this.pending.delete(id);
+      clearTimeout(pending.timer);
+      pending.reject(new BridgeError(message.code, message.message));
+    } else {
+      this.pending.delete(id);
+      clearTimeout(pending.timer);
+      pending.resolve(message);
+    }
+  }
+
+  private setTopics(topics: TopicInfo[]): void {
+    this.topicsByName = new Map(topics.map((t) => [t.name, t]));
+    // A topic keeps its id for the server's lifetime: old ids stay resolvable.
+    for (const t of topics) this.namesById.set(t.id, t.name);
+    this.emit("topics", topics);
+  }
+
+  private onJsonMessages(message: MessagesMessage, now: number): void {
+    const messages: TelemetryMessage[] = message.messages.map((m) => ({
+      topic: m.topic,
+      topicId: m.topic_id,
+      data: m.data,
+      // JSON numbers are doubles: exact to ~256 ns at today's Unix times.
+      timestampNs: BigInt(m.timestamp_ns),
+      timestampMs: m.timestamp_ns / 1e6,
+      sequence: m.sequence,
+      priority: typeof m.priority === "number" ? m.priority : PRIORITY_NAMES.indexOf(m.priority),
+      encoding: "json",
+      size: 0,
+      receivedAtMs: now,
+      latencyMs: 0,
+    }));
+    this.deliver(messages, now);
+  }
+
+  private deliver(messages: TelemetryMessage[], now: number): void {
+    if (messages.length === 0) return;
+    const serverNow = now + this.clock.offsetMs;
+    let oldest = Infinity;
+    for (const m of messages) {
+      m.latencyMs = serverNow - m.timestampMs;
+      if (m.timestampMs < oldest) oldest = m.timestampMs;
+      this.counters.record(m.topic, m.sequence, m.size, m.latencyMs, now);
+    }
+    const latency = serverNow - oldest;
+    for (const listener of this.telemetryListeners) {
+      try {
+        listener(messages, oldest, latency);
+      } catch (error) {
+        this.emit("error", error as Error);
+      }
+    }
+  }
+}

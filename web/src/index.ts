@@ -1,0 +1,40 @@
+export {
+  OptimizedTelemetryClient,
+  BridgeError,
+  type TelemetryClientOptions,
+  type TelemetryMessage,
+  type TelemetryListener,
+  type ConnectionState,
+  type StateDetail,
+  type BackoffOptions,
+  type SubscriptionOptions,
+  type ClientEvents,
+  type WebSocketLike,
+  type WebSocketConstructor,
+} from "./client.js";
+export {
+  decodeFrame,
+  FrameError,
+  RecordEncoding,
+  Priority,
+  PRIORITY_NAMES,
+  FRAME_VERSION,
+  HEADER_SIZE,
+  RECORD_HEADER_SIZE,
+  type Frame,
+  type FrameRecord,
+  type PriorityName,
+} from "./frame.js";
+export { Compression, decompress, DecompressionError } from "./compression.js";
+export { decodeData, type EncodingName } from "./encoding.js";
+export { ClockSync, nowMs } from "./clock.js";
+export {
+  ClientMetrics,
+  SampleWindow,
+  RateMeter,
+  SequenceTracker,
+  type ClientMetricsSnapshot,
+  type TopicMetrics,
+  type Percentiles,
+} from "./metrics.js";
+export * from "./protocol.js";

@@ -1,0 +1,161 @@
+// A scripted stand-in for the bridge (a `ws` server speaking just enough rover-ws-bridge.v1)
+// for unit tests of the client's protocol logic: set-up order, replies, reconnection.
+import { encode } from "@msgpack/msgpack";
+import { WebSocketServer, type WebSocket } from "ws";
+import type { AddressInfo } from "node:net";
+
+export const TOPICS = [
+  { id: 1, name: "/imu", type: "sensor_msgs/msg/Imu", priority: "NORMAL", transient_local: false },
+  { id: 2, name: "/odom", type: "nav_msgs/msg/Odometry", priority: "HIGH", transient_local: false },
+  { id: 3, name: "/estop", type: "std_msgs/msg/Bool", priority: "CRITICAL", transient_local: true },
+];
+
+export interface RecordSpec {
+  timestampNs: bigint;
+  topicId: number;
+  sequence: number;
+  priority: number;
+  data: unknown;
+}
+
+/** An uncompressed frame (docs/PROTOCOL.md), msgpack-encoded records. */
+export function encodeFrame(records: RecordSpec[]): Uint8Array {
+  const datas = records.map((r) => encode(r.data));
+  const bodySize = datas.reduce((n, d) => n + 22 + d.length, 0);
+  const out = new Uint8Array(16 + bodySize);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, records.length, true);
+  v.setUint32(4, out.length, true);
+  v.setUint8(8, 1);
+  v.setUint32(12, bodySize, true);
+  let at = 16;
+  records.forEach((r, i) => {
+    v.setBigUint64(at, r.timestampNs, true);
+    v.setUint32(at + 8, r.topicId, true);
+    v.setUint32(at + 12, r.sequence, true);
+    v.setUint8(at + 16, r.priority);
+    v.setUint8(at + 17, 1);
+    v.setUint32(at + 18, datas[i].length, true);
+    out.set(datas[i], at + 22);
+    at += 22 + datas[i].length;
+  });
+  return out;
+}
+
+export class FakeBridge {
+  readonly server: WebSocketServer;
+  readonly requests: Record<string, unknown>[] = [];
+  readonly sockets = new Set<WebSocket>();
+  connections = 0;
+  topics = [...TOPICS];
+  /** Server clock minus real time, ms: lets a test check the client's clock-offset estimate. */
+  clockSkewMs = 0;
+  /** Delay of the `subscribed` replies, ms (to open the window for races). */
+  subscribeReplyDelayMs = 0;
+
+  private constructor(server: WebSocketServer) {
+    this.server = server;
+    server.on("connection", (ws) => this.onConnection(ws));
+  }
+
+  static async start(port = 0): Promise<FakeBridge> {
+    const server = new WebSocketServer({ host: "127.0.0.1", port, handleProtocols: (p) => (p.has("rover-ws-bridge.v1") ? "rover-ws-bridge.v1" : false) });
+    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    return new FakeBridge(server);
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  private serverTimeNs(): number {
+    return (Date.now() + this.clockSkewMs) * 1e6;
+  }
+
+  private onConnection(ws: WebSocket): void {
+    this.connections++;
+    this.sockets.add(ws);
+    ws.on("close", () => this.sockets.delete(ws));
+    this.send(ws, {
+      op: "hello", server: "fake", version: "0", protocol: "rover-ws-bridge.v1", frame_version: 1, session_id: this.connections,
+      server_time_ns: this.serverTimeNs(),
+      capabilities: { encodings: ["msgpack", "json", "cdr"], compressions: ["lz4", "zlib", "none"], batching: true, max_rate: true, priorities: [] },
+      defaults: { compression: "lz4", max_batch_messages: 50, compression_threshold_bytes: 512, outbox_max_bytes: 4194304 },
+    });
+    this.send(ws, { op: "topics", topics: this.topics });
+    ws.on("message", (raw) => {
+      const m = JSON.parse(raw.toString()) as Record<string, unknown>;
+      this.requests.push(m);
+      const id = m.id;
+      switch (m.op) {
+        case "configure":
+          this.send(ws, { op: "configured", id, compression: m.compression ?? "lz4", batching: m.batching ?? true });
+          break;
+        case "subscribe": {
+          const names = m.topics as string[];
+          const unknown = names.filter((n) => !this.topics.some((t) => t.name === n));
+          if (unknown.length > 0) {
+            this.send(ws, { op: "status", level: "error", code: "unknown_topic", message: `unknown topic(s): ${unknown.join(", ")}`, id });
+          } else {
+            const reply = { op: "subscribed", id, subscriptions: names.map((n) => ({ topic: n, topic_id: this.topics.find((t) => t.name === n)!.id, encoding: m.encoding, max_rate_hz: m.max_rate_hz ?? null })) };
+            setTimeout(() => this.send(ws, reply), this.subscribeReplyDelayMs);
+          }
+          break;
+        }
+        case "unsubscribe":
+          this.send(ws, { op: "unsubscribed", id, topics: m.topics });
+          break;
+        case "ping":
+          this.send(ws, { op: "pong", id, client_time_ns: m.client_time_ns, server_time_ns: this.serverTimeNs() });
+          break;
+        case "list_topics":
+          this.send(ws, { op: "topics", id, topics: this.topics });
+          break;
+        default:
+          this.send(ws, { op: "status", level: "error", code: "unknown_op", message: "?", id });
+      }
+    });
+  }
+
+  send(ws: WebSocket, message: unknown): void {
+    ws.send(JSON.stringify(message));
+  }
+
+  broadcast(message: unknown): void {
+    for (const ws of this.sockets) this.send(ws, message);
+  }
+
+  sendFrame(records: RecordSpec[]): void {
+    const frame = encodeFrame(records);
+    for (const ws of this.sockets) ws.send(frame);
+  }
+
+  /** Cut every connection abruptly (as a lost Wi-Fi link would). */
+  dropConnections(): void {
+    for (const ws of this.sockets) ws.terminate();
+  }
+
+  ops(op: string): Record<string, unknown>[] {
+    return this.requests.filter((r) => r.op === op);
+  }
+
+  async stop(): Promise<void> {
+    this.dropConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Poll until `check` is truthy (generous deadline: tests never assert timings). */
+export async function waitFor<T>(check: () => T | undefined | null | false, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
