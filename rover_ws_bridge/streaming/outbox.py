@@ -80,6 +80,9 @@ class Outbox:
         self.queued_bytes = 0  # non-CRITICAL
         self.critical_bytes = 0
         self.queued_records = 0
+        # Highest queued_bytes since the last take_peak(): conflation can bring the outbox
+        # back down between two looks, and a report must still show how full it got.
+        self.peak_bytes = 0
         self.state = BackpressureState.OK
         self.totals = OutboxCounts()
         # (topic_id, priority) -> counts, for per-topic and per-priority reporting.
@@ -93,6 +96,12 @@ class Outbox:
     @property
     def utilization(self) -> float:
         return self.queued_bytes / self.limits.max_bytes
+
+    def take_peak_utilization(self) -> float:
+        """Peak utilization since the previous call (then restart from the current fill)."""
+        peak = self.peak_bytes / self.limits.max_bytes
+        self.peak_bytes = self.queued_bytes
+        return peak
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -130,6 +139,8 @@ class Outbox:
             return
         self._append(record, size, priority)
         self.queued_bytes += size
+        if self.queued_bytes > self.peak_bytes:
+            self.peak_bytes = self.queued_bytes
         self._update_state()
 
     def pop_batch(self, max_records: int) -> list[Record]:

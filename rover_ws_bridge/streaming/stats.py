@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import socket
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +70,7 @@ class StatsCollector:
             [int(v * 1e6) for v in baseline_samples_ms] if baseline_samples_ms else None)
         self.baseline_source = "file" if self.baseline_ns else None
         self.regression: dict[str, Any] | None = None
-        self._recent_ns: deque[int] = deque(maxlen=BASELINE_SAMPLES)
+        self._peaks: dict[int, float] = {}  # session id -> peak utilization in the last period
 
     # -- the 1 Hz housekeeping -----------------------------------------------------------------
 
@@ -86,6 +85,7 @@ class StatsCollector:
         for topic_id, count in self.metrics.records_sent.items():
             self._out_rates.setdefault(topic_id, RateMeter()).update(count, now)
         self._bytes_wire_rate.update(self.metrics.bytes_wire, now)
+        self._peaks = {s.id: s.outbox.take_peak_utilization() for s in self.server.sessions}
         self._received_rate.update(self.router.received, now)
         self._detect_regression()
 
@@ -174,7 +174,9 @@ class StatsCollector:
             slot["dropped"] += c.dropped
             slot["conflated"] += c.conflated
             slot["delivered"] += c.delivered
+        peak = max(self._peaks.get(s.id, 0.0), o.utilization)
         return {"state": o.state.value, "utilization": round(o.utilization, 4),
+                "peak_utilization": round(peak, 4),
                 "queued_records": len(o), "queued_bytes": o.queued_bytes,
                 "critical_bytes": o.critical_bytes, "max_bytes": o.limits.max_bytes,
                 "pushed": o.totals.pushed, "delivered": o.totals.delivered,
@@ -185,7 +187,8 @@ class StatsCollector:
         clients = [{"id": s.id, "remote": s.remote, **self._backpressure_of(s)}
                    for s in sorted(self.server.sessions, key=lambda s: s.id)]
         return {
-            "max_utilization": max((c["utilization"] for c in clients), default=0.0),
+            # Worst fill over the last statistics period, not the fill of this instant.
+            "max_utilization": max((c["peak_utilization"] for c in clients), default=0.0),
             "dropped": sum(c["dropped"] for c in clients),
             "conflated": sum(c["conflated"] for c in clients),
             "handoff_dropped": self.handoff.dropped if self.handoff else 0,
@@ -248,7 +251,8 @@ class StatsCollector:
                   "overflow_disconnects": str(bp["overflow_disconnects"])}
         for c in bp["clients"]:
             values[f"client {c['id']} ({c['remote']})"] = (
-                f"{c['state']} {c['utilization']:.3f} dropped={c['dropped']} "
+                f"{c['state']} now {c['utilization']:.3f} peak {c['peak_utilization']:.3f} "
+                f"dropped={c['dropped']} "
                 f"conflated={c['conflated']}")
         statuses.append(DiagnosticStatusData(
             prefix + "Backpressure", level,
