@@ -128,6 +128,26 @@ describe("dashboard served by the bridge", () => {
     }, null, { timeout: LONG });
     await page.screenshot({ path: `${OUTPUT}dashboard.png`, fullPage: true });
     expect(pageErrors).toEqual([]);
+
+    // Reported, not asserted (no test asserts a time): how smooth the page is at full rate.
+    const smooth = await page.evaluate(() => new Promise<string>((resolve) => {
+      const client = (window as unknown as { roverClient: { metrics(): { messages: number } } }).roverClient;
+      const start = performance.now();
+      const messages = client.metrics().messages;
+      let frames = 0;
+      let worst = 0;
+      let last = start;
+      const tick = (now: number) => {
+        frames++;
+        worst = Math.max(worst, now - last);
+        last = now;
+        if (now - start < 2000) requestAnimationFrame(tick);
+        else resolve(`${(frames / ((now - start) / 1000)).toFixed(0)} frames/s (longest frame ${worst.toFixed(0)} ms) `
+          + `while receiving ${((client.metrics().messages - messages) / ((now - start) / 1000)).toFixed(0)} msgs/s`);
+      };
+      requestAnimationFrame(tick);
+    }));
+    console.log(`dashboard rendering: ${smooth}`);
   });
 
   it("shows a banner while the link is down, and recovers when the bridge is back", async () => {
