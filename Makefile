@@ -10,6 +10,8 @@ run: venv
 
 # Every test: installs what the tests need first.
 test: test-venv
+	@scripts/install_web_test_deps.sh
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
 bench: venv
@@ -22,4 +24,4 @@ test-venv:
 	@scripts/bootstrap_venv.sh --test
 
 clean:
-	rm -rf $(VENV) build install log test-output .pytest_cache
+	rm -rf $(VENV) build install log test-output .pytest_cache web/node_modules

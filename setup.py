@@ -15,7 +15,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
-    package_data={PACKAGE: ["py.typed", "dashboard/*", "dashboard/**/*"]},
+    package_data={PACKAGE: ["py.typed", "dashboard/*", "dashboard/assets/*"]},
     # ROS 2 itself (rclpy, message packages) is deliberately absent: on a rover it comes from
     # apt, and pip copies would clash. The standalone venv installs requirements-ros.txt.
     install_requires=["websockets>=13", "msgpack>=1.0", "lz4>=4.0", "PyYAML>=5.4", "numpy"],
