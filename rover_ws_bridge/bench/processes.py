@@ -45,6 +45,38 @@ def process_cpu_s(pid: int) -> float | None:
     return None if times is None else times[0] + times[1]
 
 
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process, MiB: "rss" now, "hwm" its peak since it started (from
+    /proc/<pid>/status VmRSS and VmHWM); empty once it is gone."""
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line[2:5].lower()] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
+def tcp_send_queue_bytes(local_port: int, remote_port: int) -> int | None:
+    """Bytes the kernel holds unsent or unacknowledged on the loopback TCP connection
+    local_port -> remote_port (tx_queue in /proc/net/tcp[6]); None if there is none."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    local, remote, queues = fields[1], fields[2], fields[4]
+                    if (int(local.rsplit(":", 1)[1], 16) == local_port
+                            and int(remote.rsplit(":", 1)[1], 16) == remote_port):
+                        return int(queues.split(":")[0], 16)
+        except OSError:
+            continue
+    return None
+
+
 def machine_cpu_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
     with open("/proc/stat") as f:

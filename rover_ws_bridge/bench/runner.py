@@ -8,7 +8,11 @@ Timeline of a scenario:
 The window is a pair of wall-clock instants sent to every child. The publisher counts the
 messages it stamps inside it (`published`); clients count the records stamped inside it that
 reach them by the end of the drain (`delivered`). CPU time of every process (utime + stime from
-/proc/<pid>/stat) is sampled at the window's start and end.
+/proc/<pid>/stat) is sampled at the window's start and end, and the bridge's resident memory
+too. At the window's end the bridge's /api/performance/backpressure is read (ours only).
+
+`bridge="foxglove-sdk"` runs the same scenario through the peer (bench/foxglove_peer.py) with
+the same publisher and the same client harness speaking the Foxglove protocol.
 
 The idle scenario runs the bridge alone and only samples its CPU.
 """
@@ -21,19 +25,38 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from .processes import ChildProcess, machine_cpu_s
+from ..config import BridgeConfig
+from .processes import (
+    BenchError,
+    ChildProcess,
+    machine_cpu_s,
+    process_memory_mb,
+    tcp_send_queue_bytes,
+)
 from .report import percentiles_ms
-from .scenarios import Scenario
+from .scenarios import TARGET_DROP_PCT, TARGET_P95_MS, Scenario
 from .stamps import decode_ns_array
 
 BRIDGE_MODULE = "rover_ws_bridge.ros.node"
+PEER_MODULE = "rover_ws_bridge.bench.foxglove_peer"
 PUBLISHER_MODULE = "rover_ws_bridge.bench.publisher"
+SIM_PUBLISHER_MODULE = "rover_ws_bridge.bench.sim_publisher"
 LOADCLIENT_MODULE = "rover_ws_bridge.bench.loadclient"
 BARE_SUBSCRIBER_MODULE = "rover_ws_bridge.bench.bare_subscriber"
 LISTENING = r"listening on (ws://\S+)"
+OURS = "rover_ws_bridge"
+PEERS = ("foxglove-sdk",)
+# Latency samples kept per scenario in the JSON (evenly subsampled): the --compare input, and
+# the bridge's regression baseline (regression_baseline_file).
+LATENCY_SAMPLES = 2000
+# A process using this much of a core during the window is saturated: if it is a load
+# generator (publisher, client process), the figures measure it rather than the bridge.
+SATURATED_CPU_PCT = 90.0
+MACHINE_SATURATED_PCT = 95.0
 
 
 @dataclass(frozen=True)
@@ -51,32 +74,37 @@ class _CpuClock:
 
     def __init__(self, processes: dict[str, list[ChildProcess]]) -> None:
         self.processes = processes
-        self._start: dict[str, float] = {}
+        self._start: dict[str, list[float]] = {}
         self._start_machine = (0.0, 0.0)
         self._start_wall = 0.0
         self._bridge_at_start = (0.0, 0.0)
         self.elapsed_s = 0.0
 
-    @staticmethod
-    def _sum(group: list[ChildProcess]) -> float:
-        return sum(p.cpu_s() or 0.0 for p in group)
+    def _sample(self) -> dict[str, list[float]]:
+        return {name: [p.cpu_s() or 0.0 for p in group] for name, group in self.processes.items()}
 
     def start(self) -> None:
         self._start_wall = time.monotonic()
         self._start_machine = machine_cpu_s()
-        self._start = {name: self._sum(group) for name, group in self.processes.items()}
+        self._start = self._sample()
         self._bridge_at_start = self._bridge_times()
 
     def _bridge_times(self) -> tuple[float, float]:
         return self.processes["bridge"][0].cpu_times() or (0.0, 0.0)
 
-    def stop(self) -> dict[str, float]:
-        """Percent of one core per group, and `machine_cpu_busy_pct` of all cores."""
-        ends = {name: self._sum(group) for name, group in self.processes.items()}
+    def stop(self) -> dict[str, Any]:
+        """Percent of one core per group (and per process of a group of several), and
+        `machine_cpu_busy_pct` of all cores."""
+        ends = self._sample()
         busy, total = machine_cpu_s()
         self.elapsed_s = time.monotonic() - self._start_wall
-        out = {f"{name}_cpu_pct": round(100.0 * (ends[name] - self._start[name])
-                                        / self.elapsed_s, 1) for name in self.processes}
+        out: dict[str, Any] = {}
+        for name in self.processes:
+            each = [round(100.0 * (e - s) / self.elapsed_s, 1)
+                    for s, e in zip(self._start[name], ends[name])]
+            out[f"{name}_cpu_pct"] = round(sum(each), 1)
+            if len(each) > 1:
+                out[f"{name}_cpu_pct_by_process"] = each
         # User vs kernel time of the bridge: a high system share means wake-ups and socket
         # writes (per message or per frame), not Python work, are what costs.
         user, system = self._bridge_times()
@@ -104,8 +132,8 @@ def _sleep_until_ns(target_ns: int) -> None:
         time.sleep(delay)
 
 
-def _bridge_health(url: str) -> dict[str, Any] | None:
-    http = url.replace("ws://", "http://", 1).rstrip("/") + "/health"
+def _bridge_get(url: str, path: str) -> dict[str, Any] | None:
+    http = url.replace("ws://", "http://", 1).rstrip("/") + path
     try:
         with urllib.request.urlopen(http, timeout=2.0) as response:
             return json.load(response)
@@ -113,13 +141,36 @@ def _bridge_health(url: str) -> dict[str, Any] | None:
         return None
 
 
+def subsample(values: np.ndarray, limit: int = LATENCY_SAMPLES) -> np.ndarray:
+    """At most `limit` values, evenly spaced through `values` (arrival order kept)."""
+    if len(values) <= limit:
+        return values
+    return values[np.linspace(0, len(values) - 1, limit).round().astype(np.int64)]
+
+
+def _target(value: float | int | None, limit: float | int, passed: bool | None,
+            text: str) -> dict[str, Any]:
+    return {"value": value, "limit": limit, "pass": passed, "text": text}
+
+
 class ScenarioRun:
     """One run of one scenario. `run()` returns its result entry (see report.py)."""
 
-    def __init__(self, scenario: Scenario, settings: RunSettings) -> None:
+    def __init__(self, scenario: Scenario, settings: RunSettings, bridge: str = OURS) -> None:
+        if bridge != OURS and bridge not in PEERS:
+            raise ValueError(f"unknown bridge {bridge!r}")
+        if bridge != OURS and not scenario.peer_capable:
+            raise BenchError(f"{scenario.name}: the {bridge} peer runs bench-publisher "
+                             "scenarios (sensor_msgs/Imu) only")
         self.scenario = scenario
         self.settings = settings
+        self.bridge_name = bridge
         self._started: list[ChildProcess] = []
+        self._bridge: ChildProcess | None = None
+
+    @property
+    def is_peer(self) -> bool:
+        return self.bridge_name != OURS
 
     def _start(self, name: str, module: str, args: list[str]) -> ChildProcess:
         child = ChildProcess(name, module, args, self.settings.env, self.settings.log_dir)
@@ -129,10 +180,12 @@ class ScenarioRun:
     def run(self) -> dict[str, Any]:
         s = self.scenario
         result: dict[str, Any] = {
-            "name": s.name, "description": s.description, "clients": s.clients,
+            "name": s.name, "bridge": self.bridge_name, "description": s.description,
+            "clients": s.clients, "slow_clients": s.slow_clients,
             "client_processes": s.client_processes, "rate_hz": s.rate_hz,
+            "publisher": s.publisher if not s.is_idle else None,
             "topics": list(s.topics) if not s.is_idle else [], "encoding": s.encoding,
-            "duration_s": self.settings.duration_s,
+            "compression": s.compression, "duration_s": self.settings.duration_s,
         }
         bridge_exit: int | None = None
         try:
@@ -143,9 +196,10 @@ class ScenarioRun:
                 result.update(self._measure_idle(bridge))
             else:
                 result.update(self._measure_load(bridge, url))
-            health = _bridge_health(url)
-            if health is not None and "handoff_dropped" in health:
-                result["bridge_handoff_dropped_total"] = health["handoff_dropped"]
+            if not self.is_peer:
+                health = _bridge_get(url, "/health")
+                if health is not None and "handoff_dropped" in health:
+                    result["bridge_handoff_dropped_total"] = health["handoff_dropped"]
         finally:
             bridge_exit = self._stop_all()
         result["bridge_exit_code"] = bridge_exit
@@ -154,10 +208,17 @@ class ScenarioRun:
     # -- pieces --------------------------------------------------------------------------------
 
     def _start_bridge(self) -> ChildProcess:
+        name = f"{self.scenario.name}-{self.bridge_name}"
+        if self.is_peer:
+            args = [a for t in self.scenario.topics for a in ("--topic",
+                                                              f"{t}:sensor_msgs/msg/Imu")]
+            self._bridge = self._start(name, PEER_MODULE, args)
+            return self._bridge
         args = ["--ros-args", "-p", "port:=0", "-p", "address:=127.0.0.1"]
-        for name, value in self.scenario.bridge_parameters:
-            args += ["-p", f"{name}:={value}"]
-        return self._start(f"{self.scenario.name}-bridge", BRIDGE_MODULE, args)
+        for param, value in self.scenario.bridge_parameters:
+            args += ["-p", f"{param}:={value}"]
+        self._bridge = self._start(name, BRIDGE_MODULE, args)
+        return self._bridge
 
     def _measure_idle(self, bridge: ChildProcess) -> dict[str, Any]:
         time.sleep(self.settings.warmup_s)
@@ -165,15 +226,24 @@ class ScenarioRun:
         clock.start()
         time.sleep(self.settings.duration_s)
         cpu = clock.stop()
+        memory = process_memory_mb(bridge.pid)
         return {"published": 0, "expected": 0, "delivered": 0, "throughput_msgs_s": 0.0,
-                "latency_ms": None, "idle_cpu_pct": cpu["bridge_cpu_pct"], **cpu}
+                "latency_ms": None, "idle_cpu_pct": cpu["bridge_cpu_pct"],
+                "bridge_rss_mb_end": memory.get("rss"), **cpu}
+
+    def _start_publisher(self) -> ChildProcess:
+        s = self.scenario
+        if s.publisher == "sim":
+            args = [a for name, value in s.sim_parameters for a in ("--param", f"{name}={value}")]
+            return self._start(f"{s.name}-sim", SIM_PUBLISHER_MODULE, args)
+        topic_args = [a for t in s.topics for a in ("--topic", t)]
+        return self._start(f"{s.name}-publisher", PUBLISHER_MODULE,
+                           ["--rate", f"{s.rate_hz:g}", *topic_args])
 
     def _measure_load(self, bridge: ChildProcess, url: str) -> dict[str, Any]:
         s = self.scenario
         settings = self.settings
-        topic_args = [a for t in s.topics for a in ("--topic", t)]
-        publisher = self._start(f"{s.name}-publisher", PUBLISHER_MODULE,
-                                ["--rate", f"{s.rate_hz:g}", *topic_args])
+        publisher = self._start_publisher()
         publisher.wait_for("ready", settings.start_timeout_s)
 
         bare = None
@@ -181,75 +251,119 @@ class ScenarioRun:
             bare = self._start(f"{s.name}-bare-subscriber", BARE_SUBSCRIBER_MODULE,
                                ["--topic", s.topics[0], "--drain", f"{settings.drain_s:g}",
                                 "--ready-timeout", f"{settings.start_timeout_s:g}"])
-        client_args = ["--url", url, "--clients", str(s.clients_per_process), *topic_args,
+        client_args = ["--url", url, *[a for t in s.topics for a in ("--topic", t)],
                        "--encoding", s.encoding, "--drain", f"{settings.drain_s:g}",
                        "--ready-timeout", f"{settings.start_timeout_s:g}"]
-        if s.compression is not None:
+        if self.is_peer:
+            client_args += ["--protocol", "foxglove"]
+        elif s.compression is not None:
             client_args += ["--compression", s.compression]
-        clients = [self._start(f"{s.name}-clients-{i}", LOADCLIENT_MODULE, client_args)
+        clients = [self._start(f"{s.name}-clients-{i}", LOADCLIENT_MODULE,
+                               client_args + ["--clients", str(s.clients_per_process)])
                    for i in range(s.client_processes)]
+        slow = [self._start(f"{s.name}-slow-client", LOADCLIENT_MODULE,
+                            client_args + ["--clients", str(s.slow_clients),
+                                           "--slow-bytes-per-s", str(s.slow_read_bytes_per_s)])
+                ] if s.slow_clients else []
         for child in clients:
             child.wait_for("ready", settings.start_timeout_s + 5)
+        slow_ports = [p for child in slow
+                      for p in child.wait_for("ready", settings.start_timeout_s + 5)["ports"]]
         bare_ready = bare.wait_for("ready", settings.start_timeout_s + 5) if bare else None
 
         groups = {"bridge": [bridge], "publisher": [publisher], "clients": clients}
+        if slow:
+            groups["slow_clients"] = slow
         if bare is not None:
             groups["bare_subscriber"] = [bare]
         clock = _CpuClock(groups)
         start_ns = time.time_ns() + int(settings.warmup_s * 1e9)
         end_ns = start_ns + int(settings.duration_s * 1e9)
-        for child in [publisher, *clients] + ([bare] if bare else []):
+        for child in [publisher, *clients, *slow] + ([bare] if bare else []):
             child.send(f"window {start_ns} {end_ns}")
         _sleep_until_ns(start_ns)
         clock.start()
+        memory_start = process_memory_mb(bridge.pid)
         _sleep_until_ns(end_ns)
         cpu = clock.stop()
+        memory_end = process_memory_mb(bridge.pid)
+        bridge_port = urlsplit(url).port or 0
+        slow_queues = [tcp_send_queue_bytes(bridge_port, p) for p in slow_ports if p]
+        backpressure = None if self.is_peer else _bridge_get(url, "/api/performance/backpressure")
 
         published = publisher.wait_for("result", 10.0)
         results_timeout = settings.drain_s + 15.0
         client_results = [r for c in clients
                           for r in c.wait_for("result", results_timeout)["clients"]]
+        slow_results = [r for c in slow for r in c.wait_for("result", results_timeout)["clients"]]
         bare_result = bare.wait_for("result", results_timeout) if bare else None
-        figures = self._figures(published, client_results, bare_result, cpu)
+        figures = self._figures(published, client_results, slow_results, bare_result, cpu)
+        figures.update(self._memory(memory_start, memory_end))
+        figures.update(self._bridge_side(backpressure, client_results, slow_results))
+        if slow_queues:
+            # Where the slow client's backlog lives: the outbox (bridge side) or the kernel.
+            figures["slow_clients_kernel_send_queue_bytes"] = slow_queues
         if bare_ready is not None:
             figures["bare_subscriber_qos"] = {k: bare_ready[k]
                                               for k in ("reliable", "transient_local", "depth")}
+        figures["bottlenecks"] = self._bottlenecks(figures)
+        figures["targets"] = self._targets(figures)
         return figures
 
+    # -- figures -------------------------------------------------------------------------------
+
     def _figures(self, published: dict[str, Any], clients: list[dict[str, Any]],
-                 bare: dict[str, Any] | None, cpu: dict[str, float]) -> dict[str, Any]:
+                 slow: list[dict[str, Any]], bare: dict[str, Any] | None,
+                 cpu: dict[str, Any]) -> dict[str, Any]:
         s = self.scenario
         duration = self.settings.duration_s
         n_published = int(published["published"])
         expected = n_published * s.clients  # every client subscribes to every topic
         delivered = sum(c["delivered"] for c in clients)
-        end_to_end = [decode_ns_array(c["latencies_ns"]) for c in clients]
-        ros_leg = [decode_ns_array(c["ros_leg_ns"]) for c in clients]
-        e2e = np.concatenate(end_to_end) if end_to_end else np.empty(0, np.int64)
-        ros = np.concatenate(ros_leg) if ros_leg else np.empty(0, np.int64)
+        e2e = _concat(c["latencies_ns"] for c in clients)
+        ros = _concat(c["ros_leg_ns"] for c in clients)
         bridge_received = max((c["bridge_received_estimate"] for c in clients), default=0)
         per_client = sorted(c["delivered"] for c in clients)
+        lost = max(0, expected - delivered)
         out: dict[str, Any] = {
             "published": n_published,
+            "published_by_topic": published.get("published_by_topic"),
             "publisher_rate_hz_achieved": round(published["rate_hz_achieved"], 1),
             "expected": expected,
             "delivered": delivered,
             "delivered_pct": round(100.0 * delivered / expected, 2) if expected else None,
+            "drop_pct": round(100.0 * lost / expected, 3) if expected else None,
             "throughput_msgs_s": round(delivered / duration, 1),
             "latency_ms": percentiles_ms(e2e),
+            "latency_samples_ms": [round(float(v) / 1e6, 3) for v in subsample(e2e)],
             # Where the time goes: publisher -> bridge's ROS callback, then bridge -> client.
             "ros_leg_latency_ms": percentiles_ms(ros),
-            "websocket_leg_latency_ms": percentiles_ms(e2e - ros),
-            # From the bridge's per-topic sequence numbers: approximate at the window's edges.
-            "bridge_received_estimate": bridge_received,
-            "lost_before_bridge_estimate": max(0, n_published - bridge_received),
-            "lost_in_bridge_estimate": max(0, bridge_received * s.clients - delivered),
+            "websocket_leg_latency_ms": percentiles_ms(e2e - ros) if len(ros) == len(e2e)
+            else None,
             "per_client_delivered_min": per_client[0] if per_client else 0,
             "per_client_delivered_max": per_client[-1] if per_client else 0,
-            "client_dropped_locally": sum(c.get("dropped_locally", 0) for c in clients),
-            "backpressure_statuses": sum(c.get("backpressure_statuses", 0) for c in clients),
+            "clients_connected_at_end": sum(1 for c in clients if c.get("connected_at_end")),
             **cpu,
         }
+        if delivered and "bridge_cpu_pct" in cpu:
+            out["bridge_cpu_us_per_msg"] = round(
+                cpu["bridge_cpu_pct"] / 100.0 * duration / delivered * 1e6, 2)
+        if not self.is_peer:
+            out.update({
+                # From the bridge's per-topic sequence numbers: approximate at the window's edges.
+                "bridge_received_estimate": bridge_received,
+                "lost_before_bridge_estimate": max(0, n_published - bridge_received)
+                if len(s.topics) == 1 else None,
+                "lost_in_bridge_estimate": sum(t.get("gaps", 0) for c in clients
+                                               for t in c["topics"].values()),
+            })
+        out.update(_bytes_figures(clients))
+        out["by_topic"] = _by_topic(published.get("published_by_topic") or {}, clients)
+        critical = _critical_figures(clients + slow)
+        if critical is not None:
+            out["critical"] = critical
+        if slow:
+            out["slow_clients_detail"] = _slow_figures(slow, n_published)
         if bare is not None:
             out.update({
                 "bare_subscriber_delivered": bare["delivered"],
@@ -258,14 +372,197 @@ class ScenarioRun:
             })
         return out
 
+    def _memory(self, start: dict[str, float], end: dict[str, float]) -> dict[str, Any]:
+        out: dict[str, Any] = {"bridge_rss_mb_start": start.get("rss"),
+                               "bridge_rss_mb_end": end.get("rss"),
+                               "bridge_rss_mb_peak": end.get("hwm")}
+        if not self.is_peer:
+            config = BridgeConfig()
+            params = dict(self.scenario.bridge_parameters)
+            outbox = int(params.get("outbox_max_bytes", config.outbox_max_bytes))
+            write_limit = int(params.get("write_limit_bytes", config.write_limit_bytes))
+            # Per client: the outbox, its CRITICAL cap (the same size), the transport's buffer.
+            per_client = 2 * outbox + write_limit
+            out["bridge_memory_bound_mb"] = round(
+                per_client * (self.scenario.clients + self.scenario.slow_clients) / 2**20, 1)
+        return out
+
+    def _bridge_side(self, backpressure: dict[str, Any] | None, clients: list[dict[str, Any]],
+                     slow: list[dict[str, Any]]) -> dict[str, Any]:
+        if backpressure is None:
+            return {}
+        critical_dropped = sum(c.get("by_priority", {}).get("CRITICAL", {}).get("dropped", 0)
+                               for c in backpressure.get("clients", []))
+        out: dict[str, Any] = {"bridge_backpressure": {
+            k: backpressure.get(k) for k in ("max_utilization", "dropped", "conflated",
+                                             "handoff_dropped", "overflow_disconnects")}}
+        out["bridge_backpressure"]["critical_dropped"] = critical_dropped
+        ports = {c.get("local_port") for c in slow}
+        for c in backpressure.get("clients", []):
+            if c.get("remote", "").rsplit(":", 1)[-1] in {str(p) for p in ports if p}:
+                out.setdefault("slow_clients_bridge_side", []).append(
+                    {k: c.get(k) for k in ("state", "peak_utilization", "queued_bytes",
+                                           "max_bytes", "pushed", "delivered", "dropped",
+                                           "conflated", "by_priority")})
+        return out
+
+    def _bottlenecks(self, r: dict[str, Any]) -> list[str]:
+        notes = []
+        by_process = r.get("clients_cpu_pct_by_process") or [r.get("clients_cpu_pct", 0.0)]
+        busy = [i for i, pct in enumerate(by_process) if pct >= SATURATED_CPU_PCT]
+        if busy:
+            notes.append(f"load generator: client process(es) {busy} at "
+                         f"{max(by_process):.0f} % of a core")
+        if self.scenario.rate_hz and r.get("publisher_cpu_pct", 0.0) >= SATURATED_CPU_PCT:
+            notes.append(f"load generator: publisher at {r['publisher_cpu_pct']:.0f} % of a core")
+        if r.get("bridge_cpu_pct", 0.0) >= SATURATED_CPU_PCT:
+            notes.append(f"bridge at {r['bridge_cpu_pct']:.0f} % of a core")
+        if r.get("machine_cpu_busy_pct", 0.0) >= MACHINE_SATURATED_PCT:
+            notes.append(f"machine: all cores busy ({r['machine_cpu_busy_pct']:.0f} %)")
+        return notes
+
+    def _targets(self, r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        s = self.scenario
+        p95 = (r.get("latency_ms") or {}).get("p95")
+        drop = r.get("drop_pct")
+        held = r.get("clients_connected_at_end", 0)
+        targets = {
+            "p95_ms": _target(p95, TARGET_P95_MS, None if p95 is None else p95 < TARGET_P95_MS,
+                              f"p95 < {TARGET_P95_MS:g} ms"),
+            "drop_pct": _target(drop, TARGET_DROP_PCT,
+                                None if drop is None else drop < TARGET_DROP_PCT,
+                                f"drops < {TARGET_DROP_PCT:g} %"),
+            "clients_held": _target(held, s.clients, held >= s.clients,
+                                    f"{s.clients} clients held"),
+        }
+        critical = r.get("critical")
+        if critical is not None or s.slow_clients:
+            dropped = max((critical or {}).get("dropped", 0),
+                          (r.get("bridge_backpressure") or {}).get("critical_dropped", 0))
+            targets["critical_dropped"] = _target(dropped, 0, dropped == 0,
+                                                  "no CRITICAL message dropped")
+        if s.slow_clients and r.get("bridge_memory_bound_mb") is not None \
+                and r.get("bridge_rss_mb_start") is not None:
+            growth = round(r["bridge_rss_mb_end"] - r["bridge_rss_mb_start"], 1)
+            targets["bridge_memory_growth_mb"] = _target(
+                growth, r["bridge_memory_bound_mb"], growth <= r["bridge_memory_bound_mb"],
+                "bridge memory growth within the outbox bounds")
+        return targets
+
     def _stop_all(self) -> int | None:
         """Clients first (they close their connections), then the rest, the bridge last."""
         bridge_exit = None
         for child in reversed(self._started):
-            is_bridge = child.name.endswith("-bridge")
+            is_bridge = child is self._bridge
             code = child.stop(signal.SIGINT if is_bridge else signal.SIGTERM,
                               command_first=not is_bridge)
             if is_bridge:
                 bridge_exit = code
         self._started.clear()
         return bridge_exit
+
+
+def _concat(encoded: Any) -> np.ndarray:
+    arrays = [decode_ns_array(e) for e in encoded]
+    return np.concatenate(arrays) if arrays else np.empty(0, np.int64)
+
+
+def _bytes_figures(clients: list[dict[str, Any]]) -> dict[str, Any]:
+    """Compression and bytes per message, from what the clients received inside the window."""
+    wire = sum(c.get("wire_bytes", 0) for c in clients)
+    raw = sum(c.get("raw_bytes", 0) for c in clients)
+    records = sum(c.get("frame_records", 0) for c in clients)
+    frames = sum(c.get("frames", 0) for c in clients)
+    out: dict[str, Any] = {
+        "frames_received": frames,
+        "records_per_frame": round(records / frames, 2) if frames else None,
+        "compression_ratio": round(wire / raw, 4) if raw else None,
+        "wire_bytes_per_msg": round(wire / records, 1) if records else None,
+        "raw_bytes_per_msg": round(raw / records, 1) if records else None,
+    }
+    # JSON: mean size per topic from the samples, weighted by what each topic delivered.
+    sizes: dict[str, tuple[float, int]] = {}
+    for c in clients:
+        for topic, t in c.get("topics", {}).items():
+            if t.get("json_samples"):
+                total, n = sizes.get(topic, (0.0, 0))
+                sizes[topic] = (total + t["json_bytes_mean"] * t["json_samples"],
+                                n + t["json_samples"])
+    if sizes:
+        delivered = {topic: sum(c["topics"].get(topic, {}).get("delivered", 0) for c in clients)
+                     for topic in sizes}
+        count = sum(delivered.values())
+        json_per_msg = sum(sizes[t][0] / sizes[t][1] * delivered[t] for t in sizes) / count \
+            if count else None
+        out["json_bytes_per_msg"] = round(json_per_msg, 1) if json_per_msg else None
+        if json_per_msg and out["wire_bytes_per_msg"]:
+            out["reduction_vs_json_pct"] = round(
+                100.0 * (1.0 - out["wire_bytes_per_msg"] / json_per_msg), 1)
+    return out
+
+
+def _by_topic(published: dict[str, int], clients: list[dict[str, Any]]) -> dict[str, Any]:
+    names = sorted(set(published) | {t for c in clients for t in c.get("topics", {})})
+    out = {}
+    for name in names:
+        entries = [c["topics"][name] for c in clients if name in c.get("topics", {})]
+        delivered = sum(e["delivered"] for e in entries)
+        samples = sum(e.get("json_samples", 0) for e in entries)
+        json_mean = (sum(e.get("json_bytes_mean", 0) * e.get("json_samples", 0) for e in entries)
+                     / samples) if samples else None
+        expected = published.get(name, 0) * len(clients)
+        out[name] = {
+            "published": published.get(name), "expected": expected, "delivered": delivered,
+            "drop_pct": round(100.0 * max(0, expected - delivered) / expected, 3)
+            if expected else None,
+            "sequence_gaps": sum(e.get("gaps", 0) for e in entries),
+            "data_bytes_per_msg": round(sum(e["data_bytes"] for e in entries) / delivered, 1)
+            if delivered else None,
+            "json_bytes_per_msg": round(json_mean, 1) if json_mean else None,
+        }
+    return out
+
+
+def _critical_figures(clients: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """CRITICAL records are delivered to every subscribed client, and the bridge numbers a
+    topic's messages contiguously: every sequence number between the lowest and the highest
+    any client saw in the window must reach every client. What is missing was dropped."""
+    by_topic: dict[str, list[set[int]]] = {}
+    for c in clients:
+        for topic, t in c.get("topics", {}).items():
+            if t.get("critical_sequences"):
+                by_topic.setdefault(topic, [])
+    if not by_topic:
+        return None
+    missing = 0
+    per_client = []
+    reference_count = 0
+    for topic in by_topic:
+        seen = [set(c.get("topics", {}).get(topic, {}).get("critical_sequences", []))
+                for c in clients]
+        every = set().union(*seen)
+        reference = set(range(min(every), max(every) + 1))
+        reference_count += len(reference)
+        for i, own in enumerate(seen):
+            lacking = len(reference - own)
+            missing += lacking
+            if lacking:
+                per_client.append({"client": i, "topic": topic, "missing": lacking})
+    return {"topics": sorted(by_topic), "messages": reference_count,
+            "dropped": missing, "missing_by_client": per_client}
+
+
+def _slow_figures(slow: list[dict[str, Any]], published: int) -> list[dict[str, Any]]:
+    out = []
+    for c in slow:
+        critical = sum(len(t.get("critical_sequences", [])) for t in c["topics"].values())
+        out.append({
+            "delivered": c["delivered"],
+            "delivered_pct": round(100.0 * c["delivered"] / published, 2) if published else None,
+            "critical_received": critical,
+            "latency_ms": percentiles_ms(decode_ns_array(c["latencies_ns"])),
+            "wire_bytes": c["wire_bytes"], "connected_at_end": c["connected_at_end"],
+            "close_code": c["close_code"],
+            "by_topic": {name: t["delivered"] for name, t in c["topics"].items()},
+        })
+    return out
