@@ -1,4 +1,5 @@
-"""The bench runs for real: one short imu_200 scenario, as a subprocess, with a JSON report.
+"""The bench runs for real: one short rover_mix scenario, as a subprocess, with a JSON report;
+then --compare and --plot on that file, without running anything.
 
 Checks the report's shape and that data got through; never a time or a rate (the machine is
 shared, and figures are for the bench to print, not for tests to assert).
@@ -17,45 +18,88 @@ from rover_ws_bridge.bench.stamps import cdr_header_stamp_ns, decode_ns_array, e
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 90.0  # a deadline for a hung run, not a measured time
+EXIT_REGRESSION = 3
 
 
-def test_bench_imu_200_writes_a_complete_report(tmp_path: Path) -> None:
-    report = tmp_path / "bench.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "rover_ws_bridge.bench", "--scenario", "imu_200",
-         "--duration", "2", "--warmup", "1", "--drain", "1", "--json", str(report)],
-        cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+def bench(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rover_ws_bridge.bench", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    run = bench("--scenario", "rover_mix", "--duration", "2", "--warmup", "1", "--drain", "1",
+                "--json", str(path), timeout=RUN_TIMEOUT_S)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "imu_200" in run.stdout  # the printed table
+    assert "rover_mix" in run.stdout and "p95<50ms" in run.stdout  # the printed table
+    return path
 
+
+def test_rover_mix_writes_a_complete_report(report: Path) -> None:
     document = json.loads(report.read_text())
     assert set(document) >= {"scenarios", "machine", "command"}
-    assert "--scenario imu_200" in document["command"]
-    assert {"cpu_count", "python", "date"} <= set(document["machine"])
+    assert "--scenario rover_mix" in document["command"]
+    assert {"cpu_count", "python", "date", "commit"} <= set(document["machine"])
     [result] = document["scenarios"]
     assert "error" not in result, result.get("error")
     assert {"name", "clients", "rate_hz", "duration_s", "expected", "delivered",
-            "throughput_msgs_s", "latency_ms", "bridge_cpu_pct"} <= set(result)
-    assert result["name"] == "imu_200"
-    assert result["clients"] == 1
-    assert result["rate_hz"] == 200
-    assert result["expected"] > 0
+            "throughput_msgs_s", "latency_ms", "bridge_cpu_pct", "latency_samples_ms",
+            "compression_ratio", "wire_bytes_per_msg", "json_bytes_per_msg",
+            "reduction_vs_json_pct", "drop_pct", "bridge_rss_mb_start", "bridge_rss_mb_end",
+            "by_topic", "targets"} <= set(result)
+    assert result["name"] == "rover_mix" and result["clients"] == 3
     assert 0 < result["delivered"] <= result["expected"]
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
-    assert result["latency_ms"]["p50"] <= result["latency_ms"]["max"]
-    assert result["bridge_cpu_pct"] >= 0
+    assert 0 < len(result["latency_samples_ms"]) <= 2000
+    assert 0 < result["compression_ratio"] and result["wire_bytes_per_msg"] > 0
+    assert result["json_bytes_per_msg"] > 0
+    assert "/estop" in result["by_topic"] and "/imu" in result["by_topic"]
+    # e-stop toggles every 0.5 s: CRITICAL traffic, counted both ways
+    assert result["critical"]["messages"] > 0
+    assert result["bridge_backpressure"]["critical_dropped"] >= 0
+    assert {"p95_ms", "drop_pct", "clients_held", "critical_dropped"} <= set(result["targets"])
+    assert all(isinstance(t["pass"], bool) for t in result["targets"].values())
     assert result["bridge_exit_code"] == 0
 
 
+def test_compare_with_itself_finds_no_regression(report: Path) -> None:
+    run = bench("--load", str(report), "--compare", str(report))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "no regression" in run.stdout
+
+
+def test_compare_flags_much_worse_latency(report: Path, tmp_path: Path) -> None:
+    document = json.loads(report.read_text())
+    for s in document["scenarios"]:
+        s["latency_samples_ms"] = [5 * v + 20 for v in s["latency_samples_ms"]]
+        s["latency_ms"] = {k: 5 * v + 20 for k, v in s["latency_ms"].items()}
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps(document))
+    run = bench("--load", str(worse), "--compare", str(report))
+    assert run.returncode == EXIT_REGRESSION, run.stdout + run.stderr
+    assert "REGRESSION" in run.stdout
+
+
+def test_plot_writes_a_png(report: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "latency.png"
+    run = bench("--load", str(report), "--plot", str(png))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_unknown_scenario_is_refused_with_the_known_names() -> None:
-    run = subprocess.run([sys.executable, "-m", "rover_ws_bridge.bench", "--scenario", "nope"],
-                         cwd=REPO, capture_output=True, text=True, timeout=30)
+    run = bench("--scenario", "nope")
     assert run.returncode == 2
     assert "imu_200" in run.stderr
 
 
 def test_scenario_selection_takes_comma_lists_and_repeats() -> None:
-    assert {"idle", "imu_200", "max_rate"} <= {s.name for s in select(None)}
+    names = {s.name for s in select(None)}
+    assert {"idle", "imu_200", "max_rate", "low_load", "normal_load", "high_load",
+            "stress_test", "burst_test", "fanout_1000", "clients_100", "rover_mix",
+            "slow_client"} <= names
     assert [s.name for s in select(["max_rate,imu_200", "imu_200"])] == ["max_rate", "imu_200"]
     with pytest.raises(KeyError):
         select(["imu_200,nope"])

@@ -2,10 +2,16 @@
 
     rover-ws-bridge-bench                              # every scenario, 10 s each
     rover-ws-bridge-bench --scenario imu_200 --duration 5 --json /tmp/bench.json
+    rover-ws-bridge-bench --scenario fanout_1000 --peer foxglove-sdk     # ours, then the peer
+    rover-ws-bridge-bench --json new.json --compare old.json --plot new.png
+    rover-ws-bridge-bench --load new.json --compare old.json             # no run: files only
 
-Each scenario starts its own bridge (port 0, 127.0.0.1), bench publisher and client processes,
-and stops them before the next one. The whole run uses one random ROS_DOMAIN_ID and
-localhost-only discovery, so it neither sees nor disturbs other ROS processes on the machine.
+Each scenario starts its own bridge (port 0, 127.0.0.1), publisher and client processes, and
+stops them before the next one. The whole run uses one random ROS_DOMAIN_ID and localhost-only
+discovery, so it neither sees nor disturbs other ROS processes on the machine.
+
+Exit codes: 0 fine; 1 a scenario failed; 2 bad usage (or --plot impossible); 3 --compare
+found a regression.
 """
 from __future__ import annotations
 
@@ -19,17 +25,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .compare import CompareSettings, compare, format_comparison
 from .processes import BenchError
-from .report import format_report, machine_info, write_json
-from .runner import RunSettings, ScenarioRun
+from .report import format_report, machine_info, peer_ratios, read_json, write_json
+from .runner import PEERS, RunSettings, ScenarioRun
 from .scenarios import SCENARIOS, select
+
+EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rover-ws-bridge-bench",
         description="Load-test the ROS 2 -> WebSocket bridge: throughput, latency (publish -> "
-                    "client receive), bridge CPU.",
+                    "client receive), drops, bytes per message, bridge CPU and memory; against "
+                    "the specification's targets, an earlier run, or a peer bridge.",
         epilog="scenarios: " + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS))
     parser.add_argument("--scenario", action="append", metavar="NAME",
                         help="scenario to run (repeatable, or a comma list); default: all")
@@ -41,6 +51,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds after the window during which messages stamped inside it "
                              "still count as delivered (default 2)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
+    parser.add_argument("--peer", choices=PEERS,
+                        help="also run each (Imu) scenario through this peer bridge, with the "
+                             "same publisher and client harness, and print ours/peer ratios")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw the latency distributions (needs matplotlib)")
+    parser.add_argument("--compare", type=Path, metavar="OLD.json",
+                        help="flag significant regressions against an earlier results file; "
+                             "exit 3 on one")
+    parser.add_argument("--load", type=Path, metavar="FILE.json",
+                        help="run nothing: take the results from this file (for --compare, "
+                             "--plot, or to print its table again)")
+    parser.add_argument("--alpha", type=float, default=CompareSettings.alpha,
+                        help="--compare: significance level of the latency test (default "
+                             f"{CompareSettings.alpha:g})")
+    parser.add_argument("--threshold", type=float, default=CompareSettings.threshold_pct,
+                        metavar="PCT", help="--compare: smallest relative change that counts "
+                        f"(default {CompareSettings.threshold_pct:g} %%)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the child processes' logs (kept anyway when a scenario fails)")
     return parser
@@ -55,52 +82,125 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        scenarios = select(args.scenario)
-    except KeyError as exc:
-        print(f"rover-ws-bridge-bench: {exc.args[0]}", file=sys.stderr)
-        return 2
-    if args.duration <= 0 or args.warmup < 0 or args.drain < 0:
-        print("rover-ws-bridge-bench: --duration must be > 0, --warmup and --drain >= 0",
-              file=sys.stderr)
-        return 2
-    command = shlex.join(["rover-ws-bridge-bench", *(sys.argv[1:] if argv is None else argv)])
+def _failed(scenario: Any, bridge: str, exc: Exception) -> dict[str, Any]:
+    return {"name": scenario.name, "bridge": bridge, "clients": scenario.clients,
+            "rate_hz": scenario.rate_hz, "error": str(exc)}
+
+
+def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[dict, bool]:
     env = _child_env()
     machine = machine_info(env)
     log_dir = Path(tempfile.mkdtemp(prefix="rover-ws-bridge-bench-"))
     settings = RunSettings(args.duration, args.warmup, args.drain, env, log_dir)
     print(f"rover-ws-bridge-bench: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {log_dir}",
           file=sys.stderr, flush=True)
-
     results: list[dict[str, Any]] = []
+    peers: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
     failed = False
-    try:
-        for scenario in scenarios:
-            print(f"  {scenario.name}: {scenario.description} ({args.duration:g} s)",
-                  file=sys.stderr, flush=True)
+    for scenario in scenarios:
+        print(f"  {scenario.name}: {scenario.description} ({args.duration:g} s)",
+              file=sys.stderr, flush=True)
+        try:
+            ours = ScenarioRun(scenario, settings).run()
+        except BenchError as exc:
+            failed = True
+            ours = _failed(scenario, "rover_ws_bridge", exc)
+        results.append(ours)
+        if args.peer and scenario.peer_capable:
+            print(f"  {scenario.name} through {args.peer}", file=sys.stderr, flush=True)
             try:
-                results.append(ScenarioRun(scenario, settings).run())
+                theirs = ScenarioRun(scenario, settings, bridge=args.peer).run()
             except BenchError as exc:
                 failed = True
-                results.append({"name": scenario.name, "clients": scenario.clients,
-                                "rate_hz": scenario.rate_hz, "error": str(exc)})
-    except KeyboardInterrupt:
-        print("rover-ws-bridge-bench: interrupted; children stopped", file=sys.stderr)
-        return 130
-
-    print(format_report(results, machine))
-    print(f"\nmachine: {machine['cpu_count']} x {machine['cpu_model']}, Python "
-          f"{machine['python']}, rclpy {machine['rclpy']}, {machine['date']}")
-    if args.json is not None:
-        write_json(args.json, results, machine, command)
-        print(f"results written to {args.json}")
+                theirs = _failed(scenario, args.peer, exc)
+            peers.append(theirs)
+            if "error" not in ours and "error" not in theirs:
+                ratios.append(peer_ratios(ours, theirs))
+        elif args.peer:
+            print(f"  ({scenario.name}: no {args.peer} run: the peer takes sensor_msgs/Imu "
+                  "bench-publisher scenarios only)", file=sys.stderr, flush=True)
     if failed or args.keep_logs:
         print(f"logs kept in {log_dir}", file=sys.stderr)
     else:
         shutil.rmtree(log_dir, ignore_errors=True)
-    return 1 if failed else 0
+    document = {"scenarios": results, "machine": machine, "command": command}
+    if args.peer:
+        document.update(peers=peers, peer_ratios=ratios)
+    return document, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.load is not None and (args.scenario or args.peer):
+        print("rover-ws-bridge-bench: --load runs nothing; --scenario and --peer do not apply",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        scenarios = select(args.scenario)
+    except KeyError as exc:
+        print(f"rover-ws-bridge-bench: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.duration <= 0 or args.warmup < 0 or args.drain < 0:
+        print("rover-ws-bridge-bench: --duration must be > 0, --warmup and --drain >= 0",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.peer == "foxglove-sdk" and args.load is None:
+        try:
+            import foxglove  # noqa: F401
+        except ImportError:
+            print("rover-ws-bridge-bench: --peer foxglove-sdk needs the foxglove-sdk package "
+                  "(pip install foxglove-sdk)", file=sys.stderr)
+            return EXIT_USAGE
+    old = None
+    try:
+        old = read_json(args.compare) if args.compare is not None else None
+        loaded = read_json(args.load) if args.load is not None else None
+    except (OSError, ValueError) as exc:
+        print(f"rover-ws-bridge-bench: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    command = shlex.join(["rover-ws-bridge-bench", *(sys.argv[1:] if argv is None else argv)])
+    failed = False
+    if loaded is not None:
+        document = loaded
+    else:
+        try:
+            document, failed = _run(args, scenarios, command)
+        except KeyboardInterrupt:
+            print("rover-ws-bridge-bench: interrupted; children stopped", file=sys.stderr)
+            return 130
+
+    machine = document.get("machine", {})
+    print(format_report(document["scenarios"], machine, document.get("peers"),
+                        document.get("peer_ratios")))
+    print(f"\nmachine: {machine.get('cpu_count')} x {machine.get('cpu_model')}, Python "
+          f"{machine.get('python')}, rclpy {machine.get('rclpy')}, commit "
+          f"{machine.get('commit')}, {machine.get('date')}")
+    if args.json is not None and loaded is None:
+        write_json(args.json, document["scenarios"], machine, command, document.get("peers"),
+                   document.get("peer_ratios"))
+        print(f"results written to {args.json}")
+
+    code = EXIT_FAILED if failed else 0
+    if args.plot is not None:
+        from .plot import PlotUnavailable, plot
+
+        try:
+            drawn = plot(document["scenarios"] + document.get("peers", []), args.plot,
+                         title=f"{machine.get('cpu_count')} x {machine.get('cpu_model')}, "
+                               f"commit {machine.get('commit')}, {machine.get('date')}")
+            print(f"latency distributions of {drawn} runs drawn in {args.plot}")
+        except PlotUnavailable as exc:
+            print(f"rover-ws-bridge-bench: {exc}", file=sys.stderr)
+            code = code or EXIT_USAGE
+    if old is not None:
+        comparison = compare(old, document, CompareSettings(alpha=args.alpha,
+                                                            threshold_pct=args.threshold))
+        print(format_comparison(comparison, str(args.compare)))
+        if comparison.regressions:
+            code = EXIT_REGRESSION
+    return code
 
 
 if __name__ == "__main__":
