@@ -127,6 +127,7 @@ class ClientFigures:
     delivered: int = 0  # records stamped inside the window
     end_to_end_ns: list[int] = field(default_factory=list)
     ros_leg_ns: list[int] = field(default_factory=list)
+    critical_delay_ns: list[int] = field(default_factory=list)  # bridge receive -> client
     topics: dict[str, TopicFigures] = field(default_factory=dict)
     # Frames received inside the window (by receive time).
     frames: int = 0
@@ -175,6 +176,8 @@ class ClientFigures:
             t.last_sequence = sequence
             if priority == CRITICAL:
                 t.critical_sequences.append(sequence)
+                if bridge_ns is not None:
+                    self.critical_delay_ns.append(client_ns - bridge_ns)
         if plain is not None and (t.delivered <= JSON_SAMPLE_FIRST
                                   or t.delivered % JSON_SAMPLE_EVERY == 0):
             t.json_bytes += rosbridge_json_size(topic, plain)
@@ -189,6 +192,8 @@ class ClientFigures:
                 if t.first_sequence is not None and t.last_sequence is not None),
             "latencies_ns": encode_ns_array(np.asarray(self.end_to_end_ns, dtype=np.int64)),
             "ros_leg_ns": encode_ns_array(np.asarray(self.ros_leg_ns, dtype=np.int64)),
+            "critical_delay_ns": encode_ns_array(np.asarray(self.critical_delay_ns,
+                                                            dtype=np.int64)),
             "topics": {name: t.to_json() for name, t in sorted(self.topics.items())},
             "frames": self.frames, "frame_records": self.frame_records,
             "wire_bytes": self.wire_bytes, "raw_bytes": self.raw_bytes,

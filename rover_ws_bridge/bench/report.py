@@ -273,6 +273,10 @@ def _details(r: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         lines.append(f"  CRITICAL ({', '.join(critical['topics'])}): {critical['messages']} in "
                      f"the window, dropped {critical['dropped']} (seen by clients)"
                      + (f", {bridge_side} (bridge's count)" if bridge_side is not None else ""))
+        for kind, delay in (critical.get("delay_ms") or {}).items():
+            if delay:
+                lines.append(f"    CRITICAL delay bridge->client, {kind} clients: p50 "
+                             f"{delay['p50']:,.2f} / max {delay['max']:,.2f} ms")
     for slow in r.get("slow_clients_detail") or []:
         lines.append(f"  slow client: delivered {slow['delivered_pct']} % of published, "
                      f"{slow['critical_received']} CRITICAL, latency {_ms(slow['latency_ms'])}, "

@@ -548,8 +548,13 @@ def _critical_figures(clients: list[dict[str, Any]]) -> dict[str, Any] | None:
             missing += lacking
             if lacking:
                 per_client.append({"client": i, "topic": topic, "missing": lacking})
+    delays = {kind: _concat(c.get("critical_delay_ns", "") for c in clients
+                            if c.get("kind", "native") == kind)
+              for kind in {c.get("kind", "native") for c in clients}}
     return {"topics": sorted(by_topic), "messages": reference_count,
-            "dropped": missing, "missing_by_client": per_client}
+            "dropped": missing, "missing_by_client": per_client,
+            # bridge receive -> client receive of the CRITICAL records, per kind of client
+            "delay_ms": {kind: percentiles_ms(d) for kind, d in sorted(delays.items())}}
 
 
 def _slow_figures(slow: list[dict[str, Any]], published: int) -> list[dict[str, Any]]:
