@@ -27,7 +27,15 @@ from typing import Any
 
 from .compare import CompareSettings, compare, format_comparison
 from .processes import BenchError
-from .report import format_report, machine_info, peer_ratios, read_json, write_json
+from .report import (
+    format_ratios,
+    format_report,
+    format_table,
+    machine_info,
+    peer_ratios,
+    read_json,
+    write_json,
+)
 from .runner import PEERS, RunSettings, ScenarioRun
 from .scenarios import SCENARIOS, select
 
@@ -68,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=CompareSettings.threshold_pct,
                         metavar="PCT", help="--compare: smallest relative change that counts "
                         f"(default {CompareSettings.threshold_pct:g} %%)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the tables as Markdown (for docs/BENCHMARKS.md)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the child processes' logs (kept anyway when a scenario fails)")
     return parser
@@ -172,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             return 130
 
     machine = document.get("machine", {})
-    print(format_report(document["scenarios"], machine, document.get("peers"),
-                        document.get("peer_ratios")))
+    if args.markdown:
+        print(format_table(document["scenarios"] + document.get("peers", []), markdown=True))
+        if document.get("peer_ratios"):
+            print("\n" + format_ratios(document["peer_ratios"], markdown=True))
+    else:
+        print(format_report(document["scenarios"], machine, document.get("peers"),
+                            document.get("peer_ratios")))
     print(f"\nmachine: {machine.get('cpu_count')} x {machine.get('cpu_model')}, Python "
           f"{machine.get('python')}, rclpy {machine.get('rclpy')}, commit "
           f"{machine.get('commit')}, {machine.get('date')}")
