@@ -34,11 +34,15 @@ def plot(results: list[dict[str, Any]], path: Path, title: str = "") -> int:
 
     fig, (cdf, box) = plt.subplots(1, 2, figsize=(15, 6.5),
                                    gridspec_kw={"width_ratios": [1.2, 1]})
+    # One colour per scenario (a peer run takes its scenario's colour, dashed).
+    scenario_names = list(dict.fromkeys(r["name"] for _, _, r in runs))
+    colours = plt.get_cmap("tab20")
     for name, samples, r in runs:
         values = np.sort(np.clip(samples, 1e-3, None))
         shares = np.arange(1, len(values) + 1) / len(values)
         peer = r.get("bridge", "rover_ws_bridge") != "rover_ws_bridge"
-        cdf.plot(values, shares, label=name, linestyle="--" if peer else "-", linewidth=1.4)
+        cdf.plot(values, shares, label=name, linestyle="--" if peer else "-", linewidth=1.4,
+                 color=colours(scenario_names.index(r["name"]) % 20))
     cdf.axvline(TARGET_P95_MS, color="red", linewidth=0.8, linestyle=":")
     cdf.axhline(0.95, color="grey", linewidth=0.6, linestyle=":")
     cdf.set_xscale("log")
