@@ -13,9 +13,9 @@ Per scenario present in both runs (and run without error in both):
 - Bridge CPU per delivered message higher by more than `threshold_pct` (and by more than
   `min_cpu_us` us: at light load it is a small number of a noisy measure).
 
-A run on another machine (other CPU model or core count) is compared all the same, with a
-warning. No test applies to a scenario whose samples are missing (an older file): its
-latency line says so.
+A run on another machine (other CPU model or core count), or a scenario during which other
+processes loaded the machine, is compared all the same, with a warning. No test applies to a
+scenario whose samples are missing (an older file): its latency line says so.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 
 from ..metrics import mann_whitney_greater
+
+# Other processes using this much of a core in either run: the comparison says so.
+DISTURBED_PCT = 20.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,12 @@ def compare(old_doc: dict[str, Any], new_doc: dict[str, Any],
         if old is None or "error" in new or new.get("rate_hz") is None:
             continue
         out.findings.extend(_compare_scenario(new["name"], old, new, settings))
+        others = (old.get("other_processes_cpu_pct_estimate"),
+                  new.get("other_processes_cpu_pct_estimate"))
+        if None not in others and max(others) >= DISTURBED_PCT:
+            out.warnings.append(
+                f"{new['name']}: other processes used ~{others[0]:.0f} % of a core in the old "
+                f"run, ~{others[1]:.0f} % in the new one: a change may be the machine's")
     if not out.findings:
         out.warnings.append("no scenario in common to compare")
     return out
