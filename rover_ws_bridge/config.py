@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .priority import DEFAULT_LARGE_MESSAGE_TYPES, PriorityOverride
+from .priority import DEFAULT_LARGE_MESSAGE_TYPES, Priority, PriorityOverride
 
 COMPRESSIONS = ("lz4", "zlib", "none")
 ENCODINGS = ("msgpack", "json", "cdr")
@@ -118,7 +118,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "A binary frame carries at most this many records.", _in_range(1, 100000)),
     ParameterSpec("max_batch_delay_ms", float, 5.0,
                   "Upper bound on how long a record waits for others to share its frame. Not a "
-                  "wait: an idle connection sends at once.", _in_range(0.0, 1000.0)),
+                  "wait: an idle connection sends at once; a batch grows only while the "
+                  "connection is still sending earlier frames. 0 = never wait.",
+                  _in_range(0.0, 1000.0)),
+    ParameterSpec("flush_priority", str, "HIGH",
+                  "A record of this priority or above is sent at once, never held for a batch.",
+                  _one_of(tuple(p.name for p in sorted(Priority, reverse=True)))),
     ParameterSpec("default_encoding", str, "msgpack",
                   "Encoding of a subscription that does not name one.", _one_of(ENCODINGS)),
     ParameterSpec("default_compression", str, "lz4",
@@ -173,6 +178,7 @@ class BridgeConfig:
     handoff_max_messages: int = 20000
     max_batch_messages: int = 50
     max_batch_delay_ms: float = 5.0
+    flush_priority: str = "HIGH"
     default_encoding: str = "msgpack"
     default_compression: str = "lz4"
     compression_threshold_bytes: int = 512

@@ -93,6 +93,22 @@ class Outbox:
     def __len__(self) -> int:
         return self.queued_records
 
+    def has_at_least(self, priority: int) -> bool:
+        """Whether a record of `priority` or above may be queued (cheap; may say True for a
+        queue holding only records already conflated away)."""
+        return any(self._queues[p] for p in range(priority, len(self._queues)))
+
+    def oldest_timestamp_ns(self) -> int | None:
+        """Receive time of the oldest queued record."""
+        oldest = None
+        for queue in self._queues:
+            while queue and not queue[0].alive:
+                queue.popleft()
+            if queue:
+                ts = queue[0].record.timestamp_ns
+                oldest = ts if oldest is None or ts < oldest else oldest
+        return oldest
+
     @property
     def utilization(self) -> float:
         return self.queued_bytes / self.limits.max_bytes

@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 
 from .. import PROTOCOL_NAME
 from ..config import BridgeConfig
+from ..priority import Priority
 from ..protocols import PROTOCOLS
 from ..wire.compression import Compression
 from .http_api import json_response
@@ -50,6 +51,8 @@ class ServerStats:
 def settings_from_config(config: BridgeConfig) -> SessionSettings:
     return SessionSettings(
         max_batch_messages=config.max_batch_messages,
+        max_batch_delay_ns=int(config.max_batch_delay_ms * 1e6),
+        flush_priority=int(Priority.parse(config.flush_priority)),
         compression=Compression.from_name(config.default_compression),
         compression_threshold_bytes=config.compression_threshold_bytes,
         default_encoding=config.default_encoding,

@@ -7,9 +7,10 @@ client message (`handle_text`, `handle_binary`), how to turn a batch of records 
 Sending: one task per session. Control messages go first, then up to `max_batch_messages`
 records from the outbox in one batch. When the connection is idle a record goes out at once;
 records that arrive while a frame is being written form the next batch, so batches grow with
-load and cost no latency at low load. `websocket.send` waits while the transport holds more
-than its write limit: a slow client's backlog stays in the outbox, where the priority policy
-applies, and never stalls the router or the other clients.
+load and cost no latency at low load. While the transport still holds earlier bytes, a small
+batch may wait up to `max_batch_delay_ms` to grow (see `_linger_s`). `websocket.send` waits
+while the transport holds more than its write limit: a slow client's backlog stays in the
+outbox, where the priority policy applies, and never stalls the router or the other clients.
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ class OutgoingFrame(NamedTuple):
 @dataclass(frozen=True)
 class SessionSettings:
     max_batch_messages: int = 50
+    max_batch_delay_ns: int = 5_000_000
+    flush_priority: int = 2  # Priority.HIGH: such records end a linger at once
     compression: Compression = Compression.LZ4
     compression_threshold_bytes: int = 512
     default_encoding: str = "msgpack"
@@ -168,6 +171,14 @@ class Session:
                     await ws.send(control.popleft())
                 if len(outbox):
                     limit = self.settings.max_batch_messages if self.batching else 1
+                    linger_s = self._linger_s(limit)
+                    if linger_s > 0:
+                        self._wakeup.clear()
+                        try:
+                            await asyncio.wait_for(self._wakeup.wait(), linger_s)
+                        except asyncio.TimeoutError:
+                            pass
+                        continue
                     records = outbox.pop_batch(limit)
                     frames = self.encode_batch(records)
                     raw = wire = compressed = 0
@@ -180,6 +191,27 @@ class Session:
                     self.bytes_sent += wire
                     metrics.record_batch(records, len(frames), raw, wire, compressed,
                                          time.time_ns())
+
+    def _linger_s(self, limit: int) -> float:
+        """How long to let the batch grow before sending it; 0 = send now.
+
+        Only while the transport still holds bytes of earlier frames: a frame sent now would
+        just wait behind them, so waiting (at most `max_batch_delay_ms` after the oldest
+        record's arrival) costs no latency and gives a bigger, better compressed frame. An idle
+        connection, a full batch, or a record at `flush_priority` or above: send now.
+        """
+        settings = self.settings
+        outbox = self.outbox
+        if (not self.batching or settings.max_batch_delay_ns <= 0 or len(outbox) >= limit
+                or outbox.has_at_least(settings.flush_priority)):
+            return 0.0
+        transport = self.websocket.transport
+        if transport is None or transport.get_write_buffer_size() == 0:
+            return 0.0
+        oldest = outbox.oldest_timestamp_ns()
+        if oldest is None:
+            return 0.0
+        return max(0.0, (oldest + settings.max_batch_delay_ns - time.time_ns()) / 1e9)
 
     def _backpressure_changed(self, old: BackpressureState, new: BackpressureState) -> None:
         self.backpressure_changed(old, new)
