@@ -42,10 +42,9 @@ class LatencyHistogram:
             self.max_ns = value_ns
 
     def merge(self, other: "LatencyHistogram") -> None:
-        mine = self.buckets
-        for i, n in enumerate(other.buckets):
-            if n:
-                mine[i] += n
+        if other.count == 0:
+            return
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
         self.count += other.count
         self.total_ns += other.total_ns
         self.max_ns = max(self.max_ns, other.max_ns)
@@ -78,15 +77,15 @@ class RollingHistogram:
     """A histogram over the last `window_s` seconds (in `slots` steps) and one since start."""
 
     def __init__(self, window_s: float = 10.0, slots: int = 10,
-                 clock=time.monotonic) -> None:
-        self.slot_s = window_s / slots
+                 clock=time.time_ns) -> None:
+        self.slot_ns = int(window_s / slots * 1e9)
         self.slots = [LatencyHistogram() for _ in range(slots)]
         self.since_start = LatencyHistogram()
-        self._clock = clock
-        self._slot_index = int(clock() / self.slot_s)
+        self._clock = clock  # ns
+        self._slot_index = clock() // self.slot_ns
 
-    def _rotate(self) -> LatencyHistogram:
-        index = int(self._clock() / self.slot_s)
+    def _rotate(self, now_ns: int | None = None) -> LatencyHistogram:
+        index = (self._clock() if now_ns is None else now_ns) // self.slot_ns
         if index != self._slot_index:
             steps = min(index - self._slot_index, len(self.slots))
             for k in range(1, steps + 1):
@@ -94,8 +93,9 @@ class RollingHistogram:
             self._slot_index = index
         return self.slots[index % len(self.slots)]
 
-    def record(self, value_ns: int) -> None:
-        self._rotate().record(value_ns)
+    def record(self, value_ns: int, now_ns: int | None = None) -> None:
+        """`now_ns` (the clock's time, if the caller has it) saves a clock read per value."""
+        self._rotate(now_ns).record(value_ns)
         self.since_start.record(value_ns)
 
     def window(self) -> LatencyHistogram:
@@ -188,6 +188,7 @@ class Metrics:
         self.overflow_disconnects = 0
         self._sample_countdown = self.SAMPLE_EVERY
         self.samples_ns: list[int] = []  # ring buffer, see sample()
+        self._windows: dict[tuple[int, int], LatencyHistogram] = {}
         self._sample_pos = 0
 
     def record_batch(self, records: Sequence[Any], frames: int, raw_bytes: int, wire_bytes: int,
@@ -208,7 +209,7 @@ class Metrics:
             if histogram is None:
                 histogram = latency[key] = RollingHistogram(self.window_s)
             value = now_ns - receive_ns
-            histogram.record(value)
+            histogram.record(value, now_ns)
             sent[topic_id] = sent.get(topic_id, 0) + 1
             self._sample_countdown -= 1
             if self._sample_countdown <= 0:
@@ -222,19 +223,27 @@ class Metrics:
             self.samples_ns[self._sample_pos] = value_ns
             self._sample_pos = (self._sample_pos + 1) % self.MAX_SAMPLES
 
-    def _select(self, priority: int | None, topic_id: int | None) -> list[RollingHistogram]:
-        return [h for (t, p), h in self.latency.items()
+    def _select(self, priority: int | None, topic_id: int | None) -> list[tuple[int, int]]:
+        return [(t, p) for (t, p) in self.latency
                 if (priority is None or p == priority) and (topic_id is None or t == topic_id)]
+
+    def refresh_windows(self) -> None:
+        """Merge each rolling histogram's slots once (the statistics refresh calls this once a
+        period); window figures then read these merges instead of redoing them per query."""
+        self._windows = {key: h.window() for key, h in self.latency.items()}
 
     def window_latency(self, priority: int | None = None,
                        topic_id: int | None = None) -> LatencyHistogram:
-        """Over the rolling window, for one priority and/or topic or all."""
-        return merged(h.window() for h in self._select(priority, topic_id))
+        """Over the rolling window (as of the last refresh_windows), for one priority and/or
+        topic or all."""
+        windows = self._windows
+        return merged(windows[key] if key in windows else self.latency[key].window()
+                      for key in self._select(priority, topic_id))
 
     def total_latency(self, priority: int | None = None,
                       topic_id: int | None = None) -> LatencyHistogram:
         """Since start, for one priority and/or topic or all."""
-        return merged(h.since_start for h in self._select(priority, topic_id))
+        return merged(self.latency[key].since_start for key in self._select(priority, topic_id))
 
     @property
     def compression_ratio(self) -> float | None:

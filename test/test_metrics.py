@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_histogram_merge_and_empty():
 
 def test_rolling_histogram_forgets_old_slots():
     now = [1000.0]
-    h = RollingHistogram(window_s=10, slots=10, clock=lambda: now[0])
+    h = RollingHistogram(window_s=10, slots=10, clock=lambda: int(now[0] * 1e9))
     h.record(5_000_000)
     now[0] += 5
     h.record(1_000_000)
@@ -121,7 +122,7 @@ def test_backpressure_diagnostic_levels(queued, level):
 
 def test_latency_diagnostic_warns_over_target_and_prometheus_parses():
     stats, router = _stats_with_one_client(0)
-    now = 10_000_000_000
+    now = time.time_ns()
     records = [Record(now - 20_000_000, 1, i, int(Priority.NORMAL), 1, b"") for i in range(50)]
     router.metrics.record_batch(records, 1, 1000, 500, 1, now)
     statuses = {s.name: s for s in stats.diagnostics()}

@@ -201,12 +201,13 @@ class Session:
         connection, a full batch, or a record at `flush_priority` or above: send now.
         """
         settings = self.settings
+        transport = self.websocket.transport
+        # Cheapest test first: almost always the transport is empty and this returns at once.
+        if transport is None or transport.get_write_buffer_size() == 0:
+            return 0.0
         outbox = self.outbox
         if (not self.batching or settings.max_batch_delay_ns <= 0 or len(outbox) >= limit
                 or outbox.has_at_least(settings.flush_priority)):
-            return 0.0
-        transport = self.websocket.transport
-        if transport is None or transport.get_write_buffer_size() == 0:
             return 0.0
         oldest = outbox.oldest_timestamp_ns()
         if oldest is None:

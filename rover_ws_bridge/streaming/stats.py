@@ -76,6 +76,7 @@ class StatsCollector:
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        self.metrics.refresh_windows()
         for name, count in self.router.received_by_topic.items():
             rate = self._in_rates.setdefault(name, _TopicRate())
             hz = rate.meter.update(count, now)
