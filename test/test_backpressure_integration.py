@@ -27,7 +27,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from sensor_msgs.msg import CompressedImage
-from std_msgs.msg import Bool, UInt32
+from std_msgs.msg import Bool, String, UInt32
 from websockets.asyncio.client import connect
 
 from rover_ws_bridge import PROTOCOL_NAME
@@ -240,6 +240,49 @@ def test_benchmark_endpoint_is_off_by_default_and_runs_when_enabled(start_bridge
             result = json.loads(response.read())
         assert result["clients"][0]["messages"] > 0
         assert result["clients"][0]["bridge_to_client_ms"]["p50"] is not None
+    finally:
+        ros.node.destroy_timer(timer)
+        ros.node.destroy_publisher(publisher)
+
+
+def test_client_whose_critical_backlog_passes_the_cap_is_closed_with_1013(
+        start_bridge, ros: RosHarness) -> None:
+    topic = f"{TOPIC_PREFIX}/flood_critical"
+    bridge = start_bridge(outbox_max_bytes="65536", write_limit_bytes="4096",
+                          topics=f'["{topic}:std_msgs/msg/String"]')
+    publisher = ros.node.create_publisher(String, topic, LATCHED)
+    timer = ros.node.create_timer(0.005, lambda: publisher.publish(String(data="x" * 20_000)))
+
+    async def scenario() -> tuple[int | None, str | None]:
+        sock = stalled_socket()
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", bridge.port))
+        stalled = await connect(bridge.url, sock=sock, subprotocols=[PROTOCOL_NAME],
+                                max_queue=1, max_size=None, compression=None)
+        async with BridgeClient(bridge.url) as probe:
+            await wait_until(lambda: topic in {t.name for t in probe._topics.values()
+                                               if t.priority == "CRITICAL"}, "CRITICAL topic")
+        await stalled.send(json.dumps({"op": "subscribe", "topics": [topic], "encoding": "cdr"}))
+        await asyncio.sleep(0.5)
+        # Stop stalling only to read the close frame: drain until the bridge closes us.
+        end = time.monotonic() + WAIT_S
+        while time.monotonic() < end:
+            pressure = http_json(bridge.port, "/api/performance/backpressure")
+            if pressure["overflow_disconnects"]:
+                break
+            await asyncio.sleep(0.2)
+        try:
+            while True:
+                await asyncio.wait_for(stalled.recv(), 10)
+        except Exception:  # noqa: BLE001 - ConnectionClosed once the close frame is read
+            pass
+        return stalled.close_code, stalled.close_reason
+
+    try:
+        code, reason = asyncio.run(scenario())
+        assert code == 1013, (code, reason)
+        assert "critical" in (reason or "").lower()
+        # The bridge itself is fine: it still serves others.
+        assert http_json(bridge.port, "/health")["connections"] == 0
     finally:
         ros.node.destroy_timer(timer)
         ros.node.destroy_publisher(publisher)
