@@ -152,6 +152,26 @@ class BridgeClient:
     async def ping(self) -> dict[str, Any]:
         return await self.request({"op": "ping", "client_time_ns": time.time_ns()})
 
+    async def clock_offset_ns(self, samples: int = 5) -> int:
+        """Server clock minus this clock, from the ping with the shortest round trip (NTP's
+        rule: the least delayed exchange has the least asymmetric one). Add it to local
+        times before comparing them with the bridge's receive stamps from another machine."""
+        best: tuple[int, int] | None = None
+        for _ in range(samples):
+            sent = time.time_ns()
+            pong = await self.ping()
+            received = time.time_ns()
+            rtt = received - sent
+            offset = pong["server_time_ns"] - (sent + received) // 2
+            if best is None or rtt < best[0]:
+                best = (rtt, offset)
+        assert best is not None
+        return best[1]
+
+    async def report_stats(self, report: dict[str, Any]) -> dict[str, Any]:
+        """Tell the bridge what this client observes (shown in /api/performance/connections)."""
+        return await self.request({"op": "stats", "report": report})
+
     # -- data ----------------------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[Message]:

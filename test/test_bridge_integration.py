@@ -636,3 +636,21 @@ def test_health_endpoint_on_the_websocket_port(bridge: BridgeProcess) -> None:
         urllib.request.urlopen(f"http://127.0.0.1:{bridge.port}/nothing-here", timeout=WAIT_S)
     assert caught.value.code == 404
     caught.value.close()
+
+
+def test_clock_offset_and_stats_report(bridge: BridgeProcess) -> None:
+    async def scenario() -> None:
+        async with BridgeClient(bridge.url) as client:
+            offset = await client.clock_offset_ns()
+            assert abs(offset) < 1_000_000_000  # same machine, same clock
+            assert (await client.report_stats({"latency_ms": {"p95": 2.0}}))["op"] == "stats_ack"
+            with pytest.raises(BridgeError) as refused:
+                await client.request({"op": "stats", "report": "fast"})
+            assert refused.value.code == "bad_request"
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{bridge.port}/api/performance/connections") as r:
+                connections = json.loads(r.read())["connections"]
+            assert any((c["client_report"] or {}).get("latency_ms") == {"p95": 2.0}
+                       for c in connections)
+
+    run(scenario())
