@@ -131,8 +131,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("compression_threshold_bytes", int, 512,
                   "Frames smaller than this are sent uncompressed.", _in_range(0, 1 << 30)),
     ParameterSpec("outbox_max_bytes", int, 4 * 1024 * 1024,
-                  "Bound of each client's outbox. Memory: 100 clients x 4 MiB = 400 MiB at the "
-                  "very worst (every client stalled with a full outbox).",
+                  "Bound of each client's outbox of non-CRITICAL records, and separately of its "
+                  "CRITICAL backlog (past that the client is closed with 1013). Memory: 100 "
+                  "clients x 2 x 4 MiB = 800 MiB at the very worst (every client stalled with "
+                  "both full).",
                   _in_range(64 * 1024, 1 << 31)),
     ParameterSpec("write_limit_bytes", int, 64 * 1024,
                   "High-water mark of the transport's own buffer; past it a client's backlog "
