@@ -85,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(random.randint(1, 100))
+    # Fast DDS takes 0-232 on Linux; the widest range makes a clash with another run on this
+    # machine unlikely, and the publishers report one if it happens (foreign_publishers).
+    env["ROS_DOMAIN_ID"] = str(random.randint(1, 232))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; would fight the setting above
     env["PYTHONUNBUFFERED"] = "1"

@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                 emit("result", published=published,
                      published_by_topic=dict(zip(topics, in_window)),
                      rate_hz_achieved=published / len(topics) / window.duration_s,
-                     total_published=total)
+                     total_published=total,
+                     # more than ours: someone else publishes on these topics (a concurrent
+                     # run that drew the same ROS_DOMAIN_ID), and the counts are off
+                     foreign_publishers=sum(node.count_publishers(t) for t in topics)
+                     - len(topics))
         return 0
     finally:
         node.destroy_node()

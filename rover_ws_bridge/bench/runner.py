@@ -327,6 +327,7 @@ class ScenarioRun:
         lost = max(0, expected - delivered)
         out: dict[str, Any] = {
             "published": n_published,
+            "foreign_publishers": published.get("foreign_publishers", 0),
             "published_by_topic": published.get("published_by_topic"),
             "publisher_rate_hz_achieved": round(published["rate_hz_achieved"], 1),
             "expected": expected,
@@ -408,6 +409,10 @@ class ScenarioRun:
 
     def _bottlenecks(self, r: dict[str, Any]) -> list[str]:
         notes = []
+        if r.get("foreign_publishers"):
+            notes.append(f"INVALID: {r['foreign_publishers']} other publisher(s) on the "
+                         "scenario's topics (another run on the same ROS_DOMAIN_ID?): counts "
+                         "and latencies mix both")
         by_process = r.get("clients_cpu_pct_by_process") or [r.get("clients_cpu_pct", 0.0)]
         busy = [i for i, pct in enumerate(by_process) if pct >= SATURATED_CPU_PCT]
         if busy:

@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                 emit("result", published=published, published_by_topic=dict(rover.in_window),
                      # the fastest topic's rate: what "rate" means for a mix
                      rate_hz_achieved=max(periodic.values(), default=0) / window.duration_s,
-                     total_published=rover.total)
+                     total_published=rover.total,
+                     foreign_publishers=sum(rover.count_publishers(p.topic_name) - 1
+                                            for p in rover.publishers))
         return 0
     finally:
         executor.shutdown(timeout_sec=2.0)
