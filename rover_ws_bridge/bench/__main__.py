@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
                         f"(default {CompareSettings.threshold_pct:g} %%)")
     parser.add_argument("--markdown", action="store_true",
                         help="print the tables as Markdown (for docs/BENCHMARKS.md)")
+    parser.add_argument("--bridge-param", action="append", default=[], metavar="NAME:=VALUE",
+                        type=_bridge_param,
+                        help="a bridge parameter for every scenario (repeatable), e.g. "
+                             "max_batch_delay_ms:=0, to compare settings")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the child processes' logs (kept anyway when a scenario fails)")
     return parser
@@ -94,6 +98,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _bridge_param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:=VALUE")
+    return name, value
+
+
 def _failed(scenario: Any, bridge: str, exc: Exception) -> dict[str, Any]:
     return {"name": scenario.name, "bridge": bridge, "clients": scenario.clients,
             "rate_hz": scenario.rate_hz, "error": str(exc)}
@@ -103,7 +114,8 @@ def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[
     env = _child_env()
     machine = machine_info(env)
     log_dir = Path(tempfile.mkdtemp(prefix="rover-ws-bridge-bench-"))
-    settings = RunSettings(args.duration, args.warmup, args.drain, env, log_dir)
+    settings = RunSettings(args.duration, args.warmup, args.drain, env, log_dir,
+                           bridge_parameters=tuple(args.bridge_param))
     print(f"rover-ws-bridge-bench: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {log_dir}",
           file=sys.stderr, flush=True)
     results: list[dict[str, Any]] = []

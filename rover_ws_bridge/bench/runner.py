@@ -67,6 +67,8 @@ class RunSettings:
     env: dict[str, str]
     log_dir: Path
     start_timeout_s: float = 30.0
+    # Bridge parameters given on the command line (--bridge-param), after the scenario's own.
+    bridge_parameters: tuple[tuple[str, str], ...] = ()
 
 
 class _CpuClock:
@@ -215,7 +217,7 @@ class ScenarioRun:
             self._bridge = self._start(name, PEER_MODULE, args)
             return self._bridge
         args = ["--ros-args", "-p", "port:=0", "-p", "address:=127.0.0.1"]
-        for param, value in self.scenario.bridge_parameters:
+        for param, value in self.scenario.bridge_parameters + self.settings.bridge_parameters:
             args += ["-p", f"{param}:={value}"]
         self._bridge = self._start(name, BRIDGE_MODULE, args)
         return self._bridge

@@ -161,6 +161,10 @@ class BridgeServer:
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # asyncio sets TCP_NODELAY on TCP transports; make sure: Nagle would hold frames.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.config.socket_send_buffer_bytes:
+                # Keep the backlog of a slow client in its outbox, not in the kernel.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                self.config.socket_send_buffer_bytes)
         protocol = PROTOCOLS[websocket.subprotocol or PROTOCOL_NAME]
         session = protocol(websocket, self.router, self.settings)
         self.sessions.add(session)
