@@ -2,7 +2,7 @@
  * `OptimizedTelemetryClient`: the TypeScript client of the native protocol `rover-ws-bridge.v1`
  * (docs/PROTOCOL.md), for browsers and Node.js. Behaves like the Python client
  * (rover_ws_bridge/client.py), plus what a live dashboard needs: reconnection with backoff and
- * resubscription, clock sync, and client-side metrics.
+ * resubscription, clock sync, and client-side metrics, which it reports to the bridge (`stats`).
  *
  *     const client = new OptimizedTelemetryClient({
  *       url: "ws://rover.local:8000", topics: ["/imu", "/odom"],
@@ -17,6 +17,7 @@ import { COMPRESSION_NAMES } from "./compression.js";
 import { decodeData, ENCODING_NAMES, type EncodingName } from "./encoding.js";
 import { decodeFrame, DEFAULT_MAX_BODY_BYTES, FrameError, PRIORITY_NAMES } from "./frame.js";
 import { ClientMetrics, type ClientMetricsSnapshot } from "./metrics.js";
+import { buildStatsReport } from "./stats.js";
 import {
   PROTOCOL_NAME,
   type BackpressureInfo,
@@ -25,6 +26,7 @@ import {
   type MessagesMessage,
   type PongMessage,
   type ServerMessage,
+  type StatsReport,
   type StatusMessage,
   type TopicInfo,
 } from "./protocol.js";
@@ -126,6 +128,11 @@ export interface TelemetryClientOptions {
   reconnect?: Partial<BackoffOptions> | false;
   /** Interval of clock-sync pings once synced, ms. Default 2000. */
   pingIntervalMs?: number;
+  /**
+   * Report the client's metrics to the bridge (`stats` op, `statsReport()`) this often while
+   * connected, ms; shown in the bridge's /api/performance/connections. Default 5000; 0 = never.
+   */
+  statsIntervalMs?: number;
   /** How long a request waits for its reply, ms. Default 10000. */
   requestTimeoutMs?: number;
   /** Refuse frames announcing a bigger body (decompression bomb guard). Default 256 MiB. */
@@ -155,6 +162,7 @@ const DEFAULT_BACKOFF: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 10_00
 const FAST_PINGS = 4;
 const FAST_PING_INTERVAL_MS = 200;
 const MAX_STATUSES = 100;
+const DEFAULT_STATS_INTERVAL_MS = 5000;
 const ALL_TOPICS = "*";
 
 interface Pending {
@@ -185,6 +193,7 @@ export class OptimizedTelemetryClient {
   private pending = new Map<number, Pending>();
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private pingTimer: ReturnType<typeof setTimeout> | null = null;
+  private statsTimer: ReturnType<typeof setTimeout> | null = null;
   private pingsSent = 0;
   private attempt = 0;
   private userClosed = false;
@@ -340,8 +349,7 @@ export class OptimizedTelemetryClient {
   private onClose(code: number, reason: string): void {
     this.ws = null;
     this.generation++;
-    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
-    this.pingTimer = null;
+    this.clearTimers(false);
     this.failPending(new Error(`connection closed (${code}${reason ? ` ${reason}` : ""})`));
     this.active = new Map();
     this.counters.connectionRestarted();
@@ -374,11 +382,14 @@ export class OptimizedTelemetryClient {
     this.emit("state", state, detail);
   }
 
-  private clearTimers(): void {
-    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+  /** The ping and stats timers of the connection, and (by default) the reconnection timer. */
+  private clearTimers(reconnect = true): void {
+    if (reconnect && this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     if (this.pingTimer !== null) clearTimeout(this.pingTimer);
-    this.reconnectTimer = null;
+    if (this.statsTimer !== null) clearTimeout(this.statsTimer);
+    if (reconnect) this.reconnectTimer = null;
     this.pingTimer = null;
+    this.statsTimer = null;
   }
 
   private failPending(error: Error): void {
@@ -413,6 +424,7 @@ export class OptimizedTelemetryClient {
     this.everOpened = true;
     this.setState("open");
     for (const w of this.readyWaiters.splice(0)) w.resolve();
+    this.scheduleStats(generation);
   }
 
   // -- requests -----------------------------------------------------------------------------------
@@ -544,22 +556,44 @@ export class OptimizedTelemetryClient {
   }
 
   /**
-   * STATS HOOK (not wired yet). The metrics issue adds a `stats` op for clients to report these
-   * figures to the bridge; docs/PROTOCOL.md does not define it yet, so this client sends
-   * nothing. When it lands: if `hello.capabilities` announces it, send
-   * `{op: "stats", ...statsReport()}` every few seconds from `schedulePing`'s timer, with the
-   * field names the protocol then defines (the snake_case names below are a proposal).
+   * The report the `stats` op sends (docs/PROTOCOL.md): latency p50/p95/p99, rates, bytes,
+   * decode time, drops, reconnections, clock offset and RTT, the browser's user agent, and the
+   * busiest topics' rate, latency p95 and drops; under the bridge's 4096-character limit.
    */
-  statsReport(): Record<string, unknown> {
-    const m = this.metrics();
-    return {
-      latency_ms: { p50: m.latencyMs.p50, p95: m.latencyMs.p95, p99: m.latencyMs.p99 },
-      messages_per_second: m.messagesPerSecond,
-      bytes_received: m.bytesReceived,
-      decode_time_ms: m.decodeTimeMs.mean,
-      drops: m.drops,
-      clock_offset_ms: m.clockOffsetMs,
-    };
+  statsReport(): StatsReport {
+    return buildStatsReport(this.metrics(), this.statsIntervalMs);
+  }
+
+  /** Send `statsReport()` now (`stats`; answered by `stats_ack`). The timer does this by itself. */
+  async sendStats(): Promise<void> {
+    await this.request({ op: "stats", report: this.statsReport() });
+  }
+
+  private get statsIntervalMs(): number {
+    return this.options.statsIntervalMs ?? DEFAULT_STATS_INTERVAL_MS;
+  }
+
+  /**
+   * Report every statsIntervalMs while this connection is open (the next report is timed from
+   * the previous one's answer, so they never pile up). A bridge that does not know the op
+   * (`unknown_op`) gets no more reports on this connection.
+   */
+  private scheduleStats(generation: number): void {
+    const interval = this.statsIntervalMs;
+    if (!(interval > 0) || !Number.isFinite(interval)) return;
+    this.statsTimer = setTimeout(() => {
+      this.statsTimer = null;
+      if (generation !== this.generation || this.state !== "open") return;
+      this.sendStats().then(() => true, (error: Error) => {
+        if (generation !== this.generation) return false; // the connection went: not an error
+        if (!(error instanceof BridgeError)) return true; // a timeout: like a lost ping, try later
+        if (error.code === "unknown_op") return false; // an older bridge
+        this.emit("error", error);
+        return true;
+      }).then((again) => {
+        if (again && generation === this.generation && this.statsTimer === null) this.scheduleStats(generation);
+      }, () => undefined);
+    }, interval);
   }
 
   // -- receiving ----------------------------------------------------------------------------------

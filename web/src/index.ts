@@ -37,4 +37,5 @@ export {
   type TopicMetrics,
   type Percentiles,
 } from "./metrics.js";
+export { buildStatsReport, pythonJsonLength, browserUserAgent, STATS_MAX_CHARS, STATS_MAX_TOPICS } from "./stats.js";
 export * from "./protocol.js";

@@ -95,6 +95,57 @@ export interface MessagesMessage {
   messages: JsonDataMessage[];
 }
 
+/** Answer to `stats`. */
+export interface StatsAckMessage {
+  op: "stats_ack";
+  id: unknown;
+}
+
+/** Per topic in a `stats` report: the busiest topics only (see `STATS_MAX_TOPICS`). */
+export interface StatsTopicReport {
+  /** msgs/s received over the last ~2 s. */
+  rate_hz: number;
+  latency_p95_ms: number | null;
+  /** Sequence gaps on this topic since the client started. */
+  drops: number;
+}
+
+/**
+ * What `OptimizedTelemetryClient` reports with the `stats` op (docs/PROTOCOL.md), the bridge's
+ * `client_report` in `GET /api/performance/connections`. Times in ms; `null` where there is no
+ * sample yet. Counters are totals since the client was created (over reconnections).
+ */
+export interface StatsReport {
+  /** "rover-ws-bridge-client" (this TypeScript client). */
+  client: string;
+  /** How often the client reports, ms. */
+  interval_ms: number;
+  /** End-to-end: client receive time corrected to the server clock, minus the record's timestamp_ns; last 4096 records. */
+  latency_ms: { p50: number | null; p95: number | null; p99: number | null; samples: number };
+  messages: number;
+  messages_per_second: number;
+  frames: number;
+  bytes_received: number;
+  bytes_per_second: number;
+  /** Decode time per binary frame (header, decompression, records, data), last 512 frames. */
+  decode_time_ms: { mean: number | null; p95: number | null };
+  /** Sequence gaps, all topics. */
+  drops: number;
+  /** Records over the client's latency budget (`maxLatency`). */
+  late: number;
+  frame_errors: number;
+  reconnects: number;
+  /** Server clock minus client clock. */
+  clock_offset_ms: number;
+  /** Round trip of the ping the offset comes from (null before the first pong). */
+  rtt_ms: number | null;
+  /** In a browser: navigator.userAgent (at most 256 characters). */
+  user_agent?: string;
+  /** Topics with data; `topics` holds the busiest of them. */
+  topic_count: number;
+  topics: Record<string, StatsTopicReport>;
+}
+
 export type ServerMessage =
   | HelloMessage
   | TopicsMessage
@@ -103,5 +154,6 @@ export type ServerMessage =
   | StatusMessage
   | PongMessage
   | MessagesMessage
+  | StatsAckMessage
   | { op: "unsubscribed"; id: unknown; topics: string[] }
   | { op: "configured"; id: unknown; compression: CompressionName; batching: boolean };

@@ -129,6 +129,19 @@ describe("dashboard served by the bridge", () => {
     await page.screenshot({ path: `${OUTPUT}dashboard.png`, fullPage: true });
     expect(pageErrors).toEqual([]);
 
+    // The page reports its figures to the bridge (`stats`, every 5 s), with the browser's user agent.
+    const userAgent = await page.evaluate(() => navigator.userAgent);
+    const deadline2 = Date.now() + LONG;
+    let report: { user_agent?: string; messages?: number } | null = null;
+    while (report === null && Date.now() < deadline2) {
+      const { connections } = (await (await fetch(`${bridge.httpUrl}api/performance/connections`)).json()) as
+        { connections: { client_report: { user_agent?: string; messages?: number } | null }[] };
+      report = connections.find((c) => c.client_report?.user_agent !== undefined)?.client_report ?? null;
+      if (report === null) await page.waitForTimeout(250);
+    }
+    expect(report?.user_agent).toBe(userAgent);
+    expect(report?.messages).toBeGreaterThan(0);
+
     // Reported, not asserted (no test asserts a time): how smooth the page is at full rate.
     const smooth = await page.evaluate(() => new Promise<string>((resolve) => {
       const client = (window as unknown as { roverClient: { metrics(): { messages: number } } }).roverClient;

@@ -121,6 +121,46 @@ describe("Node.js client against the real bridge + simulated rover", () => {
     expect([frame.data[0], frame.data[1]]).toEqual([0xff, 0xd8]); // a JPEG start-of-image
   });
 
+  it("reports its metrics with `stats`: the bridge shows them in /api/performance/connections", async () => {
+    const client = connect({ topics: ["/imu", "/odom"], statsIntervalMs: 300 });
+    const got = collect(client);
+    await client.ready(30_000);
+    await waitFor(() => (got.get("/imu")?.length ?? 0) >= 20 && client.clock.synced, "/imu data and a pong", 60_000);
+    const sessionId = client.hello!.session_id;
+    interface Connection { id: number; client_report: Record<string, unknown> | null }
+    const report = async () => {
+      const response = await fetch(`${bridge.httpUrl}api/performance/connections`);
+      expect(response.status).toBe(200);
+      const { connections } = (await response.json()) as { connections: Connection[] };
+      const mine = connections.find((c) => c.id === sessionId);
+      expect(mine).toBeDefined();
+      return mine!.client_report;
+    };
+    // One interval after data arrived, the bridge holds a report that counts it.
+    let shown: Record<string, unknown> | null = null;
+    await waitFor(async () => {
+      shown = await report();
+      return shown !== null && (shown.messages as number) > 0;
+    }, "the client's report in /api/performance/connections", 30_000);
+    const r = shown! as Record<string, any>;
+    expect(r.client).toBe("rover-ws-bridge-client");
+    expect(r.interval_ms).toBe(300);
+    expect(r.latency_ms.samples).toBeGreaterThan(0);
+    expect(r.latency_ms.p50).toBeLessThanOrEqual(r.latency_ms.p99);
+    expect(Math.abs(r.latency_ms.p50)).toBeLessThan(1000); // same machine: offset-corrected
+    expect(r.messages_per_second).toBeGreaterThanOrEqual(0);
+    expect(r.bytes_received).toBeGreaterThan(0);
+    expect(r.decode_time_ms.mean).toBeGreaterThanOrEqual(0);
+    expect(r.reconnects).toBe(0);
+    expect(Math.abs(r.clock_offset_ms)).toBeLessThan(1000);
+    expect(r.rtt_ms).toBeGreaterThanOrEqual(0);
+    expect(r.user_agent).toBeUndefined();
+    expect(r.topics["/imu"]).toMatchObject({ rate_hz: expect.any(Number), drops: expect.any(Number) });
+    expect(typeof r.received_ns).toBe("number"); // stamped by the bridge
+    // Reports keep coming: a later one replaces it.
+    await waitFor(async () => ((await report())?.received_ns as number) > r.received_ns, "a newer report", 30_000);
+  });
+
   it("reconnects when the bridge goes away and comes back, and subscribes again", async () => {
     const client = connect({ topics: ["/imu"], reconnect: { initialDelayMs: 100, maxDelayMs: 1000 } });
     const got = collect(client);

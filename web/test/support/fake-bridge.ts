@@ -3,6 +3,7 @@
 import { encode } from "@msgpack/msgpack";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { AddressInfo } from "node:net";
+import { pythonJsonLength } from "../../src/stats.js";
 
 export const TOPICS = [
   { id: 1, name: "/imu", type: "sensor_msgs/msg/Imu", priority: "NORMAL", transient_local: false },
@@ -45,6 +46,8 @@ export function encodeFrame(records: RecordSpec[]): Uint8Array {
 export class FakeBridge {
   readonly server: WebSocketServer;
   readonly requests: Record<string, unknown>[] = [];
+  /** The connection (1, 2, ...) each of `requests` came on (tests may empty `requests`). */
+  private readonly connectionOf = new WeakMap<object, number>();
   readonly sockets = new Set<WebSocket>();
   connections = 0;
   topics = [...TOPICS];
@@ -52,6 +55,10 @@ export class FakeBridge {
   clockSkewMs = 0;
   /** Delay of the `subscribed` replies, ms (to open the window for races). */
   subscribeReplyDelayMs = 0;
+  /** false: answer `stats` with unknown_op, as a bridge from before the op does. */
+  statsSupported = true;
+  /** The bridge's limit on a `stats` report (length of Python's json.dumps of it). */
+  statsMaxChars = 4096;
 
   private constructor(server: WebSocketServer) {
     this.server = server;
@@ -77,7 +84,7 @@ export class FakeBridge {
   }
 
   private onConnection(ws: WebSocket): void {
-    this.connections++;
+    const connection = ++this.connections;
     this.sockets.add(ws);
     ws.on("close", () => this.sockets.delete(ws));
     this.send(ws, {
@@ -90,6 +97,7 @@ export class FakeBridge {
     ws.on("message", (raw) => {
       const m = JSON.parse(raw.toString()) as Record<string, unknown>;
       this.requests.push(m);
+      this.connectionOf.set(m, connection);
       const id = m.id;
       switch (m.op) {
         case "configure":
@@ -115,6 +123,19 @@ export class FakeBridge {
         case "list_topics":
           this.send(ws, { op: "topics", id, topics: this.topics });
           break;
+        case "stats": {
+          const report = m.report;
+          if (!this.statsSupported) {
+            this.send(ws, { op: "status", level: "error", code: "unknown_op", message: "unknown op 'stats'", id });
+          } else if (typeof report !== "object" || report === null || Array.isArray(report)) {
+            this.send(ws, { op: "status", level: "error", code: "bad_request", message: "stats needs a 'report' object", id });
+          } else if (pythonJsonLength(report) > this.statsMaxChars) {
+            this.send(ws, { op: "status", level: "error", code: "bad_request", message: `stats report over ${this.statsMaxChars} bytes`, id });
+          } else {
+            this.send(ws, { op: "stats_ack", id });
+          }
+          break;
+        }
         default:
           this.send(ws, { op: "status", level: "error", code: "unknown_op", message: "?", id });
       }
@@ -139,8 +160,9 @@ export class FakeBridge {
     for (const ws of this.sockets) ws.terminate();
   }
 
-  ops(op: string): Record<string, unknown>[] {
-    return this.requests.filter((r) => r.op === op);
+  /** The requests of one op; of one connection (1, 2, ...) if given. */
+  ops(op: string, connection?: number): Record<string, unknown>[] {
+    return this.requests.filter((r) => r.op === op && (connection === undefined || this.connectionOf.get(r) === connection));
   }
 
   async stop(): Promise<void> {
@@ -149,11 +171,11 @@ export class FakeBridge {
   }
 }
 
-/** Poll until `check` is truthy (generous deadline: tests never assert timings). */
-export async function waitFor<T>(check: () => T | undefined | null | false, what: string, timeoutMs = 20_000): Promise<T> {
+/** Poll until `check` (possibly async) is truthy (generous deadline: tests never assert timings). */
+export async function waitFor<T>(check: () => T | undefined | null | false | Promise<T | undefined | null | false>, what: string, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));

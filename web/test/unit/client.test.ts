@@ -1,9 +1,10 @@
 // The client's protocol logic against a scripted server: set-up, data, errors, reconnection.
 import WebSocket from "ws";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   BridgeError,
   OptimizedTelemetryClient,
+  type StatsReport,
   type ConnectionState,
   type TelemetryClientOptions,
   type TelemetryMessage,
@@ -193,5 +194,100 @@ describe("OptimizedTelemetryClient", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(bridge.connections).toBe(1);
     await expect(c.ready()).rejects.toThrow(/closed/);
+  });
+
+  it("reports its metrics with `stats` every statsIntervalMs while connected", async () => {
+    bridge.clockSkewMs = 2_000;
+    const c = client({ topics: ["/imu", "/odom"], statsIntervalMs: 100, maxLatency: 1 });
+    await c.ready(10_000);
+    const t = nowNs() + 2_000_000_000n - 3_000_000n; // 3 ms old on the server's clock
+    for (const sequence of [1, 2, 5]) {
+      bridge.sendFrame([
+        { timestampNs: t, topicId: 1, sequence, priority: 1, data: { a: sequence } },
+        { timestampNs: t, topicId: 2, sequence, priority: 2, data: {} },
+      ]);
+    }
+    await waitFor(() => c.metrics().messages === 6 && c.clock.synced, "6 messages and a pong");
+    const sentAfter = bridge.ops("stats").length;
+    await waitFor(() => bridge.ops("stats").length >= sentAfter + 2, "two more reports");
+    const report = bridge.ops("stats").at(-1)!.report as StatsReport;
+    expect(typeof bridge.ops("stats").at(-1)!.id).toBe("number");
+    expect(report).toMatchObject({
+      client: "rover-ws-bridge-client", interval_ms: 100, messages: 6, frames: expect.any(Number),
+      drops: 4, reconnects: 0, frame_errors: 0, topic_count: 2,
+    });
+    expect(report.user_agent).toBeUndefined(); // Node.js, not a browser
+    expect(report.latency_ms.samples).toBe(6);
+    // The offset is applied: ~3 ms, not ~2 s.
+    expect(report.latency_ms.p50).toBeGreaterThan(0);
+    expect(report.latency_ms.p50).toBeLessThan(1_000);
+    expect(report.latency_ms.p95).toBeGreaterThanOrEqual(report.latency_ms.p50!);
+    expect(report.latency_ms.p99).toBeGreaterThanOrEqual(report.latency_ms.p95!);
+    expect(report.late).toBe(6);
+    expect(report.bytes_received).toBeLessThanOrEqual(c.metrics().bytesReceived); // pongs and acks since
+    expect(report.bytes_received).toBeGreaterThan(0);
+    expect(report.decode_time_ms.mean).toBeGreaterThanOrEqual(0);
+    expect(Math.abs(report.clock_offset_ms - 2_000)).toBeLessThan(500);
+    expect(report.rtt_ms).toBeGreaterThanOrEqual(0);
+    expect(Object.keys(report.topics).sort()).toEqual(["/imu", "/odom"]);
+    expect(report.topics["/imu"]).toEqual({ rate_hz: expect.any(Number), latency_p95_ms: expect.any(Number), drops: 2 });
+    // Every report was acknowledged: no errors came back.
+    expect(c.statuses.filter((s) => s.level === "error")).toEqual([]);
+  });
+
+  it("sends no report while disconnected, and reports again once reconnected", async () => {
+    const c = client({ topics: ["/imu"], statsIntervalMs: 50, reconnect: { initialDelayMs: 400, maxDelayMs: 400, jitter: 0 } });
+    await c.ready(10_000);
+    await waitFor(() => bridge.ops("stats", 1).length >= 2, "reports on the first connection");
+    const calls: string[] = [];
+    const request = c.request.bind(c);
+    vi.spyOn(c, "request").mockImplementation((message, timeoutMs) => {
+      if (message.op === "stats") calls.push(c.state);
+      return request(message, timeoutMs);
+    });
+    bridge.dropConnections();
+    await waitFor(() => c.state === "reconnecting", "reconnecting");
+    await new Promise((r) => setTimeout(r, 250)); // five intervals without a connection
+    expect(calls.filter((s) => s !== "open")).toEqual([]);
+    await waitFor(() => bridge.ops("stats", 2).length >= 1, "a report on the second connection");
+    expect(calls.every((s) => s === "open")).toBe(true);
+    expect((bridge.ops("stats", 2).at(-1)!.report as StatsReport).reconnects).toBe(1);
+    c.close();
+    const count = bridge.ops("stats").length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(bridge.ops("stats").length).toBe(count);
+  });
+
+  it("statsIntervalMs 0 sends no report; a bridge without the op gets one per connection", async () => {
+    const quiet = client({ topics: ["/imu"], statsIntervalMs: 0 });
+    await quiet.ready(10_000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bridge.ops("stats")).toEqual([]);
+    quiet.close();
+
+    bridge.statsSupported = false;
+    const errors: Error[] = [];
+    const c = client({ topics: ["/imu"], statsIntervalMs: 50 });
+    c.on("error", (e) => errors.push(e));
+    await c.ready(10_000);
+    await waitFor(() => bridge.ops("stats").length === 1, "one report");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bridge.ops("stats")).toHaveLength(1);
+    expect(errors).toEqual([]);
+    expect(c.state).toBe("open");
+  });
+
+  it("a refused report comes out as an error event, and reporting goes on", async () => {
+    bridge.statsMaxChars = 10;
+    const errors: Error[] = [];
+    const c = client({ topics: ["/imu"], statsIntervalMs: 50 });
+    c.on("error", (e) => errors.push(e));
+    await c.ready(10_000);
+    await waitFor(() => errors.length >= 2, "two refusals");
+    expect(errors[0]).toBeInstanceOf(BridgeError);
+    expect(errors[0]).toMatchObject({ code: "bad_request" });
+    await expect(c.sendStats()).rejects.toMatchObject({ code: "bad_request" });
+    bridge.statsMaxChars = 4096;
+    await c.sendStats();
   });
 });
