@@ -51,6 +51,7 @@ class NativeSession(Session):
                 "compressions": list(COMPRESSIONS),
                 "batching": True,
                 "max_rate": True,
+                "stats": True,
                 "priorities": [p.name for p in sorted(Priority, reverse=True)],
             },
             "defaults": {
