@@ -53,6 +53,8 @@ from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import BatteryState, CompressedImage, Imu, JointState, NavSatFix, NavSatStatus
 from std_msgs.msg import Bool
 
+from rover_ws_bridge import sim_jpeg
+
 try:
     from rclpy.event_handler import PublisherEventCallbacks
 except ImportError:  # Humble: the module had its old name
@@ -105,6 +107,7 @@ BATTERY_SWAP_AT_PERCENTAGE = 0.2
 
 CAMERA_FRAME_MIN_BYTES = 31_000  # above 30 KiB
 CAMERA_FRAME_MAX_BYTES = 59_000  # below 60 kB
+CAMERA_LOOP_FRAMES = 48  # 3.2 s of pictures at 15 Hz, encoded at start-up
 
 
 @dataclass(frozen=True)
@@ -275,44 +278,47 @@ class DischargingBattery:
         )
 
 
-class JpegLikeFrames:
-    """Camera payloads shaped like JFIF files, different every frame, at almost no CPU cost.
+class SyntheticCameraFrames:
+    """Camera payloads that are real JPEG pictures, sized like the rover's camera's frames.
 
-    A pool of random bytes is drawn once; each frame is the JPEG markers (SOI, APP0/JFIF, a
-    comment carrying the frame number, EOI) around a slice of the pool taken at a new offset
-    and length, so consecutive frames differ in size and content, as compressed video does.
+    A loop of synthetic views is encoded once (`sim_jpeg`, about half a second); each
+    frame is the next picture of the loop with a comment segment after its JFIF header that
+    carries the frame number and filler bytes, which decoders skip. The filler brings each
+    frame to a size drawn in [min_bytes, max_bytes], so consecutive frames differ in size and
+    content, as compressed video does, at the cost of a copy per frame.
     """
-
-    JFIF_APP0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
 
     def __init__(
         self,
         min_bytes: int = CAMERA_FRAME_MIN_BYTES,
         max_bytes: int = CAMERA_FRAME_MAX_BYTES,
         rng: random.Random | None = None,
+        loop_frames: int = CAMERA_LOOP_FRAMES,
     ) -> None:
-        if not 64 <= min_bytes <= max_bytes:
-            raise ValueError(f"frame size range [{min_bytes}, {max_bytes}] is not valid")
+        self.pictures = [sim_jpeg.split_after_app0(jpeg)
+                         for jpeg in sim_jpeg.encode_camera_loop(loop_frames)]
+        largest = max(len(head) + len(tail) for head, tail in self.pictures)
+        # Room for the comment's marker, length and frame number.
+        if not largest + 64 <= min_bytes <= max_bytes:
+            raise ValueError(f"frame size range [{min_bytes}, {max_bytes}] is not valid for "
+                             f"pictures of up to {largest} bytes")
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
         self._rng = rng or random.Random()
-        self._pool = os.urandom(4 * max_bytes)
+        self._pool = os.urandom(2 * max_bytes)
         self.frame_count = 0
 
     def next_frame(self) -> bytes:
+        head, tail = self.pictures[self.frame_count % len(self.pictures)]
         self.frame_count += 1
-        comment = b"rover-sim frame %010d" % self.frame_count
-        head = (
-            b"\xff\xd8"
-            + self.JFIF_APP0
-            + b"\xff\xfe"
-            + (len(comment) + 2).to_bytes(2, "big")
-            + comment
-        )
-        size = self._rng.randint(self.min_bytes, self.max_bytes)
-        body_size = size - len(head) - 2
-        offset = self._rng.randrange(len(self._pool) - body_size)
-        return head + self._pool[offset : offset + body_size] + b"\xff\xd9"
+        label = b"rover-sim frame %010d\n" % self.frame_count
+        room = self._rng.randint(self.min_bytes, self.max_bytes) - len(head) - len(tail)
+        # Each comment segment spends 4 bytes on its marker and length.
+        segments = -(-room // (sim_jpeg.COM_MAX_PAYLOAD + 4))
+        filler = room - 4 * segments - len(label)
+        offset = self._rng.randrange(len(self._pool) - filler)
+        comment = sim_jpeg.comment_segments(label + self._pool[offset:offset + filler])
+        return b"".join((head, comment, tail))
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,7 +351,10 @@ class SimulatedRover(Node):
         self._wheel_ratios = wheel_surface_ratios(settings["loop_radius_m"])
         self._battery = DischargingBattery(settings["battery_runtime_s"])
         self._noise = random.Random()
-        self._camera_frames = JpegLikeFrames(rng=self._noise)
+        # Encoding the camera's pictures takes a moment at start-up: only if they are wanted.
+        self._camera_frames: SyntheticCameraFrames | None = (
+            SyntheticCameraFrames(rng=self._noise)
+            if self.rates_hz["camera/image/compressed"] > 0.0 else None)
         self._start_ns = self.get_clock().now().nanoseconds
 
         # Messages are built once and refreshed in place: constant fields (frames, names,
@@ -533,6 +542,7 @@ class SimulatedRover(Node):
 
     def _publish_camera(self, publisher: Any) -> None:
         msg = self._camera_msg
+        assert self._camera_frames is not None  # this timer exists only with the frames
         # An array.array is taken as-is by every rclpy release; a bytes object is validated
         # element by element on older ones (about a millisecond per frame).
         msg.data = array.array("B", self._camera_frames.next_frame())

@@ -5,6 +5,7 @@ shared machine do not see each other. Rates are checked with loose lower bounds 
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pytest
 import rclpy
 import rclpy.context
@@ -36,8 +38,8 @@ from std_msgs.msg import Bool
 from rover_ws_bridge.sim import (
     BATTERY_SWAP_AT_PERCENTAGE,
     DischargingBattery,
-    JpegLikeFrames,
     LoopTrajectory,
+    SyntheticCameraFrames,
     enu_offset_to_geodetic,
     wheel_surface_ratios,
 )
@@ -113,14 +115,37 @@ def test_battery_discharges_then_is_swapped() -> None:
     assert all(r.current_a < 0.0 for r in readings)
 
 
-def test_camera_frames_look_like_jpeg_and_change() -> None:
-    frames = JpegLikeFrames(rng=random.Random(7))
+def test_camera_frames_are_jfif_sized_like_a_camera_and_change() -> None:
+    frames = SyntheticCameraFrames(rng=random.Random(7), loop_frames=4)
     payloads = [frames.next_frame() for _ in range(20)]
     for payload in payloads:
         assert payload[:4] == b"\xff\xd8\xff\xe0" and payload[6:11] == b"JFIF\x00"
         assert payload.endswith(b"\xff\xd9")
         assert 30 * 1024 <= len(payload) <= 60_000
     assert len(set(payloads)) == len(payloads)
+
+
+def test_camera_frames_decode_to_the_loop_of_pictures_whatever_their_filler() -> None:
+    image_module = pytest.importorskip(
+        "PIL.Image", reason="Pillow (requirements-test.txt) is the test's JPEG decoder")
+    frames = SyntheticCameraFrames(rng=random.Random(3), loop_frames=3)
+    pictures = [decode_jpeg(image_module, frames.next_frame()) for _ in range(6)]
+    for picture in pictures:
+        assert picture.shape == (240, 320, 3) and picture.std() > 10.0
+    # The comment segment changes every time; the picture comes back with the loop.
+    assert np.array_equal(pictures[0], pictures[3]) and np.array_equal(pictures[2], pictures[5])
+    assert not np.array_equal(pictures[0], pictures[1])
+
+
+def test_camera_frame_sizes_need_room_for_the_picture() -> None:
+    with pytest.raises(ValueError, match="not valid"):
+        SyntheticCameraFrames(min_bytes=2_000, max_bytes=3_000, loop_frames=1)
+
+
+def decode_jpeg(image_module: Any, payload: bytes) -> np.ndarray:
+    with image_module.open(io.BytesIO(payload)) as image:
+        assert image.format == "JPEG"
+        return np.asarray(image.convert("RGB"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,6 +331,14 @@ def test_camera_frames_are_jpeg_sized_and_shaped(sim: SimProcess, probe: Probe) 
         assert 30 * 1024 <= len(payload) <= 60_000
         assert payload.startswith(b"\xff\xd8\xff\xe0") and payload.endswith(b"\xff\xd9")
     assert payloads[0] != payloads[1]
+
+
+def test_published_camera_frames_are_pictures(sim: SimProcess, probe: Probe) -> None:
+    image_module = pytest.importorskip(
+        "PIL.Image", reason="Pillow (requirements-test.txt) is the test's JPEG decoder")
+    (frame,) = probe.receive(CompressedImage, "/camera/image/compressed", qos_profile_sensor_data)
+    picture = decode_jpeg(image_module, bytes(frame.data))
+    assert picture.shape == (240, 320, 3) and picture.std() > 10.0
 
 
 def test_odometry_wheels_gps_and_battery_tell_one_story(sim: SimProcess, probe: Probe) -> None:
