@@ -116,6 +116,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   _in_range(100, 10_000_000)),
     ParameterSpec("max_batch_messages", int, 50,
                   "A binary frame carries at most this many records.", _in_range(1, 100000)),
+    ParameterSpec("max_batch_bytes", int, 64 * 1024,
+                  "A binary frame carries about this many bytes at most (a single larger record "
+                  "still goes alone). Once handed to the connection a frame cannot be overtaken, "
+                  "so on a slow link this bounds how long a CRITICAL record can wait behind it.",
+                  _in_range(1024, 1 << 30)),
     ParameterSpec("max_batch_delay_ms", float, 5.0,
                   "Upper bound on how long a record waits for others to share its frame. Not a "
                   "wait: an idle connection sends at once; a batch grows only while the "
@@ -186,6 +191,7 @@ class BridgeConfig:
     discovery_period_s: float = 1.0
     handoff_max_messages: int = 20000
     max_batch_messages: int = 50
+    max_batch_bytes: int = 64 * 1024
     max_batch_delay_ms: float = 5.0
     flush_priority: str = "HIGH"
     default_encoding: str = "msgpack"

@@ -140,3 +140,12 @@ def test_higher_priority_leaves_first():
     outbox.push(_record(7, 1))
     outbox.push(_record(5, 1))
     assert [r.topic_id for r in outbox.pop_batch(10)] == [7, 5, 3, 1]
+
+
+def test_pop_batch_respects_a_byte_budget_but_always_returns_one_record():
+    outbox = Outbox(OutboxLimits(max_bytes=100_000))
+    for seq in range(1, 6):
+        outbox.push(_record(3, seq, size=1000))
+    assert [r.sequence for r in outbox.pop_batch(50, max_bytes=2500)] == [1, 2]
+    assert [r.sequence for r in outbox.pop_batch(50, max_bytes=10)] == [3]
+    assert [r.sequence for r in outbox.pop_batch(50)] == [4, 5]

@@ -159,21 +159,29 @@ class Outbox:
             self.peak_bytes = self.queued_bytes
         self._update_state()
 
-    def pop_batch(self, max_records: int) -> list[Record]:
-        """Up to `max_records` records, highest priority first, oldest first within one."""
+    def pop_batch(self, max_records: int, max_bytes: int | None = None) -> list[Record]:
+        """Up to `max_records` records and about `max_bytes` (always at least one record),
+        highest priority first, oldest first within one."""
         out: list[Record] = []
+        budget = max_bytes if max_bytes is not None else 1 << 62
         for priority in reversed(Priority):
             queue = self._queues[priority]
             while queue and len(out) < max_records:
-                entry = queue.popleft()
+                entry = queue[0]
                 if not entry.alive:
+                    queue.popleft()
                     continue
+                if out and entry.size > budget:
+                    budget = -1  # full: stop here, this record leads the next batch
+                    break
+                queue.popleft()
+                budget -= entry.size
                 entry.alive = False
                 self._forget(entry, priority)
                 self._count(entry.record).delivered += 1
                 self.totals.delivered += 1
                 out.append(entry.record)
-            if len(out) >= max_records:
+            if len(out) >= max_records or budget < 0:
                 break
         if out:
             self._update_state()

@@ -52,6 +52,7 @@ def settings_from_config(config: BridgeConfig) -> SessionSettings:
     return SessionSettings(
         max_batch_messages=config.max_batch_messages,
         max_batch_delay_ns=int(config.max_batch_delay_ms * 1e6),
+        max_batch_bytes=config.max_batch_bytes,
         flush_priority=int(Priority.parse(config.flush_priority)),
         compression=Compression.from_name(config.default_compression),
         compression_threshold_bytes=config.compression_threshold_bytes,

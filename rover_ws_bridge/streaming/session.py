@@ -55,6 +55,7 @@ class OutgoingFrame(NamedTuple):
 class SessionSettings:
     max_batch_messages: int = 50
     max_batch_delay_ns: int = 5_000_000
+    max_batch_bytes: int = 64 * 1024
     flush_priority: int = 2  # Priority.HIGH: such records end a linger at once
     compression: Compression = Compression.LZ4
     compression_threshold_bytes: int = 512
@@ -179,7 +180,7 @@ class Session:
                         except asyncio.TimeoutError:
                             pass
                         continue
-                    records = outbox.pop_batch(limit)
+                    records = outbox.pop_batch(limit, self.settings.max_batch_bytes)
                     frames = self.encode_batch(records)
                     raw = wire = compressed = 0
                     for frame in frames:
