@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--ros-args" not in bridge_args:
         bridge_args.append("--ros-args")
     bridge_args += ["-p", f"port:={args.port}", "-p", f"address:={args.address}"]
-    print(f"rover-ws-bridge-demo: open ws://127.0.0.1:{args.port} with the subprotocol "
-          "rover-ws-bridge.v1 (or the Python client: python -m rover_ws_bridge.client); "
-          "Ctrl-C stops", flush=True)
+    print(f"rover-ws-bridge-demo: dashboard at http://127.0.0.1:{args.port}/ ; WebSocket "
+          f"ws://127.0.0.1:{args.port} (subprotocol rover-ws-bridge.v1; or watch with: "
+          "python -m rover_ws_bridge.client); Ctrl-C stops", flush=True)
     code = 1
     try:
         code = bridge_node.main(["rover-ws-bridge", *bridge_args])
