@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                      # the fastest topic's rate: what "rate" means for a mix
                      rate_hz_achieved=max(periodic.values(), default=0) / window.duration_s,
                      total_published=rover.total,
-                     foreign_publishers=sum(rover.count_publishers(p.topic_name) - 1
-                                            for p in rover.publishers))
+                     # The sim's own data topics only: Node.publishers also lists /rosout and
+                     # /parameter_events, which every node (the bridge too) publishes.
+                     foreign_publishers=sum(rover.count_publishers(topic) - 1
+                                            for topic in rover.publishers_by_topic))
         return 0
     finally:
         executor.shutdown(timeout_sec=2.0)
