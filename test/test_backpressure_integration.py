@@ -229,10 +229,19 @@ def test_benchmark_endpoint_is_off_by_default_and_runs_when_enabled(start_bridge
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403
 
-    on = start_bridge(benchmark_endpoint_enabled="true", topics=f'["{topic}:std_msgs/msg/Bool"]')
+    # always_subscribed: the bridge's ROS subscription exists (and is matched) before the probe
+    # subscribes, so the probe's short window is not spent on DDS discovery.
+    on = start_bridge(benchmark_endpoint_enabled="true", topics=f'["{topic}:std_msgs/msg/Bool"]',
+                      always_subscribed=f'["{topic}"]')
     publisher = ros.node.create_publisher(Bool, topic, 10)
     timer = ros.node.create_timer(0.02, lambda: publisher.publish(Bool(data=True)))
+
+    def received() -> int:
+        topics = http_json(on.port, "/api/performance/metrics")["topics"]
+        return sum(t["received"] for t in topics if t["name"] == topic)
+
     try:
+        asyncio.run(wait_until(lambda: received() > 0, "the bridge receiving the topic"))
         request = urllib.request.Request(
             f"http://127.0.0.1:{on.port}/api/performance/benchmark?duration=2&topic={topic}",
             method="POST")
