@@ -291,7 +291,26 @@ class NativeClient:
 # -- native, slow: a raw client on a starved socket --------------------------------------------
 
 
-class SlowNativeClient:
+class _RawConnection:
+    """A client on a bare websockets connection (`ws`) read by its own task (`_reader`)."""
+
+    ws: Any
+    _reader: Any
+    figures: ClientFigures
+
+    def finish(self) -> None:
+        self.figures.connected = self.ws is not None and self.ws.close_code is None
+        self.figures.close_code = None if self.ws is None else self.ws.close_code
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+class SlowNativeClient(_RawConnection):
     def __init__(self, args: argparse.Namespace, figures: ClientFigures,
                  commands: Commands) -> None:
         self.args = args
@@ -368,22 +387,12 @@ class SlowNativeClient:
         except ConnectionClosed:
             pass
 
-    def finish(self) -> None:
-        self.figures.connected = self.ws is not None and self.ws.close_code is None
-        self.figures.close_code = None if self.ws is None else self.ws.close_code
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
 
 
 # -- foxglove: the Foxglove WebSocket protocol (foxglove-sdk peer) ------------------------------
 
 
-class FoxgloveClient:
+class FoxgloveClient(_RawConnection):
     def __init__(self, args: argparse.Namespace, figures: ClientFigures,
                  commands: Commands) -> None:
         self.args = args
@@ -437,16 +446,6 @@ class FoxgloveClient:
         except ConnectionClosed:
             pass
 
-    def finish(self) -> None:
-        self.figures.connected = self.ws is not None and self.ws.close_code is None
-        self.figures.close_code = None if self.ws is None else self.ws.close_code
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
 
 
 # -- the harness ---------------------------------------------------------------------------------
