@@ -54,11 +54,7 @@ from sensor_msgs.msg import BatteryState, CompressedImage, Imu, JointState, NavS
 from std_msgs.msg import Bool
 
 from rover_ws_bridge import sim_jpeg
-
-try:
-    from rclpy.event_handler import PublisherEventCallbacks
-except ImportError:  # Humble: the module had its old name
-    from rclpy.qos_event import PublisherEventCallbacks  # type: ignore[no-redef]
+from rover_ws_bridge.ros.qos_events import no_publisher_events
 
 STANDARD_GRAVITY_MPS2 = 9.80665
 WGS84_EQUATORIAL_RADIUS_M = 6_378_137.0
@@ -80,7 +76,7 @@ LATCHED_QOS = QoSProfile(
 # rclpy gives every publisher handlers that log incompatible QoS/type by default; each is one
 # more entity in the executor's wait set, rebuilt in Python on every wake-up, which cost the
 # sim about a third of its CPU. Subscribers still log the mismatch on their side.
-WITHOUT_EVENT_HANDLERS = PublisherEventCallbacks(use_default_callbacks=False)
+WITHOUT_EVENT_HANDLERS = no_publisher_events()
 
 BASE_FRAME = "base_link"
 ODOM_FRAME = "odom"

@@ -25,13 +25,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Imu
 
-try:
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
-
 from ..config import BridgeConfig
 from ..ros.node import subscription_qos
+from ..ros.qos_events import no_subscription_events
 from .control import Commands, emit
 from .stamps import cdr_header_stamp_ns, encode_ns_array
 
@@ -81,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         qos = subscription_qos(publishers, defaults.qos_depth_min, defaults.qos_depth_max)
         node.create_subscription(
             Imu, args.topic, on_message, qos.profile(), raw=True,
-            event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
+            event_callbacks=no_subscription_events())
         executor.add_node(node)
         ready = False
         while not stop.is_set() and not commands.stopped.is_set():

@@ -30,13 +30,9 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
-try:
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
-
 from ..config import BridgeConfig
 from ..ros.node import subscription_qos
+from ..ros.qos_events import no_subscription_events
 from .control import Commands, emit
 
 NODE_NAME = "bench_foxglove_peer"
@@ -129,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     defaults = BridgeConfig()
-    no_events = SubscriptionEventCallbacks(use_default_callbacks=False)
+    no_events = no_subscription_events()
     waiting = dict(topics)
     time_ns = time.time_ns
 

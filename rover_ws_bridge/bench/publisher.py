@@ -26,11 +26,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Imu
 
-try:
-    from rclpy.event_handler import PublisherEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks  # type: ignore[no-redef]
-
+from ..ros.qos_events import no_publisher_events
 from .control import Commands, emit
 
 NODE_NAME = "bench_publisher"
@@ -67,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     node = rclpy.create_node(NODE_NAME)
     try:
         # Nothing spins this node, so the default QoS-event handlers would never run anyway.
-        no_events = PublisherEventCallbacks(use_default_callbacks=False)
+        no_events = no_publisher_events()
         publishers = [node.create_publisher(Imu, t, qos_profile_sensor_data,
                                             event_callbacks=no_events) for t in topics]
         msg = imu_sample()

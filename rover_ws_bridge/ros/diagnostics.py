@@ -12,15 +12,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt32
 
 from ..streaming.stats import DiagnosticStatusData
-
-try:  # Jazzy and later
-    from rclpy.event_handler import PublisherEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks
-
-# rclpy's default QoS-event handlers add waitables that the executor re-scans on every
-# wake-up, i.e. for every message the bridge receives.
-WITHOUT_EVENT_HANDLERS = PublisherEventCallbacks(use_default_callbacks=False)
+from .qos_events import no_publisher_events
 
 
 class DiagnosticsPublisher:
@@ -28,12 +20,12 @@ class DiagnosticsPublisher:
         self._node = node
         self._hardware_id = hardware_id
         self._diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10,
-                                                  event_callbacks=WITHOUT_EVENT_HANDLERS)
+                                                  event_callbacks=no_publisher_events())
         # Latched, so a monitor that starts later still sees the current count.
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._client_count = node.create_publisher(UInt32, "~/client_count", latched,
-                                                   event_callbacks=WITHOUT_EVENT_HANDLERS)
+                                                   event_callbacks=no_publisher_events())
         self._last_count: int | None = None
 
     def publish(self, statuses: list[DiagnosticStatusData], client_count: int) -> None:

@@ -36,11 +36,6 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-try:  # Jazzy and later
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import SubscriptionEventCallbacks
-
 from ..config import PARAMETERS, BridgeConfig, ConfigError
 from ..metrics import Metrics
 from ..priority import Priority, PublisherQos, QosPriorityRules
@@ -52,6 +47,7 @@ from ..streaming.stats import StatsCollector
 from ..streaming.topics import TopicDescription
 from .diagnostics import DiagnosticsPublisher
 from .message_codec import UnknownMessageType, import_message_type, make_decoder
+from .qos_events import no_subscription_events
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +251,7 @@ class BridgeNode(Node):
                 offered.message_class, name, self._callback_for(name), offered.qos.profile(),
                 raw=True,
                 # rclpy's default QoS-event handlers cost executor time on every wake-up.
-                event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
+                event_callbacks=no_subscription_events())
             self._ros_subscriptions[name] = (subscription, offered.qos)
             self.get_logger().info(
                 f"subscribed to {name} ({offered.description.type_name}, "
