@@ -47,6 +47,12 @@ class TopicInfo:
     transient_local: bool = False
 
 
+def _topic_info(fields: dict[str, Any]) -> TopicInfo:
+    """Fields a newer server adds are ignored, not fatal."""
+    known = TopicInfo.__dataclass_fields__
+    return TopicInfo(**{k: v for k, v in fields.items() if k in known})
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -77,7 +83,9 @@ class BridgeClient:
         self._names_by_id: dict[int, str] = {}
         self._topics_ready = asyncio.Event()
         self.hello: dict[str, Any] | None = None
-        self.statuses: list[dict[str, Any]] = []
+        self.statuses: deque[dict[str, Any]] = deque(maxlen=1000)  # the newest kept
+        # Why the connection ended, if the server sent something this client cannot read.
+        self.error: Exception | None = None
         self.frames_received = 0
         self.bytes_received = 0
         self.dropped_locally = 0
@@ -217,6 +225,9 @@ class BridgeClient:
                     self._on_text(frame, now)
         except ConnectionClosed:
             pass
+        except Exception as exc:  # noqa: BLE001 - a frame we cannot read: say so, and close
+            self.error = exc
+            await self.websocket.close(1002, f"unreadable frame: {str(exc)[:100]}")
         finally:
             for future in self._pending_requests.values():
                 if not future.done():
@@ -249,14 +260,14 @@ class BridgeClient:
         if op == "hello":
             self.hello = message
         elif op == "topics":
-            self._topics = {t["name"]: TopicInfo(**t) for t in message["topics"]}
+            self._topics = {t["name"]: _topic_info(t) for t in message["topics"]}
             self._names_by_id = {t.id: t.name for t in self._topics.values()}
             self._topics_ready.set()
         elif op == "topics_update":
             for t in message["removed"]:
                 self._topics.pop(t["name"], None)
             for t in message["added"] + message["changed"]:
-                self._topics[t["name"]] = TopicInfo(**t)
+                self._topics[t["name"]] = _topic_info(t)
             self._names_by_id.update({t.id: t.name for t in self._topics.values()})
         elif op == "status":
             self.statuses.append(message)

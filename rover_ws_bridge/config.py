@@ -8,6 +8,7 @@ config/bridge.yaml documents the same list (a test keeps the two in step). A bad
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -38,11 +39,15 @@ class ExplicitTopic:
     def parse(cls, text: str) -> "ExplicitTopic":
         name, _, type_name = text.partition(":")
         name, type_name = name.strip(), type_name.strip()
-        if not name.startswith("/"):
-            raise ValueError(f"topic {text!r} must be an absolute name starting with '/'")
+        if not _TOPIC_NAME.fullmatch(name):
+            raise ValueError(f"topic {name!r} is not an absolute ROS topic name ('/' then "
+                             "letters, digits and '_', parts separated by '/')")
         if type_name and type_name.count("/") != 2:
             raise ValueError(f"type {type_name!r} of topic {name!r} must look like pkg/msg/Type")
         return cls(name, type_name or None)
+
+
+_TOPIC_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 def _in_range(lo: float | None = None, hi: float | None = None) -> Callable[[Any], str | None]:
@@ -152,6 +157,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "many bytes per round trip (64 KiB over a 20 ms Wi-Fi link: 25 Mbit/s). "
                   "0 = the kernel's default (auto-tuned, up to megabytes).",
                   _in_range(0, 1 << 30)),
+    ParameterSpec("client_send_timeout_s", float, 30.0,
+                  "A client whose connection accepts no data for this long (a frozen or vanished "
+                  "peer) is disconnected; it may reconnect.", _in_range(1.0, 3600.0)),
     ParameterSpec("max_client_message_bytes", int, 1024 * 1024,
                   "Largest control message accepted from a client.", _in_range(1024, 1 << 28)),
     ParameterSpec("target_latency_ms", float, 50.0,
@@ -200,6 +208,7 @@ class BridgeConfig:
     outbox_max_bytes: int = 4 * 1024 * 1024
     write_limit_bytes: int = 64 * 1024
     socket_send_buffer_bytes: int = 64 * 1024
+    client_send_timeout_s: float = 30.0
     max_client_message_bytes: int = 1024 * 1024
     target_latency_ms: float = 50.0
     metrics_window_s: float = 10.0

@@ -216,6 +216,14 @@ class Metrics:
                 self._sample_countdown = self.SAMPLE_EVERY
                 self._sample(value)
 
+    def recent_samples(self, n: int) -> list[int]:
+        """The newest `n` latency samples, oldest first (the buffer is a ring once full)."""
+        samples = self.samples_ns
+        if len(samples) < self.MAX_SAMPLES:
+            return samples[-n:]
+        ordered = samples[self._sample_pos:] + samples[:self._sample_pos]
+        return ordered[-n:]
+
     def _sample(self, value_ns: int) -> None:
         if len(self.samples_ns) < self.MAX_SAMPLES:
             self.samples_ns.append(value_ns)

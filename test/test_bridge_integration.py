@@ -371,6 +371,9 @@ BAD_REQUESTS = [
                  "unknown_compression", id="unknown-compression"),
     pytest.param('{"op": "configure", "batching": "yes", "id": "r1"}', "bad_request",
                  id="bad-batching"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "bad_json", id="deeply-nested"),
+    pytest.param(json.dumps({"op": "ping", "id": "x" * 100_000}), "bad_request",
+                 id="huge-request-id"),
 ]
 
 
@@ -382,7 +385,7 @@ def test_bad_input_is_answered_with_an_error_and_the_connection_stays_up(
             before = len(client.statuses)
             await client.websocket.send(frame)
             errors = await wait_until(
-                lambda: [s for s in client.statuses[before:] if s.get("level") == "error"],
+                lambda: [s for s in list(client.statuses)[before:] if s.get("level") == "error"],
                 f"an error status answering {frame!r}")
             assert errors[0]["code"] == code, errors[0]
             assert errors[0]["message"]

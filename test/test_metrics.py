@@ -165,3 +165,13 @@ def test_benchmark_endpoint_refuses_when_off_and_non_loopback_callers():
     assert remote.status_code == 403 and b"loopback" in remote.body
     assert http_api.is_loopback(SimpleNamespace(remote_address=("::ffff:127.0.0.1", 1, 0, 0)))
     assert not http_api.is_loopback(SimpleNamespace(remote_address=("10.1.2.3", 1)))
+
+
+def test_recent_samples_are_the_newest_in_order_once_the_ring_wraps():
+    m = Metrics()
+    now = time.time_ns()
+    for i in range(Metrics.MAX_SAMPLES * Metrics.SAMPLE_EVERY + 600 * Metrics.SAMPLE_EVERY):
+        m.record_batch([Record(now - i, 1, i, 1, 1, b"")], 1, 0, 0, 0, now)
+    recent = m.recent_samples(600)
+    assert len(recent) == 600 and recent == sorted(recent)  # values grow with i: in order
+    assert recent[-1] == max(m.samples_ns)

@@ -149,3 +149,12 @@ def test_pop_batch_respects_a_byte_budget_but_always_returns_one_record():
     assert [r.sequence for r in outbox.pop_batch(50, max_bytes=2500)] == [1, 2]
     assert [r.sequence for r in outbox.pop_batch(50, max_bytes=10)] == [3]
     assert [r.sequence for r in outbox.pop_batch(50)] == [4, 5]
+
+
+def test_conflated_records_are_released_even_if_nothing_is_sent():
+    outbox = Outbox(OutboxLimits(max_bytes=10_000))
+    for seq in range(1, 2001):  # a stalled client: pushes, never a pop
+        outbox.push(_record(1, seq, size=1000))
+    held = sum(1 for q in outbox._queues for e in q if e.record is not None)
+    assert held <= 10 and sum(len(q) for q in outbox._queues) <= 200
+    assert outbox.totals.pushed == outbox.totals.conflated + outbox.totals.dropped + len(outbox)

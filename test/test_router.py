@@ -140,3 +140,39 @@ def test_handoff_wakes_once_for_many_messages_and_bounds_non_critical():
         assert len(got) == 101 and got[-1][0] == "/estop"
         assert handoff.wakeups < 10
     asyncio.run(scenario())
+
+
+def test_a_session_closed_during_fan_out_does_not_cost_the_others_their_messages():
+    async def scenario():
+        router = Router(FakeRos())
+        router.update_topics([ESTOP])
+
+        class ClosingSession(FakeSession):
+            def enqueue(self, record):
+                router.remove_session(self)  # what close_soon does for a hopeless client
+
+        closing, healthy = ClosingSession(), FakeSession()
+        router.subscribe(closing, "/estop", Encoding.CDR)
+        router.subscribe(healthy, "/estop", Encoding.CDR)
+        router.dispatch([("/estop", b"x", i, i) for i in range(1, 6)])
+        assert [r.sequence for r in healthy.records] == [1, 2, 3, 4, 5]
+    asyncio.run(scenario())
+
+
+def test_latched_samples_survive_until_the_ros_subscription_is_released():
+    async def scenario():
+        router = Router(FakeRos(), unsubscribe_grace_s=0.01)
+        router.update_topics([ESTOP])
+        first = FakeSession()
+        router.subscribe(first, "/estop", Encoding.CDR)
+        router.dispatch([("/estop", b"on", 5, 1)])
+        router.remove_session(first)
+        await asyncio.sleep(0.05)  # no client wants it; the ROS side may keep it (always on)
+        late = FakeSession()
+        router.subscribe(late, "/estop", Encoding.CDR)
+        assert [r.sequence for r in late.records] == [1]
+        router.ros_subscription_released("/estop")
+        later = FakeSession()
+        router.subscribe(later, "/estop", Encoding.CDR)
+        assert later.records == []
+    asyncio.run(scenario())

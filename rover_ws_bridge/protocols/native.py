@@ -8,6 +8,7 @@ the connection stays up.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -19,6 +20,8 @@ from ..streaming.session import OutgoingFrame, Session
 from ..streaming.topics import TopicInfo
 from ..wire.compression import Compression
 from ..wire.frame import HEADER_SIZE, Encoding, Record, encode_frame, frame_compression
+
+log = logging.getLogger(__name__)
 
 OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics", "stats")
 # What a client may report in `stats` (anything else is refused, so reports stay small).
@@ -77,24 +80,32 @@ class NativeSession(Session):
         try:
             try:
                 message = json.loads(text)
-            except ValueError as exc:
-                raise RequestError("bad_json", f"message is not valid JSON: {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                raise RequestError("bad_json",
+                                   f"message is not valid JSON: {str(exc)[:200]}") from None
             if not isinstance(message, dict):
                 raise RequestError("bad_request", "message must be a JSON object")
             request_id = message.get("id")
+            if not _is_short_scalar(request_id):
+                request_id = None
+                raise RequestError("bad_request", "'id' must be a number, a string of at most "
+                                   f"{MAX_ID_CHARS} characters, or null")
             op = message.get("op")
             if op not in OPS:
-                raise RequestError("unknown_op",
-                                   f"unknown op {op!r}; expected one of: {', '.join(OPS)}")
+                raise RequestError("unknown_op", f"unknown op {_short(op)}; expected one of: "
+                                   f"{', '.join(OPS)}")
             getattr(self, f"_op_{op}")(message, request_id)
         except RequestError as exc:
             self._error(request_id, exc.code, exc.message)
+        except Exception:  # noqa: BLE001 - a request we did not foresee: answer, stay up
+            log.exception("client %s: request failed", self.remote)
+            self._error(request_id, "bad_request", "the request could not be handled")
 
     def _op_subscribe(self, message: dict, request_id: Any) -> None:
         names = self._topic_names(message)
         encoding_name = message.get("encoding", self.settings.default_encoding)
         if encoding_name not in ENCODINGS:
-            raise RequestError("unknown_encoding", f"unknown encoding {encoding_name!r}; "
+            raise RequestError("unknown_encoding", f"unknown encoding {_short(encoding_name)}; "
                                f"expected one of: {', '.join(ENCODINGS)}")
         max_rate = message.get("max_rate_hz")
         if max_rate is not None and (isinstance(max_rate, bool)
@@ -105,7 +116,7 @@ class NativeSession(Session):
         unknown = [n for n in names
                    if self.router.topic(n) is None or not self.router.may_see(self, n)]
         if unknown:
-            raise RequestError("unknown_topic", f"unknown topic(s): {', '.join(unknown)}; "
+            raise RequestError("unknown_topic", f"unknown topic(s): {_short(', '.join(unknown))}; "
                                "the 'topics' message lists what is offered")
         encoding = Encoding.from_name(encoding_name)
         done = []
@@ -128,7 +139,7 @@ class NativeSession(Session):
         compression = message.get("compression")
         batching = message.get("batching")
         if compression is not None and compression not in COMPRESSIONS:
-            raise RequestError("unknown_compression", f"unknown compression {compression!r}; "
+            raise RequestError("unknown_compression", f"unknown compression {_short(compression)}; "
                                f"expected one of: {', '.join(COMPRESSIONS)}")
         if batching is not None and not isinstance(batching, bool):
             raise RequestError("bad_request", f"batching must be true or false, not {batching!r}")
@@ -152,7 +163,8 @@ class NativeSession(Session):
         if not isinstance(report, dict):
             raise RequestError("bad_request", "stats needs a 'report' object")
         if len(json.dumps(report)) > MAX_STATS_BYTES:
-            raise RequestError("bad_request", f"stats report over {MAX_STATS_BYTES} bytes")
+            raise RequestError("bad_request",
+                               f"stats report over {MAX_STATS_BYTES} characters as JSON")
         self.client_report = {**report, "received_ns": time.time_ns()}
         self.send_control({"op": "stats_ack", "id": request_id})
 
@@ -188,7 +200,7 @@ class NativeSession(Session):
         level = {"ok": "info", "warning": "warning", "dropping": "error"}[new.value]
         totals = self.outbox.totals
         self.send_control({
-            "op": "status", "level": level, "code": "backpressure",
+            "op": "status", "level": level, "code": "backpressure", "id": None,
             "message": f"backpressure {old.value} -> {new.value}",
             "backpressure": {"state": new.value, "utilization": round(self.outbox.utilization, 3),
                              "dropped": totals.dropped, "conflated": totals.conflated},
@@ -229,3 +241,19 @@ class NativeSession(Session):
 
 def _frame_size(frame: OutgoingFrame) -> int:
     return len(frame.data)
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    """A client's value quoted in an error, cut short: errors must not echo megabytes back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+MAX_ID_CHARS = 256
+
+
+def _is_short_scalar(value: Any) -> bool:
+    """Request ids are echoed in every answer, so they must stay small."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    return isinstance(value, str) and len(value) <= MAX_ID_CHARS

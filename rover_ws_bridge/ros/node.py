@@ -109,7 +109,7 @@ class BridgeNode(Node):
         self.rules = QosPriorityRules(self.config.priority_overrides,
                                       self.config.large_message_types)
         self._offered: dict[str, _OfferedTopic] = {}
-        self._ros_subscriptions: dict[str, tuple[Any, SubscriptionQos]] = {}
+        self._ros_subscriptions: dict[str, tuple[Any, SubscriptionQos, type]] = {}
         self._sequences: dict[str, itertools.count] = {}
         self._priorities: dict[str, int] = {}
         self._wanted: frozenset[str] = frozenset()
@@ -191,39 +191,53 @@ class BridgeNode(Node):
             candidates[explicit.name] = explicit.type_name
         offered: dict[str, _OfferedTopic] = {}
         for name, configured_type in candidates.items():
-            types = graph.get(name, [])
-            type_name = configured_type or (types[0] if types else None)
-            if type_name is None:
-                self._warn_once(f"notype:{name}",
-                                f"topic {name} has no publisher yet and no type in 'topics' "
-                                "(write it as 'name:pkg/msg/Type'); waiting for one")
-                continue
-            if len(types) > 1:
-                self._warn_once(f"types:{name}",
-                                f"topic {name} has several types {types}; using {type_name}")
             try:
-                message_class = import_message_type(type_name)
-            except UnknownMessageType as exc:
-                self._warn_once(f"type:{name}:{type_name}", f"skipping topic {name}: {exc}")
+                topic = self._describe(name, configured_type, graph.get(name, []))
+            except Exception as exc:  # noqa: BLE001 - one bad topic must not stop the others
+                self._warn_once(f"describe:{name}", f"skipping topic {name}: {exc}")
                 continue
-            publishers = [p for p in self.get_publishers_info_by_topic(name)
-                          if p.node_name != NODE_NAME or p.node_namespace != self.get_namespace()]
-            qos = subscription_qos(publishers, c.qos_depth_min, c.qos_depth_max)
-            priority = self.rules.priority(name, type_name, [
-                PublisherQos(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE,
-                             p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL)
-                for p in publishers])
-            self._priorities[name] = int(priority)
-            offered[name] = _OfferedTopic(
-                TopicDescription(name, type_name, Priority(priority), qos.transient_local,
-                                 c.latched_depth),
-                message_class, qos)
+            if topic is not None:
+                offered[name] = topic
         self._offered = offered
         descriptions = sorted((o.description for o in offered.values()), key=lambda d: d.name)
         if descriptions != self._last_published and self._loop is not None:
             self._last_published = descriptions
             self._loop.call_soon_threadsafe(self._router.update_topics, descriptions)
         self._reconcile_subscriptions()
+
+    def _describe(self, name: str, configured_type: str | None,
+                  graph_types: list[str]) -> "_OfferedTopic | None":
+        """Type, QoS and priority of one offered topic, or None if it cannot be offered now."""
+        c = self.config
+        publishers = [p for p in self.get_publishers_info_by_topic(name)
+                      if p.node_name != NODE_NAME or p.node_namespace != self.get_namespace()]
+        # The graph's type list also holds our own subscription's type: prefer what the
+        # publishers say, so that a topic whose type changes follows it.
+        types = sorted({p.topic_type for p in publishers}) or graph_types
+        type_name = configured_type or (types[0] if types else None)
+        if type_name is None:
+            self._warn_once(f"notype:{name}",
+                            f"topic {name} has no publisher yet and no type in 'topics' "
+                            "(write it as 'name:pkg/msg/Type'); waiting for one")
+            return None
+        if len(types) > 1:
+            self._warn_once(f"types:{name}",
+                            f"topic {name} has several types {types}; using {type_name}")
+        try:
+            message_class = import_message_type(type_name)
+        except UnknownMessageType as exc:
+            self._warn_once(f"type:{name}:{type_name}", f"skipping topic {name}: {exc}")
+            return None
+        qos = subscription_qos(publishers, c.qos_depth_min, c.qos_depth_max)
+        priority = self.rules.priority(name, type_name, [
+            PublisherQos(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE,
+                         p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL)
+            for p in publishers])
+        self._priorities[name] = int(priority)
+        return _OfferedTopic(
+            TopicDescription(name, type_name, Priority(priority), qos.transient_local,
+                             c.latched_depth),
+            message_class, qos)
 
     # -- subscriptions -----------------------------------------------------------------------
 
@@ -237,27 +251,35 @@ class BridgeNode(Node):
         the publishers call for."""
         desired = self._desired()
         for name in list(self._ros_subscriptions):
-            subscription, qos = self._ros_subscriptions[name]
+            subscription, qos, message_class = self._ros_subscriptions[name]
             offered = self._offered.get(name)
-            if name not in desired or offered is None or offered.qos != qos:
+            if (name not in desired or offered is None or offered.qos != qos
+                    or offered.message_class is not message_class):
                 self.destroy_subscription(subscription)
                 del self._ros_subscriptions[name]
                 self.get_logger().debug(f"unsubscribed from {name}")
+                if self._loop is not None:
+                    self._loop.call_soon_threadsafe(self._router.ros_subscription_released, name)
         for name in desired:
             if name in self._ros_subscriptions:
                 continue
-            offered = self._offered[name]
-            subscription = self.create_subscription(
-                offered.message_class, name, self._callback_for(name), offered.qos.profile(),
-                raw=True,
-                # rclpy's default QoS-event handlers cost executor time on every wake-up.
-                event_callbacks=no_subscription_events())
-            self._ros_subscriptions[name] = (subscription, offered.qos)
-            self.get_logger().info(
-                f"subscribed to {name} ({offered.description.type_name}, "
-                f"{'reliable' if offered.qos.reliable else 'best_effort'}, "
-                f"{'transient_local' if offered.qos.transient_local else 'volatile'}, "
-                f"depth {offered.qos.depth}, {offered.description.priority.name})")
+            try:
+                self._subscribe(name, self._offered[name])
+            except Exception as exc:  # noqa: BLE001 - one bad topic must not stop the others
+                self._warn_once(f"subscribe:{name}", f"cannot subscribe to {name}: {exc}")
+
+    def _subscribe(self, name: str, offered: "_OfferedTopic") -> None:
+        subscription = self.create_subscription(
+            offered.message_class, name, self._callback_for(name), offered.qos.profile(),
+            raw=True,
+            # rclpy's default QoS-event handlers cost executor time on every wake-up.
+            event_callbacks=no_subscription_events())
+        self._ros_subscriptions[name] = (subscription, offered.qos, offered.message_class)
+        self.get_logger().info(
+            f"subscribed to {name} ({offered.description.type_name}, "
+            f"{'reliable' if offered.qos.reliable else 'best_effort'}, "
+            f"{'transient_local' if offered.qos.transient_local else 'volatile'}, "
+            f"depth {offered.qos.depth}, {offered.description.priority.name})")
 
     def _callback_for(self, name: str) -> Callable[[bytes], None]:
         # The hot path: no decoding, no allocation beyond the tuple, no system call.
@@ -319,6 +341,7 @@ class BridgeRuntime:
             await asyncio.sleep(period)
             try:
                 self.stats.tick()
+                self.server.close_stalled(self.config.client_send_timeout_s)
                 self.diagnostics.publish(self.stats.diagnostics(), len(self.server.sessions))
             except Exception:  # noqa: BLE001 - never let reporting take the bridge down
                 log.exception("statistics refresh failed")

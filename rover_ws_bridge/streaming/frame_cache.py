@@ -34,7 +34,9 @@ class FrameCache:
             return entry[1]
         self.misses += 1
         frames = build(records)
-        size = sum(size_of(f) for f in frames)
+        # The entry keeps its records alive too: count whichever is larger.
+        size = max(sum(size_of(f) for f in frames),
+                   sum(getattr(r, "wire_size", 0) for r in records))
         if size <= self.max_bytes:
             self._entries[key] = (records, frames, size)
             self._bytes += size

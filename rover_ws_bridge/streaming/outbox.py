@@ -80,6 +80,7 @@ class Outbox:
         self.queued_bytes = 0  # non-CRITICAL
         self.critical_bytes = 0
         self.queued_records = 0
+        self._dead = 0  # conflated entries still sitting in the priority queues
         # Highest queued_bytes since the last take_peak(): conflation can bring the outbox
         # back down between two looks, and a report must still show how full it got.
         self.peak_bytes = 0
@@ -222,6 +223,18 @@ class Outbox:
                 self.queued_bytes -= entry.size
                 self._count(entry.record).conflated += 1
                 self.totals.conflated += 1
+                self._dead += 1
+                entry.record = None  # type: ignore[assignment] - dead: only `alive` is read
+        self._compact_if_mostly_dead()
+
+    def _compact_if_mostly_dead(self) -> None:
+        """Conflated entries stay in the priority queues until popped, and a stalled client
+        pops nothing: drop them once they outnumber the live ones, so that what a stalled
+        client holds stays within the byte bound."""
+        if self._dead > 64 and self._dead > self.queued_records:
+            for priority, queue in enumerate(self._queues):
+                self._queues[priority] = deque(e for e in queue if e.alive)
+            self._dead = 0
 
     def _make_room(self, size: int, priority: int) -> bool:
         """Evict lower-priority records (LOW first, oldest first) until `size` fits."""

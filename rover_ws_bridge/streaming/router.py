@@ -178,12 +178,15 @@ class Router:
         wanted = frozenset(self._wanted_by) | frozenset(self._grace_until)
         if wanted != self._last_wanted:
             self._last_wanted = wanted
-            # A released topic's latched samples go with its ROS subscription: a new
-            # subscription receives them again from the publisher.
-            for name, topic in self._topics.items():
-                if name not in wanted:
-                    topic.latched.clear()
             self._ros.set_wanted(wanted)
+
+    def ros_subscription_released(self, name: str) -> None:
+        """The ROS shell destroyed its subscription to `name`: the latched samples go with it
+        (a new subscription receives them again from the publisher). Topics kept subscribed
+        without clients (always_subscribed) keep theirs."""
+        topic = self._topics.get(name)
+        if topic is not None:
+            topic.latched.clear()
 
     # -- data ------------------------------------------------------------------------------
 
@@ -207,7 +210,8 @@ class Router:
             # identical batches by the identity of their records.
             encoded: dict[Encoding, Record] = {}
             plain: list[Any] = [None]  # decoded once, on first need
-            for session, sub in subs.items():
+            # A copy: enqueue may close a hopeless session, which unsubscribes it.
+            for session, sub in list(subs.items()):
                 if sub.min_interval_ns:
                     if receive_ns - sub.last_sent_ns < sub.min_interval_ns:
                         sub.throttled += 1

@@ -11,6 +11,7 @@ import inspect
 import logging
 import mimetypes
 import socket
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -46,6 +47,7 @@ class PortInUse(RuntimeError):
 class ServerStats:
     connections_total: int = 0
     connections_rejected: int = 0
+    stalled_disconnects: int = 0
 
 
 def settings_from_config(config: BridgeConfig) -> SessionSettings:
@@ -110,6 +112,22 @@ class BridgeServer:
         self._server.close(close_connections=True)
         await self._server.wait_closed()
         self._server = None
+
+    def close_stalled(self, timeout_s: float) -> int:
+        """Abort connections whose current write has not finished for `timeout_s`: a frozen
+        or vanished peer. Its outbox stays bounded meanwhile, but it would never leave, and
+        websockets' own keepalive ping waits behind the same blocked write."""
+        now = time.monotonic()
+        stalled = [s for s in self.sessions
+                   if s.send_started is not None and now - s.send_started > timeout_s]
+        for session in stalled:
+            log.warning("client %s: no write progress for %.0f s; closing it", session.remote,
+                        now - session.send_started)
+            self.stats.stalled_disconnects += 1
+            transport = session.websocket.transport
+            if transport is not None:
+                transport.abort()
+        return len(stalled)
 
     # -- handshake ---------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # A client that stops reading while it keeps sending requests cannot make this grow without end.
 MAX_QUEUED_CONTROL = 1000
+MAX_QUEUED_CONTROL_BYTES = 4 * 1024 * 1024
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
 
@@ -74,6 +75,10 @@ class Session:
         self.batching = True
         self.outbox = Outbox(settings.outbox, on_state_change=self._backpressure_changed)
         self._control: deque[str] = deque()
+        self._control_bytes = 0
+        # When the frame being written was handed to the connection (None: not writing). A
+        # write that never ends is a dead or frozen peer: see BridgeServer.close_stalled.
+        self.send_started: float | None = None
         self._wakeup = asyncio.Event()
         self._closing = False
         self.frames_sent = 0
@@ -102,10 +107,13 @@ class Session:
     def send_control(self, message: dict[str, Any]) -> None:
         if self._closing:
             return
-        if len(self._control) >= MAX_QUEUED_CONTROL:
+        text = json.dumps(message, separators=(",", ":"))
+        if (len(self._control) >= MAX_QUEUED_CONTROL
+                or self._control_bytes + len(text) > MAX_QUEUED_CONTROL_BYTES):
             self.close_soon(CLOSE_POLICY_VIOLATION, "too many unanswered requests")
             return
-        self._control.append(json.dumps(message, separators=(",", ":")))
+        self._control.append(text)
+        self._control_bytes += len(text)
         self._wakeup.set()
 
     def close_soon(self, code: int, reason: str) -> None:
@@ -169,7 +177,11 @@ class Session:
             self._wakeup.clear()
             while control or len(outbox):
                 while control:
-                    await ws.send(control.popleft())
+                    text = control.popleft()
+                    self._control_bytes -= len(text)
+                    self.send_started = time.monotonic()
+                    await ws.send(text)
+                    self.send_started = None
                 if len(outbox):
                     limit = self.settings.max_batch_messages if self.batching else 1
                     linger_s = self._linger_s(limit)
@@ -183,11 +195,13 @@ class Session:
                     records = outbox.pop_batch(limit, self.settings.max_batch_bytes)
                     frames = self.encode_batch(records)
                     raw = wire = compressed = 0
+                    self.send_started = time.monotonic()
                     for frame in frames:
                         await ws.send(frame.data)
                         raw += frame.raw_size
                         wire += len(frame.data)
                         compressed += frame.compressed
+                    self.send_started = None
                     self.frames_sent += len(frames)
                     self.bytes_sent += wire
                     metrics.record_batch(records, len(frames), raw, wire, compressed,
