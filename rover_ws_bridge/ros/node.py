@@ -417,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         _print_parameters()
         return 0
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
+    # websockets logs every HTTP request and connection at INFO: a polled dashboard or scraper
+    # would flood the log. Our own connect/disconnect lines remain.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
