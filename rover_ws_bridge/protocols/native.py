@@ -227,10 +227,9 @@ class NativeSession(Session):
         return frames
 
     def _json_frame(self, records: list[Record]) -> str:
-        names = {t.id: t.name for t in self.router.topics()}
         items = []
         for r in records:
-            head = json.dumps({"topic": names.get(r.topic_id), "topic_id": r.topic_id,
+            head = json.dumps({"topic": self.router.topic_name(r.topic_id), "topic_id": r.topic_id,
                                "timestamp_ns": r.timestamp_ns, "sequence": r.sequence,
                                "priority": Priority(r.priority).name},
                               separators=(",", ":"))

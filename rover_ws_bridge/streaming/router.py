@@ -70,6 +70,7 @@ class Router:
         self._topics: dict[str, _Topic] = {}
         self._next_id = 1
         self._ids: dict[str, int] = {}  # a name keeps its id for the server's lifetime
+        self._names: dict[int, str] = {}  # id -> name of the topics offered now
         self._sessions: set[Session] = set()
         # topic name -> {session: Subscription}; kept while the topic is gone, so that a topic
         # that comes back resumes for the sessions that still want it.
@@ -89,6 +90,10 @@ class Router:
     def topic(self, name: str) -> TopicInfo | None:
         t = self._topics.get(name)
         return t.info if t else None
+
+    def topic_name(self, topic_id: int) -> str | None:
+        """The name of an offered topic by id (None once it is withdrawn)."""
+        return self._names.get(topic_id)
 
     def update_topics(self, descriptions: Iterable[TopicDescription]) -> None:
         """The ROS shell's current view of the offered topics (replaces the previous one)."""
@@ -115,6 +120,7 @@ class Router:
                 elif current.latched.maxlen != desc.latched_depth:
                     current.latched = deque(current.latched, maxlen=max(1, desc.latched_depth))
                 changed.append(current.info)
+        self._names = {t.info.id: name for name, t in self._topics.items()}
         if added or changed or removed:
             for session in list(self._sessions):
                 session.topics_changed(added, changed, removed)

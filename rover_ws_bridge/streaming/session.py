@@ -73,7 +73,8 @@ class Session:
         self.settings = settings
         self.compression = settings.compression
         self.batching = True
-        self.outbox = Outbox(settings.outbox, on_state_change=self._backpressure_changed)
+        # Bound method: a protocol's override of backpressure_changed is the one called.
+        self.outbox = Outbox(settings.outbox, on_state_change=self.backpressure_changed)
         self._control: deque[str] = deque()
         self._control_bytes = 0
         # When the frame being written was handed to the connection (None: not writing). A
@@ -228,6 +229,3 @@ class Session:
         if oldest is None:
             return 0.0
         return max(0.0, (oldest + settings.max_batch_delay_ns - time.time_ns()) / 1e9)
-
-    def _backpressure_changed(self, old: BackpressureState, new: BackpressureState) -> None:
-        self.backpressure_changed(old, new)

@@ -307,6 +307,9 @@ class StatsCollector:
                 "uptime_s": round(self.metrics.uptime_s, 1),
                 "issues": issues, "regression": self.regression}
 
+    def _topic_label(self, topic_id: int) -> str:
+        return self.router.topic_name(topic_id) or str(topic_id)
+
     def prometheus(self) -> str:
         """Prometheus text exposition format 0.0.4."""
         lines: list[str] = []
@@ -328,10 +331,9 @@ class StatsCollector:
         metric("rover_ws_bridge_messages_received_total", "counter",
                "Messages received from ROS, by topic.",
                [({"topic": n}, c) for n, c in sorted(self.router.received_by_topic.items())])
-        names = {t.id: t.name for t in self.router.topics()}
         metric("rover_ws_bridge_records_sent_total", "counter",
                "Records handed to client transports, by topic.",
-               [({"topic": names.get(t, str(t))}, c) for t, c in sorted(m.records_sent.items())])
+               [({"topic": self._topic_label(t)}, c) for t, c in sorted(m.records_sent.items())])
         metric("rover_ws_bridge_frames_sent_total", "counter", "Frames sent.",
                [({}, m.frames_sent)])
         metric("rover_ws_bridge_bytes_raw_total", "counter", "Frame bytes before compression.",
@@ -354,7 +356,7 @@ class StatsCollector:
         drops = []
         for s in self.server.sessions:
             for (topic_id, priority), c in s.outbox.counts.items():
-                labels = {"client": str(s.id), "topic": names.get(topic_id, str(topic_id)),
+                labels = {"client": str(s.id), "topic": self._topic_label(topic_id),
                           "priority": Priority(priority).name}
                 drops.append(({**labels, "reason": "dropped"}, c.dropped))
                 drops.append(({**labels, "reason": "conflated"}, c.conflated))
