@@ -14,9 +14,7 @@ window plus `--drain` seconds have passed.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 
 import numpy as np
@@ -28,7 +26,7 @@ from sensor_msgs.msg import Imu
 from ..config import BridgeConfig
 from ..ros.node import subscription_qos
 from ..ros.qos_events import no_subscription_events
-from .control import Commands, emit
+from .control import Commands, emit, shut_down_ros, stop_on_signals
 from .stamps import cdr_header_stamp_ns, encode_ns_array
 
 NODE_NAME = "bench_bare_subscriber"
@@ -42,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     commands = Commands()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(NODE_NAME)
@@ -99,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         return 0
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down_ros(node, executor)
 
 
 if __name__ == "__main__":

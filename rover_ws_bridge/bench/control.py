@@ -60,3 +60,26 @@ class Commands:
         finally:
             self.stopped.set()
             self.window_set.set()  # wake up anyone waiting for a window that will not come
+
+
+# -- the life of a bench child process that runs a ROS node ---------------------------------------
+
+def stop_on_signals() -> threading.Event:
+    """SIGINT/SIGTERM set the returned event. rclpy's own handlers stay off (init with
+    SignalHandlerOptions.NO), so the process leaves its loop and shuts down in order."""
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def shut_down_ros(node: Any, executor: Any = None) -> None:
+    """Executor, node, then rclpy: any other order can abort the process."""
+    import rclpy
+
+    if executor is not None:
+        executor.shutdown(timeout_sec=2.0)
+    node.destroy_node()
+    rclpy.try_shutdown()

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -33,7 +31,7 @@ from rclpy.signals import SignalHandlerOptions
 from ..config import BridgeConfig
 from ..ros.node import subscription_qos
 from ..ros.qos_events import no_subscription_events
-from .control import Commands, emit
+from .control import Commands, emit, shut_down_ros, stop_on_signals
 
 NODE_NAME = "bench_foxglove_peer"
 SEPARATOR = "=" * 80
@@ -107,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                               "pip install foxglove-sdk")
         return 2
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     commands = Commands()
     topics: dict[str, str] = dict(t.split(":", 1) for t in args.topic)
     channels: dict[str, Any] = {}
@@ -148,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             executor.spin_once(timeout_sec=0.1 if waiting else 0.5)
         return 0
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down_ros(node, executor)
         server.stop()
 
 

@@ -16,9 +16,7 @@ once the window has passed, with the number of messages whose stamp lies in the 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 
 import rclpy
@@ -27,7 +25,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Imu
 
 from ..ros.qos_events import no_publisher_events
-from .control import Commands, emit
+from .control import Commands, emit, shut_down_ros, stop_on_signals
 
 NODE_NAME = "bench_publisher"
 MAX_BACKLOG_S = 0.5
@@ -55,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     topics = args.topic or ["/imu"]
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     commands = Commands()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(NODE_NAME)
@@ -106,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                      - len(topics))
         return 0
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down_ros(node)
 
 
 if __name__ == "__main__":

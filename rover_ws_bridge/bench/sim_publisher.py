@@ -16,9 +16,7 @@ window has passed.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -29,7 +27,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from ..sim import SimulatedRover
-from .control import Commands, emit
+from .control import Commands, emit, shut_down_ros, stop_on_signals
 
 NODE_NAME = "bench_rover_sim"
 
@@ -72,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="NAME=NUMBER", help="a ROS parameter of the sim (repeatable)")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     commands = Commands()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     rover = CountingRover(commands, parameter_overrides=args.param)
@@ -101,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                             for topic in rover.publishers_by_topic))
         return 0
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        rover.destroy_node()
-        rclpy.try_shutdown()
+        shut_down_ros(rover, executor)
 
 
 if __name__ == "__main__":
