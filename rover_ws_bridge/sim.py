@@ -1,9 +1,14 @@
 """The simulated rover: realistic topics, rates and QoS, for demos, tests and the bench.
 
-The rover drives a loop (a circle at a gently varying speed). Every topic is derived from the
-same closed-form trajectory evaluated at the message's time, so odometry, IMU, wheel joints and
-GPS agree with each other without integrating anything, whatever the rates and however late a
-timer fires.
+The rover drives a loop (a circle at a gently varying speed) until someone drives it: while
+cmd_vel commands arrive it follows them (speed clamped to max_speed_mps, yaw rate to 1.5 rad/s;
+a zero twist stands still), and cmd_vel_timeout_s after the last one it drives its loop again,
+from wherever it then is. While the e-stop is engaged it stands still and ignores cmd_vel.
+
+The motion is a chain of closed-form pieces (`RoverMotion`), each started where the previous
+one left the rover, and every topic is evaluated from it at the message's time: odometry, IMU,
+wheel joints and GPS agree with each other without integrating anything step by step, whatever
+the rates and however late a timer fires.
 
 Topics (relative names, so a namespace or remapping moves them) and the QoS real stacks use:
 
@@ -14,6 +19,26 @@ Topics (relative names, so a namespace or remapping moves them) and the QoS real
     battery_state             sensor_msgs/BatteryState       1 Hz  reliable, volatile, depth 10
     estop                     std_msgs/Bool            on change  reliable, transient_local, depth 1
     camera/image/compressed   sensor_msgs/CompressedImage   15 Hz  sensor data (best effort)
+    cmd_vel (subscribed)      geometry_msgs/Twist                 best effort, volatile, depth 10
+                              (linear.x forward speed, angular.z yaw rate; the rest is ignored)
+
+Services (private: under the node's name, /rover_sim/... by default):
+
+    ~/set_estop               std_srvs/SetBool   data true engages the e-stop, false releases it
+    ~/reset_odometry          std_srvs/Trigger   odom's pose back to the origin (GPS, the
+                                                 wheels' encoders and the IMU carry on)
+
+The e-stop toggles by itself every estop_toggle_period_s (a demo) until set_estop is first
+called: from then on an operator is in charge, for good.
+
+Parameters settable at run time (the others, rates included, are read once at start-up):
+
+    max_speed_mps   0-5 m/s       cmd_vel speed clamp (default 2)
+    speed_mps       0-5 m/s       the loop's mean speed (default 1)
+    loop_radius_m   0.1-1000 m    the loop's radius (default 10)
+
+A new loop speed or radius takes effect from the current pose, without a jump. Values out of
+range are refused, the reason naming the parameter and the allowed range.
 
 Every header.stamp is read from the node's clock right before publishing: the bench measures
 latency from it.
@@ -35,9 +60,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import rclpy
-from geometry_msgs.msg import Quaternion
+from geometry_msgs.msg import Quaternion, Twist
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -52,6 +77,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import BatteryState, CompressedImage, Imu, JointState, NavSatFix, NavSatStatus
 from std_msgs.msg import Bool
+from std_srvs.srv import SetBool, Trigger
 
 from rover_ws_bridge import sim_jpeg
 from rover_ws_bridge.ros.qos_events import no_publisher_events
@@ -63,6 +89,14 @@ RELIABLE_VOLATILE_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,
     reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+# Matches reliable and best-effort publishers alike (teleop tools and dashboards use both);
+# a late command is worse than a lost one, so nothing is kept for late joiners.
+CMD_VEL_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
     durability=DurabilityPolicy.VOLATILE,
 )
 # Latched: a subscriber that joins late still learns the current e-stop state.
@@ -94,6 +128,9 @@ WHEEL_RADIUS_M = 0.15
 TRACK_WIDTH_M = 0.6
 ROVER_MASS_KG = 50.0
 ROLLING_RESISTANCE_COEFFICIENT = 0.05
+# Commands asking for more are clamped: about 90 degrees per second, what skid-steered rovers
+# of this size manage without their wheels shuddering.
+MAX_YAW_RATE_RADPS = 1.5
 
 BATTERY_CELLS = 6
 BATTERY_CAPACITY_AH = 20.0
@@ -128,7 +165,11 @@ PERIODIC_TOPICS = (
 
 @dataclass(frozen=True)
 class ScalarParameter:
-    """A non-rate parameter of the sim, with its command-line option and documentation."""
+    """A non-rate parameter of the sim, with its command-line option and documentation.
+
+    `settable` ones may be changed while the sim runs (`ros2 param set`, a dashboard), within
+    [minimum, maximum]; the others are read once, at start-up.
+    """
 
     name: str
     option: str
@@ -136,24 +177,44 @@ class ScalarParameter:
     minimum: float
     unit: str
     description: str
+    maximum: float = math.inf
+    settable: bool = False
 
 
 SCALAR_PARAMETERS = (
     ScalarParameter("estop_toggle_period_s", "--estop-toggle-period", 30.0, 0.0, "SECONDS",
-                    "seconds between e-stop engage/release; 0 = never toggles"),
+                    "seconds between e-stop engage/release; 0 = never toggles; stops for good "
+                    "once set_estop is called"),
     ScalarParameter("loop_radius_m", "--loop-radius", 10.0, 0.1, "METRES",
-                    "radius of the circle the rover drives"),
+                    "radius of the circle the rover drives", maximum=1000.0, settable=True),
     ScalarParameter("speed_mps", "--speed", 1.0, 0.0, "M/S",
-                    "mean forward speed (varies +-20 % over a minute)"),
+                    "mean forward speed on the loop (varies +-20 % over a minute)",
+                    maximum=5.0, settable=True),
+    ScalarParameter("max_speed_mps", "--max-speed", 2.0, 0.0, "M/S",
+                    "cmd_vel speeds are clamped to +-this", maximum=5.0, settable=True),
+    ScalarParameter("cmd_vel_timeout_s", "--cmd-vel-timeout", 0.5, 0.01, "SECONDS",
+                    "seconds without cmd_vel after which the rover drives its loop again",
+                    maximum=60.0),
     ScalarParameter("battery_runtime_s", "--battery-runtime", 1800.0, 1.0, "SECONDS",
                     "seconds to drain from 100 % to the swap level (20 %), then swap"),
     ScalarParameter("gps_origin_latitude_deg", "--gps-origin-latitude", 46.5191, -90.0, "DEGREES",
-                    "latitude where the loop starts"),
+                    "latitude where the loop starts", maximum=90.0),
     ScalarParameter("gps_origin_longitude_deg", "--gps-origin-longitude", 6.5668, -180.0, "DEGREES",
-                    "longitude where the loop starts"),
+                    "longitude where the loop starts", maximum=180.0),
     ScalarParameter("gps_origin_altitude_m", "--gps-origin-altitude", 372.0, -1000.0, "METRES",
                     "altitude above the WGS84 ellipsoid"),
 )
+SETTABLE_PARAMETERS = {p.name: p for p in SCALAR_PARAMETERS if p.settable}
+
+
+def number_problem(name: str, value: Any, minimum: float, maximum: float = math.inf) -> str | None:
+    """Why `value` is not allowed for parameter `name`, or None if it is."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and minimum <= value <= maximum)):
+        allowed = (f"a number >= {minimum:g}" if maximum == math.inf
+                   else f"a number in [{minimum:g}, {maximum:g}]")
+        return f"parameter '{name}' = {value!r} is not allowed: expected {allowed}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,13 +222,40 @@ SCALAR_PARAMETERS = (
 
 
 @dataclass(frozen=True)
-class LoopState:
-    """Where the rover is on its loop at one instant, in the odom frame (x east, y north)."""
+class Pose2D:
+    """A planar pose: position and heading (counter-clockwise from +x, not wrapped)."""
+
+    x_m: float = 0.0
+    y_m: float = 0.0
+    heading_rad: float = 0.0
+
+    def advanced_by(self, step: Pose2D) -> Pose2D:
+        """Where this pose ends up after moving by `step`, given in this pose's own frame."""
+        cos_h, sin_h = math.cos(self.heading_rad), math.sin(self.heading_rad)
+        return Pose2D(self.x_m + cos_h * step.x_m - sin_h * step.y_m,
+                      self.y_m + sin_h * step.x_m + cos_h * step.y_m,
+                      self.heading_rad + step.heading_rad)
+
+    def relative_to(self, origin: Pose2D) -> Pose2D:
+        """This pose seen from `origin`: the inverse of `origin.advanced_by`."""
+        cos_h, sin_h = math.cos(origin.heading_rad), math.sin(origin.heading_rad)
+        dx, dy = self.x_m - origin.x_m, self.y_m - origin.y_m
+        return Pose2D(cos_h * dx + sin_h * dy, -sin_h * dx + cos_h * dy,
+                      self.heading_rad - origin.heading_rad)
+
+
+@dataclass(frozen=True)
+class MotionState:
+    """Where the rover is and how it moves at one instant, in the world frame (x east, y north).
+
+    The heading is not wrapped: it is the total turn since the start, so each wheel's travel
+    follows from it and the distance (`wheel_travel_m`).
+    """
 
     x_m: float
     y_m: float
     heading_rad: float
-    distance_m: float
+    distance_m: float  # signed: reversing counts down
     speed_mps: float
     acceleration_mps2: float
     yaw_rate_radps: float
@@ -175,6 +263,10 @@ class LoopState:
     @property
     def centripetal_acceleration_mps2(self) -> float:
         return self.speed_mps * self.yaw_rate_radps
+
+    @property
+    def pose(self) -> Pose2D:
+        return Pose2D(self.x_m, self.y_m, self.heading_rad)
 
 
 class LoopTrajectory:
@@ -198,17 +290,17 @@ class LoopTrajectory:
         self.speed_swing_fraction = speed_swing_fraction
         self.swing_angular_frequency = 2.0 * math.pi / speed_swing_period_s
 
-    def state_at(self, t_s: float) -> LoopState:
+    def state_at(self, t_s: float) -> MotionState:
         omega = self.swing_angular_frequency
         swing = self.speed_swing_fraction
         speed = self.mean_speed_mps * (1.0 + swing * math.sin(omega * t_s))
         distance = self.mean_speed_mps * (t_s + swing * (1.0 - math.cos(omega * t_s)) / omega)
         acceleration = self.mean_speed_mps * swing * omega * math.cos(omega * t_s)
         heading = distance / self.radius_m
-        return LoopState(
+        return MotionState(
             x_m=self.radius_m * math.sin(heading),
             y_m=self.radius_m * (1.0 - math.cos(heading)),
-            heading_rad=math.atan2(math.sin(heading), math.cos(heading)),
+            heading_rad=heading,
             distance_m=distance,
             speed_mps=speed,
             acceleration_mps2=acceleration,
@@ -216,17 +308,130 @@ class LoopTrajectory:
         )
 
 
-def wheel_surface_ratios(
-    radius_m: float, track_width_m: float = TRACK_WIDTH_M
-) -> tuple[float, ...]:
-    """Each wheel's ground distance per metre the rover's centre travels, in joint order.
+class LoopPiece:
+    """The loop, carried over to start from `start`: the rover drives the same circle shape
+    from wherever it is, so switching to the loop never makes it jump.
 
-    Turning left, the left wheels run on the inner circle; the ratio is constant on a circle,
-    so a wheel's angle is simply the rover's distance times this ratio over the wheel radius.
+    The loop is still evaluated at the absolute time, so its speed swing keeps its phase when
+    the loop is re-anchored (an odometry reset, a new radius) and the speed does not jump.
     """
-    inner = 1.0 - track_width_m / (2.0 * radius_m)
-    outer = 1.0 + track_width_m / (2.0 * radius_m)
-    return (inner, outer, inner, outer)
+
+    def __init__(self, loop: LoopTrajectory, start_s: float, start: MotionState) -> None:
+        self.loop = loop
+        self.start = start
+        self._loop_at_start = loop.state_at(start_s)
+
+    def state_at(self, t_s: float) -> MotionState:
+        on_loop = self.loop.state_at(t_s)
+        pose = self.start.pose.advanced_by(on_loop.pose.relative_to(self._loop_at_start.pose))
+        return MotionState(
+            x_m=pose.x_m, y_m=pose.y_m, heading_rad=pose.heading_rad,
+            distance_m=self.start.distance_m + on_loop.distance_m - self._loop_at_start.distance_m,
+            speed_mps=on_loop.speed_mps,
+            acceleration_mps2=on_loop.acceleration_mps2,
+            yaw_rate_radps=on_loop.yaw_rate_radps,
+        )
+
+
+class TwistPiece:
+    """Constant speed and yaw rate from `start` (an arc, a line, or standing still) until
+    `expires_s` (None: until replaced)."""
+
+    def __init__(self, start_s: float, start: MotionState, speed_mps: float,
+                 yaw_rate_radps: float, expires_s: float | None) -> None:
+        self.start_s = start_s
+        self.start = start
+        self.speed_mps = speed_mps
+        self.yaw_rate_radps = yaw_rate_radps
+        self.expires_s = expires_s
+
+    def state_at(self, t_s: float) -> MotionState:
+        dt = t_s - self.start_s
+        turn = self.yaw_rate_radps * dt
+        # The arc's chord points half-way through the turn; sinc keeps a straight line exact.
+        half_turn = turn / 2.0
+        sinc = math.sin(half_turn) / half_turn if abs(half_turn) > 1e-9 else 1.0
+        chord = self.speed_mps * dt * sinc
+        pose = self.start.pose.advanced_by(
+            Pose2D(chord * math.cos(half_turn), chord * math.sin(half_turn), turn))
+        return MotionState(
+            x_m=pose.x_m, y_m=pose.y_m, heading_rad=pose.heading_rad,
+            distance_m=self.start.distance_m + self.speed_mps * dt,
+            speed_mps=self.speed_mps,
+            acceleration_mps2=0.0,
+            yaw_rate_radps=self.yaw_rate_radps,
+        )
+
+
+class RoverMotion:
+    """What the rover does: drive its loop, follow velocity commands, or stand still while the
+    e-stop is engaged.
+
+    The motion is a chain of closed-form pieces, each started from the state the previous one
+    had reached at the switch. So the pose never jumps, and any instant of the current piece
+    can be evaluated directly, in any order and however late a timer fires, with nothing
+    integrated step by step. Times are seconds since the sim started.
+    """
+
+    def __init__(self, loop: LoopTrajectory, command_timeout_s: float,
+                 max_speed_mps: float, max_yaw_rate_radps: float = MAX_YAW_RATE_RADPS) -> None:
+        self.loop = loop
+        self.command_timeout_s = command_timeout_s
+        self.max_speed_mps = max_speed_mps
+        self.max_yaw_rate_radps = max_yaw_rate_radps
+        self.estop_engaged = False
+        at_rest = MotionState(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        self._piece: LoopPiece | TwistPiece = LoopPiece(loop, 0.0, at_rest)
+
+    def state_at(self, t_s: float) -> MotionState:
+        piece = self._piece
+        if isinstance(piece, TwistPiece) and piece.expires_s is not None \
+                and t_s >= piece.expires_s:
+            # The commands stopped: the loop takes over from where they had taken the rover.
+            self._piece = LoopPiece(self.loop, piece.expires_s, piece.state_at(piece.expires_s))
+        return self._piece.state_at(t_s)
+
+    def command(self, t_s: float, speed_mps: float, yaw_rate_radps: float) -> bool:
+        """Follow this command (clamped) until the next one or the timeout; False if ignored
+        (e-stop engaged, or not finite numbers)."""
+        if self.estop_engaged or not (math.isfinite(speed_mps) and math.isfinite(yaw_rate_radps)):
+            return False
+        self._piece = TwistPiece(
+            t_s, self.state_at(t_s),
+            min(max(speed_mps, -self.max_speed_mps), self.max_speed_mps),
+            min(max(yaw_rate_radps, -self.max_yaw_rate_radps), self.max_yaw_rate_radps),
+            expires_s=t_s + self.command_timeout_s)
+        return True
+
+    def set_estop(self, t_s: float, engaged: bool) -> bool:
+        """Stand still from now on, or drive the loop again; False if that was already so."""
+        if engaged == self.estop_engaged:
+            return False
+        state = self.state_at(t_s)
+        self._piece = (TwistPiece(t_s, state, 0.0, 0.0, expires_s=None) if engaged
+                       else LoopPiece(self.loop, t_s, state))
+        self.estop_engaged = engaged
+        return True
+
+    def set_loop(self, t_s: float, loop: LoopTrajectory) -> None:
+        """Drive `loop` from now on (from the current pose), or once the commands stop."""
+        state = self.state_at(t_s)
+        self.loop = loop
+        if isinstance(self._piece, LoopPiece):
+            self._piece = LoopPiece(loop, t_s, state)
+
+
+def wheel_travel_m(distance_m: float, turned_rad: float,
+                   track_width_m: float = TRACK_WIDTH_M) -> tuple[float, ...]:
+    """Each wheel's ground travel, in joint order, for a skid-steered rover whose centre went
+    `distance_m` while it turned `turned_rad` (left positive).
+
+    Being linear, the same holds for rates: pass speed and yaw rate to get the wheels' speeds.
+    Turning left, the left wheels are on the inside and roll less.
+    """
+    left = distance_m - turned_rad * track_width_m / 2.0
+    right = distance_m + turned_rad * track_width_m / 2.0
+    return (left, right, left, right)
 
 
 def yaw_quaternion(yaw_rad: float) -> Quaternion:
@@ -322,11 +527,12 @@ class SyntheticCameraFrames:
 
 
 class SimulatedRover(Node):
-    """Publishes a rover's telemetry; one timer per topic, rates from ROS parameters.
+    """Publishes a rover's telemetry, one timer per topic, and drives as cmd_vel says.
 
     Rates are read once, at construction (the parameters are read-only afterwards); a rate of
-    0 leaves that topic without a publisher. Pass `parameter_overrides=[Parameter(...)]` or a
-    `context=` through `node_kwargs` to embed it.
+    0 leaves that topic without a publisher. The SETTABLE_PARAMETERS may change at run time.
+    Pass `parameter_overrides=[Parameter(...)]` or a `context=` through `node_kwargs` to
+    embed it.
     """
 
     def __init__(self, node_name: str = "rover_sim", **node_kwargs: Any) -> None:
@@ -334,8 +540,10 @@ class SimulatedRover(Node):
         self.rates_hz = {spec.topic: self._declare_number(
             spec.rate_parameter, spec.default_rate_hz, 0.0,
             f"publish rate of {spec.topic} in Hz; 0 disables it") for spec in PERIODIC_TOPICS}
-        settings = {p.name: self._declare_number(p.name, p.default, p.minimum, p.description)
+        settings = {p.name: self._declare_number(p.name, p.default, p.minimum, p.description,
+                                                 p.maximum, read_only=not p.settable)
                     for p in SCALAR_PARAMETERS}
+        self.settings = {name: settings[name] for name in SETTABLE_PARAMETERS}
         self.estop_toggle_period_s = settings["estop_toggle_period_s"]
         self._gps_origin = (
             settings["gps_origin_latitude_deg"],
@@ -343,8 +551,13 @@ class SimulatedRover(Node):
             settings["gps_origin_altitude_m"],
         )
 
-        self._trajectory = LoopTrajectory(settings["loop_radius_m"], settings["speed_mps"])
-        self._wheel_ratios = wheel_surface_ratios(settings["loop_radius_m"])
+        self._motion = RoverMotion(
+            LoopTrajectory(settings["loop_radius_m"], settings["speed_mps"]),
+            command_timeout_s=settings["cmd_vel_timeout_s"],
+            max_speed_mps=settings["max_speed_mps"])
+        # Where the odometry's origin lies in the world: a reset moves the odom frame, not the
+        # rover, so GPS (and the wheels' encoders) carry on unchanged.
+        self._odom_origin = Pose2D()
         self._battery = DischargingBattery(settings["battery_runtime_s"])
         self._noise = random.Random()
         # Encoding the camera's pictures takes a moment at start-up: only if they are wanted.
@@ -383,12 +596,18 @@ class SimulatedRover(Node):
             self.publishers_by_topic[topic] = publisher
             self.create_timer(1.0 / rate_hz, self._timer_callback(publish, publisher))
 
-        self.estop_engaged = False
         self._estop_publisher = self.create_publisher(
             Bool, "estop", LATCHED_QOS, event_callbacks=WITHOUT_EVENT_HANDLERS)
         self._publish_estop()
-        if self.estop_toggle_period_s > 0.0:
+        self._estop_toggle_timer = (
             self.create_timer(self.estop_toggle_period_s, self._toggle_estop)
+            if self.estop_toggle_period_s > 0.0 else None)
+
+        self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, CMD_VEL_QOS)
+        self.create_service(Trigger, "~/reset_odometry", self._on_reset_odometry)
+        self.create_service(SetBool, "~/set_estop", self._on_set_estop)
+        # Registered after the declarations: start-up values are checked by _declare_number.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     @staticmethod
     def _timer_callback(publish: Callable[[Any], None], publisher: Any) -> Callable[[], None]:
@@ -410,16 +629,85 @@ class SimulatedRover(Node):
 
     # -- parameters ---------------------------------------------------------------------------
 
-    def _declare_number(self, name: str, default: float, minimum: float, doc: str) -> float:
+    def _declare_number(self, name: str, default: float, minimum: float, doc: str,
+                        maximum: float = math.inf, read_only: bool = True) -> float:
         # dynamic_typing lets `-p imu_rate_hz:=50` (an integer) through; it is coerced here.
-        descriptor = ParameterDescriptor(description=doc, read_only=True, dynamic_typing=True)
+        descriptor = ParameterDescriptor(description=doc, read_only=read_only,
+                                         dynamic_typing=True)
         value = self.declare_parameter(name, default, descriptor).value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"parameter '{name}' = {value!r} is not allowed: expected a number")
-        if not math.isfinite(value) or value < minimum:
-            raise ValueError(
-                f"parameter '{name}' = {value!r} is not allowed: expected a number >= {minimum:g}")
+        problem = number_problem(name, value, minimum, maximum)
+        if problem is not None:
+            raise ValueError(problem)
         return float(value)
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        # rclpy has already refused the read-only ones. The changes are applied here, not in a
+        # post-set callback, because Humble has none; all are checked first, so a refused
+        # request changes nothing.
+        changes = {}
+        for parameter in parameters:
+            spec = SETTABLE_PARAMETERS.get(parameter.name)
+            if spec is None:
+                continue  # not one of ours (use_sim_time): rclpy's business
+            problem = number_problem(spec.name, parameter.value, spec.minimum, spec.maximum)
+            if problem is not None:
+                return SetParametersResult(successful=False, reason=problem)
+            changes[spec.name] = float(parameter.value)
+        if changes:
+            self._apply_settings(changes)
+        return SetParametersResult(successful=True)
+
+    def _apply_settings(self, changes: dict[str, float]) -> None:
+        self.settings.update(changes)
+        self._motion.max_speed_mps = self.settings["max_speed_mps"]
+        loop = self._motion.loop
+        if (loop.radius_m, loop.mean_speed_mps) != (self.settings["loop_radius_m"],
+                                                    self.settings["speed_mps"]):
+            self._motion.set_loop(self._elapsed_s(), LoopTrajectory(
+                self.settings["loop_radius_m"], self.settings["speed_mps"]))
+        self.get_logger().info(
+            "set " + ", ".join(f"{name} = {value:g}" for name, value in changes.items()))
+
+    # -- commands -----------------------------------------------------------------------------
+
+    @property
+    def estop_engaged(self) -> bool:
+        return self._motion.estop_engaged
+
+    def _on_cmd_vel(self, twist: Twist) -> None:
+        if (not self._motion.command(self._elapsed_s(), twist.linear.x, twist.angular.z)
+                and not self.estop_engaged):
+            self.get_logger().warning(
+                f"cmd_vel ignored: not finite (linear.x {twist.linear.x}, angular.z "
+                f"{twist.angular.z})", throttle_duration_sec=5.0)
+
+    def _on_reset_odometry(self, request: Trigger.Request,
+                           response: Trigger.Response) -> Trigger.Response:
+        self._odom_origin = self._motion.state_at(self._elapsed_s()).pose
+        self.get_logger().info("odometry reset: the rover is at the origin of odom")
+        response.success = True
+        response.message = "odometry reset to the origin"
+        return response
+
+    def _on_set_estop(self, request: SetBool.Request,
+                      response: SetBool.Response) -> SetBool.Response:
+        if self._estop_toggle_timer is not None:
+            self.destroy_timer(self._estop_toggle_timer)
+            self._estop_toggle_timer = None
+            self.get_logger().info(
+                "set_estop called: an operator has taken over, automatic e-stop toggling stops")
+        state = "engaged" if request.data else "released"
+        response.success = True
+        response.message = (f"e-stop {state}" if self._set_estop(request.data)
+                            else f"e-stop already {state}")
+        return response
+
+    def _set_estop(self, engaged: bool) -> bool:
+        if not self._motion.set_estop(self._elapsed_s(), engaged):
+            return False
+        self.get_logger().info(f"e-stop {'engaged' if engaged else 'released'}")
+        self._publish_estop()
+        return True
 
     # -- state --------------------------------------------------------------------------------
 
@@ -442,7 +730,7 @@ class SimulatedRover(Node):
         return msg
 
     def _publish_imu(self, publisher: Any) -> None:
-        state = self._trajectory.state_at(self._elapsed_s())
+        state = self._motion.state_at(self._elapsed_s())
         gauss = self._noise.gauss
         msg = self._imu_msg
         msg.orientation = yaw_quaternion(state.heading_rad + gauss(0.0, 0.005))
@@ -468,25 +756,32 @@ class SimulatedRover(Node):
         return msg
 
     def _publish_odom(self, publisher: Any) -> None:
-        state = self._trajectory.state_at(self._elapsed_s())
+        state = self._motion.state_at(self._elapsed_s())
+        pose = state.pose.relative_to(self._odom_origin)
         msg = self._odom_msg
-        msg.pose.pose.position.x = state.x_m
-        msg.pose.pose.position.y = state.y_m
-        msg.pose.pose.orientation = yaw_quaternion(state.heading_rad)
+        msg.pose.pose.position.x = pose.x_m
+        msg.pose.pose.position.y = pose.y_m
+        msg.pose.pose.orientation = yaw_quaternion(pose.heading_rad)
         msg.twist.twist.linear.x = state.speed_mps
         msg.twist.twist.angular.z = state.yaw_rate_radps
         self._stamp_and_publish(publisher, msg)
 
     def _publish_joint_states(self, publisher: Any) -> None:
-        state = self._trajectory.state_at(self._elapsed_s())
+        state = self._motion.state_at(self._elapsed_s())
         gauss = self._noise.gauss
-        # Each wheel pushes a quarter of rolling resistance plus the force that accelerates.
-        wheel_force = (ROLLING_RESISTANCE_COEFFICIENT * ROVER_MASS_KG * STANDARD_GRAVITY_MPS2
-                       + ROVER_MASS_KG * state.acceleration_mps2) / len(WHEEL_JOINT_NAMES)
+        # Each wheel pushes a quarter of rolling resistance (against the motion, none standing
+        # still) plus the force that accelerates.
+        rolling_resistance_n = math.copysign(
+            ROLLING_RESISTANCE_COEFFICIENT * ROVER_MASS_KG * STANDARD_GRAVITY_MPS2,
+            state.speed_mps) if state.speed_mps != 0.0 else 0.0
+        wheel_force = (rolling_resistance_n + ROVER_MASS_KG * state.acceleration_mps2) / len(
+            WHEEL_JOINT_NAMES)
         msg = self._joint_state_msg
-        msg.position = [state.distance_m * ratio / WHEEL_RADIUS_M for ratio in self._wheel_ratios]
-        msg.velocity = [state.speed_mps * ratio / WHEEL_RADIUS_M for ratio in self._wheel_ratios]
-        msg.effort = [wheel_force * WHEEL_RADIUS_M + gauss(0.0, 0.05) for _ in self._wheel_ratios]
+        msg.position = [travel / WHEEL_RADIUS_M
+                        for travel in wheel_travel_m(state.distance_m, state.heading_rad)]
+        msg.velocity = [speed / WHEEL_RADIUS_M
+                        for speed in wheel_travel_m(state.speed_mps, state.yaw_rate_radps)]
+        msg.effort = [wheel_force * WHEEL_RADIUS_M + gauss(0.0, 0.05) for _ in WHEEL_JOINT_NAMES]
         self._stamp_and_publish(publisher, msg)
 
     def _new_gps_msg(self) -> NavSatFix:
@@ -499,7 +794,7 @@ class SimulatedRover(Node):
         return msg
 
     def _publish_gps(self, publisher: Any) -> None:
-        state = self._trajectory.state_at(self._elapsed_s())
+        state = self._motion.state_at(self._elapsed_s())
         gauss = self._noise.gauss
         origin_latitude, origin_longitude, origin_altitude = self._gps_origin
         msg = self._gps_msg
@@ -548,9 +843,7 @@ class SimulatedRover(Node):
         self._estop_publisher.publish(Bool(data=self.estop_engaged))
 
     def _toggle_estop(self) -> None:
-        self.estop_engaged = not self.estop_engaged
-        self.get_logger().info(f"e-stop {'engaged' if self.estop_engaged else 'released'}")
-        self._publish_estop()
+        self._set_estop(not self.estop_engaged)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from rover_ws_bridge.sim import (
     LoopTrajectory,
     SyntheticCameraFrames,
     enu_offset_to_geodetic,
-    wheel_surface_ratios,
+    wheel_travel_m,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,9 +91,9 @@ def test_loop_trajectory_is_self_consistent(t_s: float, radius_m: float, speed: 
 
 
 def test_wheels_on_the_inside_of_the_turn_roll_less() -> None:
-    front_left, front_right, rear_left, rear_right = wheel_surface_ratios(10.0)
-    assert front_left == rear_left < 1.0 < front_right == rear_right
-    assert (front_left + front_right) / 2 == pytest.approx(1.0)
+    front_left, front_right, rear_left, rear_right = wheel_travel_m(10.0, 1.0)
+    assert front_left == rear_left < 10.0 < front_right == rear_right
+    assert (front_left + front_right) / 2 == pytest.approx(10.0)
 
 
 def test_geodetic_offset_is_about_one_metre_per_metre() -> None:
