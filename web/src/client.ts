@@ -3,6 +3,8 @@
  * (docs/PROTOCOL.md), for browsers and Node.js. Behaves like the Python client
  * (rover_ws_bridge/client.py), plus what a live dashboard needs: reconnection with backoff and
  * resubscription, clock sync, and client-side metrics, which it reports to the bridge (`stats`).
+ * Two ways, where the bridge allows it (`permissions`): advertise and publish, call services,
+ * list, read and set parameters.
  *
  *     const client = new OptimizedTelemetryClient({
  *       url: "ws://rover.local:8000", topics: ["/imu", "/odom"],
@@ -12,20 +14,31 @@
  *
  * On Node.js before 22 there is no global WebSocket: pass one, e.g. `WebSocket` from "ws".
  */
+import { encode as encodeMsgpack } from "@msgpack/msgpack";
 import { ClockSync, nowMs } from "./clock.js";
 import { COMPRESSION_NAMES } from "./compression.js";
 import { decodeData, ENCODING_NAMES, type EncodingName } from "./encoding.js";
 import { decodeFrame, DEFAULT_MAX_BODY_BYTES, FrameError, PRIORITY_NAMES } from "./frame.js";
+import { globAny } from "./glob.js";
 import { ClientMetrics, type ClientMetricsSnapshot } from "./metrics.js";
 import { buildStatsReport } from "./stats.js";
 import {
   PROTOCOL_NAME,
+  type AdvertisedMessage,
   type BackpressureInfo,
   type CompressionName,
   type HelloMessage,
   type MessagesMessage,
+  type ParameterNamesMessage,
+  type ParametersMessage,
+  type ParametersSetMessage,
+  type ParameterValue,
+  type Permissions,
   type PongMessage,
+  type QosSpec,
   type ServerMessage,
+  type ServiceResponseMessage,
+  type SetParameterResult,
   type StatsReport,
   type StatusMessage,
   type TopicInfo,
@@ -37,7 +50,7 @@ export interface WebSocketLike {
   binaryType: string;
   readonly readyState: number;
   readonly protocol: string;
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   onopen: ((event: unknown) => void) | null;
   onmessage: ((event: { data: unknown }) => void) | null;
@@ -143,10 +156,44 @@ export interface TelemetryClientOptions {
 
 export class BridgeError extends Error {
   override name = "BridgeError";
+  /** The bridge's message, without the code. */
+  readonly detail: string;
   constructor(readonly code: string, message: string) {
     super(`${code}: ${message}`);
+    this.detail = message;
   }
 }
+
+/** A `publish` the bridge refused (`status` error with its id): comes out as an `error` event. */
+export class PublishError extends BridgeError {
+  override name = "PublishError";
+  constructor(code: string, message: string, readonly topic: string) {
+    super(code, message);
+  }
+}
+
+/** A service call that failed (`service_response` with `result: false`, or a `status` error). */
+export class ServiceCallError extends BridgeError {
+  override name = "ServiceCallError";
+  constructor(code: string, message: string, readonly service: string) {
+    super(code, message);
+  }
+}
+
+export interface CallServiceOptions {
+  /** `pkg/srv/Type`; default: the type the bridge finds in the ROS graph. */
+  type?: string;
+  /** How long the bridge waits for the service, s; default the bridge's `service_timeout_s`. */
+  timeoutS?: number;
+}
+
+/** Encoding of a binary publish frame (docs/PROTOCOL.md): 0 CDR, 1 msgpack. */
+export type PublishEncoding = "msgpack" | "cdr";
+
+/** What a connection may do before (or without) a `hello` that says: nothing. */
+export const NO_PERMISSIONS: Readonly<Permissions> = Object.freeze({
+  publish: [], call_service: [], set_parameters: [], get_parameters: false,
+});
 
 export interface ClientEvents {
   state: (state: ConnectionState, detail: StateDetail) => void;
@@ -164,6 +211,13 @@ const FAST_PING_INTERVAL_MS = 200;
 const MAX_STATUSES = 100;
 const DEFAULT_STATS_INTERVAL_MS = 5000;
 const ALL_TOPICS = "*";
+/** Publish ids remembered to name the topic of a refused publish (10 Hz for ~100 s). */
+const MAX_PUBLISH_IDS = 1024;
+/** Beyond a call's own timeout_s: the bridge's answer may take this much longer to arrive. */
+const SERVICE_REPLY_MARGIN_MS = 5000;
+const PUBLISH_OPCODE = 1;
+const PUBLISH_ENCODINGS: Record<PublishEncoding, number> = { cdr: 0, msgpack: 1 };
+const PUBLISH_HEADER_SIZE = 6;
 
 interface Pending {
   resolve: (message: ServerMessage) => void;
@@ -175,6 +229,11 @@ interface Pending {
 interface Wanted {
   encoding: EncodingName;
   maxRateHz?: number;
+}
+
+interface Advertisement {
+  type: string;
+  qos?: QosSpec;
 }
 
 function sameWanted(a: Wanted | undefined, b: Wanted): boolean {
@@ -216,6 +275,12 @@ export class OptimizedTelemetryClient {
   private active = new Map<string, Wanted>();
   private topicsByName = new Map<string, TopicInfo>();
   private namesById = new Map<number, string>();
+  /** Topics the user advertised (the bridge accepted them), advertised again on every connection. */
+  private readonly advertisements = new Map<string, Advertisement>();
+  /** The bridge's `advertised` answers on the current connection. */
+  private channels = new Map<string, AdvertisedMessage>();
+  /** Ids of recent publishes -> topic, oldest first (bounded by MAX_PUBLISH_IDS). */
+  private readonly publishIds = new Map<number, string>();
 
   state: ConnectionState = "idle";
   hello: HelloMessage | null = null;
@@ -352,6 +417,8 @@ export class OptimizedTelemetryClient {
     this.clearTimers(false);
     this.failPending(new Error(`connection closed (${code}${reason ? ` ${reason}` : ""})`));
     this.active = new Map();
+    this.channels = new Map();
+    this.publishIds.clear();
     this.counters.connectionRestarted();
     if (this.userClosed) return;
     this.scheduleReconnect({ code, reason });
@@ -401,7 +468,7 @@ export class OptimizedTelemetryClient {
     }
   }
 
-  /** After `hello` and `topics`: configure, subscribe, start the clock sync; then open. */
+  /** After `hello` and `topics`: configure, subscribe, advertise again, start the clock sync; then open. */
   private async setUp(generation: number): Promise<void> {
     const { enableCompression, enableBatching } = this.options;
     try {
@@ -419,6 +486,8 @@ export class OptimizedTelemetryClient {
       if (generation !== this.generation) return;
       this.emit("error", error as Error);
     }
+    if (generation !== this.generation) return;
+    await this.advertiseAgain(generation);
     if (generation !== this.generation) return;
     this.attempt = 0;
     this.everOpened = true;
@@ -536,6 +605,170 @@ export class OptimizedTelemetryClient {
         if (generation === this.generation) this.schedulePing(generation);
       });
     }, this.pingsSent === 0 ? 0 : interval);
+  }
+
+  // -- two ways: publishing, service calls, parameters ---------------------------------------------
+
+  /** What this connection may do, from `hello` (nothing before it, or from an older bridge). */
+  get permissions(): Readonly<Permissions> {
+    return this.hello?.permissions ?? NO_PERMISSIONS;
+  }
+
+  /** Whether `permissions.publish` allows advertising and publishing `topic`. */
+  mayPublish(topic: string): boolean {
+    return globAny(this.permissions.publish, topic);
+  }
+
+  /** Whether `permissions.call_service` allows calling `service`. */
+  mayCall(service: string): boolean {
+    return globAny(this.permissions.call_service, service);
+  }
+
+  /** Whether `permissions.set_parameters` allows setting `name` of `node` (glob on "/node:name"). */
+  maySetParameter(node: string, name: string): boolean {
+    return globAny(this.permissions.set_parameters, `${node}:${name}`);
+  }
+
+  /**
+   * Advertise `topic` (answered by `advertised`: its `channel_id` for `publishBinary` and the
+   * effective QoS). Once the bridge accepted it, it is advertised again after every
+   * reconnection (before the state is `open` again); `channelId(topic)` gives the current id.
+   */
+  async advertise(topic: string, type: string, qos?: QosSpec): Promise<AdvertisedMessage> {
+    const advertisement: Advertisement = qos === undefined ? { type } : { type, qos };
+    const reply = await this.sendAdvertise(topic, advertisement);
+    this.advertisements.set(topic, advertisement);
+    return reply;
+  }
+
+  private async sendAdvertise(topic: string, advertisement: Advertisement): Promise<AdvertisedMessage> {
+    const generation = this.generation;
+    const request: Record<string, unknown> = { op: "advertise", topic, type: advertisement.type };
+    if (advertisement.qos !== undefined) request.qos = advertisement.qos;
+    const reply = (await this.request(request)) as AdvertisedMessage;
+    if (generation === this.generation) this.channels.set(topic, reply);
+    return reply;
+  }
+
+  /** On a new connection: advertise again what was advertised; a refusal is an `error` event. */
+  private async advertiseAgain(generation: number): Promise<void> {
+    const results = await Promise.allSettled(
+      [...this.advertisements].map(([topic, advertisement]) => this.sendAdvertise(topic, advertisement)));
+    if (generation !== this.generation) return;
+    for (const result of results) {
+      if (result.status === "rejected") this.emit("error", result.reason as Error);
+    }
+  }
+
+  /** Withdraw an advertisement (no more re-advertising); answered by `unadvertised`. */
+  async unadvertise(topic: string): Promise<void> {
+    this.advertisements.delete(topic);
+    const advertised = this.channels.delete(topic);
+    if (advertised && this.ws !== null) await this.request({ op: "unadvertise", topic });
+  }
+
+  /** Topics advertised on the current connection. */
+  get advertised(): string[] {
+    return [...this.channels.keys()];
+  }
+
+  /** `channel_id` of an advertised topic on the current connection (it changes on reconnection). */
+  channelId(topic: string): number | undefined {
+    return this.channels.get(topic)?.channel_id;
+  }
+
+  /**
+   * Publish `msg` (the message's fields as JSON) on an advertised topic. Fire and forget: the
+   * bridge answers only when it refuses, with a `status` error, which comes out as a `status`
+   * and an `error` event (a `PublishError` naming the topic). Returns false, sending nothing,
+   * when the client is not open.
+   */
+  publish(topic: string, msg: Record<string, unknown>): boolean {
+    const ws = this.openSocket();
+    if (ws === null) return false;
+    const id = this.nextId++;
+    this.publishIds.set(id, topic);
+    if (this.publishIds.size > MAX_PUBLISH_IDS) this.publishIds.delete(this.publishIds.keys().next().value!);
+    ws.send(JSON.stringify({ op: "publish", id, topic, msg }));
+    return true;
+  }
+
+  /**
+   * Publish in a binary frame (docs/PROTOCOL.md): opcode 1, encoding (0 CDR, 1 msgpack), the
+   * `channel_id` u32 (little-endian) from `advertised`, then the message: CDR bytes with their
+   * encapsulation header, or msgpack (bytes, or an object to encode). Fire and forget; false
+   * when the client is not open. A refusal comes as a `status` (the frame has no id).
+   */
+  publishBinary(channelId: number, encoding: PublishEncoding, payload: Uint8Array | Record<string, unknown>): boolean {
+    if (!Number.isInteger(channelId) || channelId < 0 || channelId > 0xffff_ffff) {
+      throw new RangeError(`channel_id must be a u32, not ${channelId}`);
+    }
+    const code = PUBLISH_ENCODINGS[encoding];
+    if (code === undefined) throw new RangeError(`unknown publish encoding ${String(encoding)} (msgpack or cdr)`);
+    let body: Uint8Array;
+    if (payload instanceof Uint8Array) body = payload;
+    else if (encoding === "msgpack") body = encodeMsgpack(payload);
+    else throw new TypeError("a CDR publish takes the serialized message as a Uint8Array");
+    const ws = this.openSocket();
+    if (ws === null) return false;
+    const frame = new Uint8Array(PUBLISH_HEADER_SIZE + body.length);
+    const view = new DataView(frame.buffer);
+    view.setUint8(0, PUBLISH_OPCODE);
+    view.setUint8(1, code);
+    view.setUint32(2, channelId, true);
+    frame.set(body, PUBLISH_HEADER_SIZE);
+    ws.send(frame);
+    return true;
+  }
+
+  private openSocket(): WebSocketLike | null {
+    const ws = this.ws;
+    return ws !== null && ws.readyState === WS_OPEN && this.state === "open" ? ws : null;
+  }
+
+  /**
+   * Call a ROS service; resolves with the response's fields (`values`). A failed call rejects
+   * with a `ServiceCallError` whose `code` is the protocol's (`not_allowed`, `no_such_service`,
+   * `timeout`, ...).
+   */
+  async callService<T = Record<string, unknown>>(service: string, args: Record<string, unknown> = {},
+    options: CallServiceOptions = {}): Promise<T> {
+    const request: Record<string, unknown> = { op: "call_service", service, args };
+    if (options.type !== undefined) request.type = options.type;
+    if (options.timeoutS !== undefined) request.timeout_s = options.timeoutS;
+    const requestTimeoutMs = this.options.requestTimeoutMs ?? 10_000;
+    const waitMs = options.timeoutS !== undefined
+      ? Math.max(requestTimeoutMs, options.timeoutS * 1000 + SERVICE_REPLY_MARGIN_MS)
+      : requestTimeoutMs + SERVICE_REPLY_MARGIN_MS;
+    let reply: ServiceResponseMessage;
+    try {
+      reply = (await this.request(request, waitMs)) as ServiceResponseMessage;
+    } catch (error) {
+      if (error instanceof BridgeError) throw new ServiceCallError(error.code, error.detail, service);
+      throw error;
+    }
+    if (reply.result === true) return reply.values as T;
+    throw new ServiceCallError(reply.error?.code ?? "failed", reply.error?.message ?? "service call failed", service);
+  }
+
+  /** Names of a node's parameters (`node`: "/name" or "/ns/name"). */
+  async listParameters(node: string): Promise<string[]> {
+    return ((await this.request({ op: "list_parameters", node })) as ParameterNamesMessage).names;
+  }
+
+  /** Values (and ROS types) of a node's parameters; all of them when `names` is empty or absent. */
+  async getParameters(node: string, names?: string[]): Promise<ParameterValue[]> {
+    const request: Record<string, unknown> = { op: "get_parameters", node };
+    if (names !== undefined) request.names = names;
+    return ((await this.request(request)) as ParametersMessage).parameters;
+  }
+
+  /**
+   * Set parameters of a node; resolves with one result per parameter ({name, successful,
+   * reason}): a parameter the node refused does not reject, check `successful`.
+   */
+  async setParameters(node: string, parameters: { name: string; value: unknown }[]): Promise<SetParameterResult[]> {
+    return ((await this.request({ op: "set_parameters", node, parameters })) as ParametersSetMessage).results;
   }
 
   // -- state --------------------------------------------------------------------------------------
@@ -689,6 +922,13 @@ export class OptimizedTelemetryClient {
           this.emit("backpressure", message.backpressure, message);
         }
         this.emit("status", message);
+        if (typeof message.id === "number" && this.publishIds.has(message.id)) {
+          const topic = this.publishIds.get(message.id)!;
+          this.publishIds.delete(message.id);
+          if (message.level === "error") {
+            this.emit("error", new PublishError(message.code, `publish on ${topic}: ${message.message}`, topic));
+          }
+        }
         break;
       default:
         break;

@@ -1,6 +1,11 @@
 export {
   OptimizedTelemetryClient,
   BridgeError,
+  PublishError,
+  ServiceCallError,
+  NO_PERMISSIONS,
+  type CallServiceOptions,
+  type PublishEncoding,
   type TelemetryClientOptions,
   type TelemetryMessage,
   type TelemetryListener,
@@ -28,6 +33,7 @@ export {
 export { Compression, decompress, DecompressionError } from "./compression.js";
 export { decodeData, type EncodingName } from "./encoding.js";
 export { ClockSync, nowMs } from "./clock.js";
+export { globMatch, globAny } from "./glob.js";
 export {
   ClientMetrics,
   SampleWindow,

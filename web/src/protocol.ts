@@ -37,6 +37,82 @@ export interface HelloMessage {
     compression_threshold_bytes: number;
     outbox_max_bytes: number;
   };
+  /** What this connection may do (absent from bridges before the two-way ops: nothing). */
+  permissions?: Permissions;
+}
+
+/**
+ * `hello.permissions`: fnmatch-style globs (`*` any run of characters, `/` included; `?` one
+ * character; `[seq]`, `[!seq]`) of the topics this connection may publish, the services it may
+ * call and the parameters (`/node:name`) it may set; and whether it may read parameters.
+ */
+export interface Permissions {
+  publish: string[];
+  call_service: string[];
+  set_parameters: string[];
+  get_parameters: boolean;
+}
+
+/** QoS of an `advertise` (all optional; the bridge answers with the effective QoS). */
+export interface QosSpec {
+  reliability?: "reliable" | "best_effort";
+  durability?: "volatile" | "transient_local";
+  depth?: number;
+}
+
+/** Answer to `advertise`. */
+export interface AdvertisedMessage {
+  op: "advertised";
+  id: unknown;
+  topic: string;
+  type: string;
+  /** For binary publish frames; valid on this connection only (it changes on reconnection). */
+  channel_id: number;
+  qos: QosSpec;
+}
+
+export interface UnadvertisedMessage {
+  op: "unadvertised";
+  id: unknown;
+  topic: string;
+}
+
+export type ServiceResponseMessage =
+  | { op: "service_response"; id: unknown; service: string; result: true; values: Record<string, unknown> }
+  | { op: "service_response"; id: unknown; service: string; result: false; error: { code: string; message: string } };
+
+export interface ParameterNamesMessage {
+  op: "parameter_names";
+  id: unknown;
+  node: string;
+  names: string[];
+}
+
+/** A parameter's value as read; `type` is the ROS parameter type's name (e.g. "double"). */
+export interface ParameterValue {
+  name: string;
+  value: unknown;
+  type: string;
+}
+
+export interface ParametersMessage {
+  op: "parameters";
+  id: unknown;
+  node: string;
+  parameters: ParameterValue[];
+}
+
+export interface SetParameterResult {
+  name: string;
+  successful: boolean;
+  reason: string;
+}
+
+export interface ParametersSetMessage {
+  op: "parameters_set";
+  id: unknown;
+  node: string;
+  results: SetParameterResult[];
 }
 
 export interface TopicsMessage {
@@ -155,5 +231,11 @@ export type ServerMessage =
   | PongMessage
   | MessagesMessage
   | StatsAckMessage
+  | AdvertisedMessage
+  | UnadvertisedMessage
+  | ServiceResponseMessage
+  | ParameterNamesMessage
+  | ParametersMessage
+  | ParametersSetMessage
   | { op: "unsubscribed"; id: unknown; topics: string[] }
   | { op: "configured"; id: unknown; compression: CompressionName; batching: boolean };

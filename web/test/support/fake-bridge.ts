@@ -1,15 +1,43 @@
 // A scripted stand-in for the bridge (a `ws` server speaking just enough rover-ws-bridge.v1)
-// for unit tests of the client's protocol logic: set-up order, replies, reconnection.
-import { encode } from "@msgpack/msgpack";
+// for unit tests of the client's protocol logic: set-up order, replies, reconnection; and the
+// two-way ops (advertise, publish in text and binary frames, services, parameters) with
+// permissions in `hello` as the demo grants them to loopback clients.
+import { decode, encode } from "@msgpack/msgpack";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { AddressInfo } from "node:net";
 import { pythonJsonLength } from "../../src/stats.js";
+import { globAny } from "../../src/glob.js";
+import type { Permissions } from "../../src/protocol.js";
 
 export const TOPICS = [
   { id: 1, name: "/imu", type: "sensor_msgs/msg/Imu", priority: "NORMAL", transient_local: false },
   { id: 2, name: "/odom", type: "nav_msgs/msg/Odometry", priority: "HIGH", transient_local: false },
   { id: 3, name: "/estop", type: "std_msgs/msg/Bool", priority: "CRITICAL", transient_local: true },
 ];
+
+/** What the demo allows a loopback client (docs/PROTOCOL.md's example). */
+export const DEMO_PERMISSIONS: Permissions = {
+  publish: ["/cmd_vel"], call_service: ["/rover_sim/*"], set_parameters: ["/rover_sim:*"], get_parameters: true,
+};
+
+export type ServiceHandler = (args: Record<string, unknown>) =>
+  { values: Record<string, unknown> } | { error: { code: string; message: string } };
+
+export interface Published {
+  connection: number;
+  topic: string;
+  msg: unknown;
+}
+
+export interface BinaryPublished {
+  connection: number;
+  channelId: number;
+  /** 0 CDR, 1 msgpack */
+  encoding: number;
+  payload: Uint8Array;
+  /** msgpack payloads, decoded */
+  decoded?: unknown;
+}
 
 export interface RecordSpec {
   timestampNs: bigint;
@@ -59,6 +87,34 @@ export class FakeBridge {
   statsSupported = true;
   /** The bridge's limit on a `stats` report (length of Python's json.dumps of it). */
   statsMaxChars = 4096;
+  /** `hello.permissions`; undefined: a bridge from before the two-way ops (no field). */
+  permissions: Permissions | undefined = DEMO_PERMISSIONS;
+  /** Refuse every `publish` with this error (`status` with the publish's id). */
+  publishError: { code: string; message: string } | null = null;
+  readonly published: Published[] = [];
+  readonly binaryPublished: BinaryPublished[] = [];
+  /** The binary frames that did not parse, or named an unknown channel (answered by a status). */
+  badBinaryFrames = 0;
+  estop = false;
+  readonly services = new Map<string, ServiceHandler>([
+    ["/rover_sim/set_estop", (args) => {
+      if (typeof args.data !== "boolean") return { error: { code: "bad_message", message: "data: expected a bool" } };
+      this.estop = args.data;
+      return { values: { success: true, message: args.data ? "e-stop engaged" : "e-stop released" } };
+    }],
+    ["/rover_sim/reset_odometry", () => ({ values: { success: true, message: "" } })],
+    ["/rover_sim/slow", () => ({ error: { code: "timeout", message: "no answer within 1 s" } })],
+  ]);
+  /** Parameters per node: name -> {value, type}. */
+  readonly parameters = new Map<string, Map<string, { value: unknown; type: string }>>([
+    ["/rover_sim", new Map([
+      ["max_speed_mps", { value: 2.0, type: "double" }],
+      ["speed_mps", { value: 1.0, type: "double" }],
+      ["use_sim_time", { value: false, type: "bool" }],
+    ])],
+  ]);
+  /** Channels advertised, per connection: topic -> channel_id. */
+  private readonly channels = new WeakMap<WebSocket, Map<string, number>>();
 
   private constructor(server: WebSocketServer) {
     this.server = server;
@@ -92,9 +148,16 @@ export class FakeBridge {
       server_time_ns: this.serverTimeNs(),
       capabilities: { encodings: ["msgpack", "json", "cdr"], compressions: ["lz4", "zlib", "none"], batching: true, max_rate: true, priorities: [] },
       defaults: { compression: "lz4", max_batch_messages: 50, compression_threshold_bytes: 512, outbox_max_bytes: 4194304 },
+      ...(this.permissions !== undefined ? { permissions: this.permissions } : {}),
     });
     this.send(ws, { op: "topics", topics: this.topics });
-    ws.on("message", (raw) => {
+    const channels = new Map<string, number>();
+    this.channels.set(ws, channels);
+    ws.on("message", (raw, isBinary) => {
+      if (isBinary) {
+        this.onBinary(ws, connection, channels, new Uint8Array(raw as Buffer));
+        return;
+      }
       const m = JSON.parse(raw.toString()) as Record<string, unknown>;
       this.requests.push(m);
       this.connectionOf.set(m, connection);
@@ -136,10 +199,103 @@ export class FakeBridge {
           }
           break;
         }
+        case "advertise": {
+          const topic = m.topic as string;
+          if (!globAny(this.permissions?.publish, topic)) {
+            this.send(ws, { op: "status", level: "error", code: "not_allowed", message: `may not publish ${topic}`, id });
+            break;
+          }
+          // Ids differ from one connection to the next, as a restarted bridge's would.
+          const channelId = channels.get(topic) ?? connection * 100 + channels.size + 1;
+          channels.set(topic, channelId);
+          const qos = { reliability: "reliable", durability: "volatile", depth: 10, ...(m.qos as object | undefined) };
+          this.send(ws, { op: "advertised", id, topic, type: m.type, channel_id: channelId, qos });
+          break;
+        }
+        case "unadvertise":
+          channels.delete(m.topic as string);
+          this.send(ws, { op: "unadvertised", id, topic: m.topic });
+          break;
+        case "publish": {
+          const topic = m.topic as string;
+          if (!channels.has(topic)) {
+            this.send(ws, { op: "status", level: "error", code: "not_advertised", message: `${topic} is not advertised`, id });
+          } else if (this.publishError !== null) {
+            this.send(ws, { op: "status", level: "error", ...this.publishError, id });
+          } else {
+            this.published.push({ connection, topic, msg: m.msg });
+          }
+          break;
+        }
+        case "call_service": {
+          const service = m.service as string;
+          const handler = this.services.get(service);
+          if (!globAny(this.permissions?.call_service, service)) {
+            // A refusal by the policy comes as a status; a failure of the call itself as a service_response.
+            this.send(ws, { op: "status", level: "error", code: "not_allowed", message: `may not call ${service}`, id });
+          } else if (handler === undefined) {
+            this.send(ws, { op: "service_response", id, service, result: false, error: { code: "no_such_service", message: `no service ${service}` } });
+          } else {
+            const outcome = handler((m.args ?? {}) as Record<string, unknown>);
+            this.send(ws, "values" in outcome
+              ? { op: "service_response", id, service, result: true, values: outcome.values }
+              : { op: "service_response", id, service, result: false, error: outcome.error });
+          }
+          break;
+        }
+        case "list_parameters":
+        case "get_parameters":
+        case "set_parameters": {
+          const node = m.node as string;
+          const params = this.parameters.get(node);
+          if (params === undefined) {
+            this.send(ws, { op: "status", level: "error", code: "no_such_node", message: `no node ${node}`, id });
+          } else if (m.op === "list_parameters") {
+            this.send(ws, { op: "parameter_names", id, node, names: [...params.keys()] });
+          } else if (m.op === "get_parameters") {
+            const names = (m.names as string[] | undefined)?.length ? (m.names as string[]) : [...params.keys()];
+            this.send(ws, { op: "parameters", id, node, parameters: names.filter((n) => params.has(n)).map((n) => ({ name: n, ...params.get(n)! })) });
+          } else {
+            const wanted = m.parameters as { name: string; value: unknown }[];
+            const refused = wanted.find((p) => !globAny(this.permissions?.set_parameters, `${node}:${p.name}`));
+            if (refused !== undefined) {
+              this.send(ws, { op: "status", level: "error", code: "not_allowed", message: `may not set ${node}:${refused.name}`, id });
+              break;
+            }
+            const results = wanted.map((p) => {
+              const current = params.get(p.name);
+              if (current === undefined) return { name: p.name, successful: false, reason: "no such parameter" };
+              if (typeof p.value !== typeof current.value) return { name: p.name, successful: false, reason: `expected ${current.type}` };
+              current.value = p.value;
+              return { name: p.name, successful: true, reason: "" };
+            });
+            this.send(ws, { op: "parameters_set", id, node, results });
+          }
+          break;
+        }
         default:
           this.send(ws, { op: "status", level: "error", code: "unknown_op", message: "?", id });
       }
     });
+  }
+
+  /** A binary publish frame: opcode u8 (1) | encoding u8 (0 CDR, 1 msgpack) | channel_id u32 LE | message. */
+  private onBinary(ws: WebSocket, connection: number, channels: Map<string, number>, frame: Uint8Array): void {
+    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    if (frame.length < 6 || view.getUint8(0) !== 1 || view.getUint8(1) > 1) {
+      this.badBinaryFrames++;
+      this.send(ws, { op: "status", level: "error", code: "bad_request", message: "bad binary frame", id: null });
+      return;
+    }
+    const channelId = view.getUint32(2, true);
+    if (![...channels.values()].includes(channelId)) {
+      this.badBinaryFrames++;
+      this.send(ws, { op: "status", level: "error", code: "not_advertised", message: `channel ${channelId} is not advertised`, id: null });
+      return;
+    }
+    const encoding = view.getUint8(1);
+    const payload = frame.slice(6);
+    this.binaryPublished.push({ connection, channelId, encoding, payload, decoded: encoding === 1 ? decode(payload) : undefined });
   }
 
   send(ws: WebSocket, message: unknown): void {
