@@ -39,7 +39,11 @@ from rover_ws_bridge.sim import (
     BATTERY_SWAP_AT_PERCENTAGE,
     DischargingBattery,
     LoopTrajectory,
+    MotionState,
+    Pose2D,
+    RoverMotion,
     SyntheticCameraFrames,
+    TwistPiece,
     enu_offset_to_geodetic,
     wheel_travel_m,
 )
@@ -88,6 +92,83 @@ def test_loop_trajectory_is_self_consistent(t_s: float, radius_m: float, speed: 
     assert math.hypot(now.x_m, now.y_m - radius_m) == pytest.approx(radius_m)
     assert now.yaw_rate_radps == pytest.approx(now.speed_mps / radius_m)
     assert now.speed_mps > 0.0
+
+
+@given(x=st.floats(-100.0, 100.0), y=st.floats(-100.0, 100.0), heading=st.floats(-20.0, 20.0),
+       step_x=st.floats(-10.0, 10.0), step_y=st.floats(-10.0, 10.0), turn=st.floats(-7.0, 7.0))
+def test_a_pose_seen_from_where_it_started_is_the_step_taken(
+        x: float, y: float, heading: float, step_x: float, step_y: float, turn: float) -> None:
+    origin, step = Pose2D(x, y, heading), Pose2D(step_x, step_y, turn)
+    seen = origin.advanced_by(step).relative_to(origin)
+    assert (seen.x_m, seen.y_m, seen.heading_rad) == pytest.approx(
+        (step_x, step_y, turn), abs=1e-9)
+
+
+@given(t_s=st.floats(0.0, 100.0), speed=st.floats(-2.0, 2.0), yaw_rate=st.floats(-1.5, 1.5))
+def test_a_twist_piece_moves_along_its_heading_at_its_speed(
+        t_s: float, speed: float, yaw_rate: float) -> None:
+    start = MotionState(3.0, -1.0, 0.7, 5.0, 1.0, 0.0, 0.1)
+    piece = TwistPiece(0.0, start, speed, yaw_rate, expires_s=None)
+    dt = 1e-4
+    before, now, after = piece.state_at(t_s - dt), piece.state_at(t_s), piece.state_at(t_s + dt)
+    vx, vy = (after.x_m - before.x_m) / (2 * dt), (after.y_m - before.y_m) / (2 * dt)
+    assert vx == pytest.approx(speed * math.cos(now.heading_rad), abs=1e-3)
+    assert vy == pytest.approx(speed * math.sin(now.heading_rad), abs=1e-3)
+    assert now.heading_rad == pytest.approx(0.7 + yaw_rate * t_s)
+    assert now.distance_m == pytest.approx(5.0 + speed * t_s)
+    assert (now.speed_mps, now.yaw_rate_radps, now.acceleration_mps2) == (speed, yaw_rate, 0.0)
+
+
+def assert_continuous(motion: RoverMotion, switch: Callable[[float], object], t_s: float) -> None:
+    """The state just before and just after `switch(t_s)` (None: an implicit switch) agree."""
+    nudge = 1e-6
+    before = motion.state_at(t_s - nudge)
+    switch(t_s)
+    after = motion.state_at(t_s + nudge)
+    assert math.hypot(after.x_m - before.x_m, after.y_m - before.y_m) < 1e-4
+    assert after.heading_rad == pytest.approx(before.heading_rad, abs=1e-4)
+    assert after.distance_m == pytest.approx(before.distance_m, abs=1e-4)
+
+
+def test_the_rover_never_jumps_whatever_drives_it() -> None:
+    motion = RoverMotion(LoopTrajectory(10.0, 1.0), command_timeout_s=0.5, max_speed_mps=2.0)
+    assert_continuous(motion, lambda t: motion.command(t, 1.5, 0.5), 3.0)
+    for step in range(1, 20):  # commands at 20 Hz, then none
+        assert_continuous(motion, lambda t: motion.command(t, 1.5, -0.5), 3.0 + step * 0.05)
+    assert_continuous(motion, lambda t: None, 3.95 + 0.5)  # the timeout: back to the loop
+    assert_continuous(motion, lambda t: motion.set_estop(t, True), 6.0)
+    assert_continuous(motion, lambda t: motion.set_estop(t, False), 7.0)
+    assert_continuous(motion, lambda t: motion.set_loop(t, LoopTrajectory(3.0, 2.0)), 8.0)
+    assert_continuous(motion, lambda t: motion.command(t, -1.0, 0.0), 9.0)
+
+
+def test_commands_are_clamped_then_time_out_to_the_loop() -> None:
+    loop = LoopTrajectory(10.0, 1.0)
+    motion = RoverMotion(loop, command_timeout_s=0.5, max_speed_mps=2.0, max_yaw_rate_radps=1.5)
+    assert motion.command(1.0, 10.0, -4.0)
+    state = motion.state_at(1.2)
+    assert (state.speed_mps, state.yaw_rate_radps) == (2.0, -1.5)
+    assert motion.command(1.3, 0.0, 0.0)  # a zero twist: stand still while commands come
+    assert motion.state_at(1.5).pose == motion.state_at(1.7).pose
+    motion.max_speed_mps = 0.5
+    assert motion.command(1.7, -1.0, 0.2)
+    assert motion.state_at(1.8).speed_mps == -0.5
+    assert not motion.command(1.9, math.nan, 0.0)
+    state = motion.state_at(2.3)  # 0.6 s after the last command
+    assert state.speed_mps == loop.state_at(2.3).speed_mps
+    assert state.yaw_rate_radps == pytest.approx(state.speed_mps / 10.0)
+
+
+def test_while_the_estop_is_engaged_the_rover_stands_still_and_ignores_commands() -> None:
+    motion = RoverMotion(LoopTrajectory(10.0, 1.0), command_timeout_s=0.5, max_speed_mps=2.0)
+    assert motion.set_estop(5.0, True) and not motion.set_estop(5.1, True)
+    assert not motion.command(5.2, 1.0, 0.0)
+    state = motion.state_at(9.0)
+    assert (state.speed_mps, state.yaw_rate_radps, state.acceleration_mps2) == (0.0, 0.0, 0.0)
+    assert state.pose == motion.state_at(5.5).pose
+    assert motion.set_estop(9.0, False)
+    assert motion.state_at(9.5).speed_mps > 0.5  # driving its loop again
+    assert motion.command(9.6, 1.5, 0.0) and motion.state_at(9.7).speed_mps == 1.5
 
 
 def test_wheels_on_the_inside_of_the_turn_roll_less() -> None:
