@@ -21,10 +21,13 @@ import numpy as np
 import pytest
 import rclpy
 import rclpy.context
+from geometry_msgs.msg import Twist
 from hypothesis import given
 from hypothesis import strategies as st
 from nav_msgs.msg import Odometry
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -34,14 +37,17 @@ from rclpy.qos import (
 )
 from sensor_msgs.msg import BatteryState, CompressedImage, Imu, JointState, NavSatFix
 from std_msgs.msg import Bool
+from std_srvs.srv import SetBool, Trigger
 
 from rover_ws_bridge.sim import (
     BATTERY_SWAP_AT_PERCENTAGE,
+    PERIODIC_TOPICS,
     DischargingBattery,
     LoopTrajectory,
     MotionState,
     Pose2D,
     RoverMotion,
+    SimulatedRover,
     SyntheticCameraFrames,
     TwistPiece,
     enu_offset_to_geodetic,
@@ -487,3 +493,328 @@ def test_a_bad_rate_is_refused_naming_the_parameter(
         timeout=EXIT_TIMEOUT_S)
     assert completed.returncode == 2
     assert b"imu_rate_hz" in completed.stderr
+
+
+def test_the_sim_offers_its_services_and_takes_cmd_vel_from_any_publisher(
+        sim: SimProcess, probe: Probe) -> None:
+    expected = {"/rover_sim/set_estop": ["std_srvs/srv/SetBool"],
+                "/rover_sim/reset_odometry": ["std_srvs/srv/Trigger"]}
+
+    def services_visible() -> bool:
+        services = dict(probe.node.get_service_names_and_types())
+        return all(services.get(name) == types for name, types in expected.items())
+
+    assert probe.spin_until(services_visible, DISCOVERY_TIMEOUT_S)
+    (subscription,) = [info for info in probe.node.get_subscriptions_info_by_topic("/cmd_vel")
+                       if info.node_name == "rover_sim"]
+    assert subscription.topic_type == "geometry_msgs/msg/Twist"
+    # Best effort and volatile: matched by reliable and best-effort publishers alike.
+    assert subscription.qos_profile.reliability == BEST_EFFORT
+    assert subscription.qos_profile.durability == VOLATILE
+
+
+# --------------------------------------------------------------------------------------------
+# Driving it: a SimulatedRover in the probe's context and executor (real DDS between the two
+# nodes), in its own namespace, with only the topics these tests read.
+
+DRIVEN_NAMESPACE = "/driven"
+WAIT_S = 5.0
+COMMAND_RATE_HZ = 20.0
+LOOP_RADIUS_M = 10.0
+
+
+class TopicRecorder:
+    """Keeps what arrives on a topic, to wait until a message satisfies a condition."""
+
+    def __init__(self, probe: Probe, msg_type: Any, topic: str, qos: QoSProfile) -> None:
+        self._probe = probe
+        self.topic = topic
+        self.messages: list[Any] = []
+        self.subscription = probe.node.create_subscription(
+            msg_type, topic, self.messages.append, qos)
+
+    def wait_for(self, condition: Callable[[Any], bool], timeout_s: float = WAIT_S) -> Any:
+        """The first message, from now on, that satisfies `condition`."""
+        checked = len(self.messages)
+        found: list[Any] = []
+
+        def satisfied() -> bool:
+            nonlocal checked
+            while checked < len(self.messages) and not found:
+                if condition(self.messages[checked]):
+                    found.append(self.messages[checked])
+                checked += 1
+            return bool(found)
+
+        assert self._probe.spin_until(satisfied, timeout_s), (
+            f"no message on {self.topic} satisfied the condition; last: {self.messages[-1:]}")
+        return found[0]
+
+    def next(self, count: int) -> list[Any]:
+        """The next `count` messages."""
+        start = len(self.messages)
+        assert self._probe.spin_until(lambda: len(self.messages) >= start + count, WAIT_S)
+        return self.messages[start:start + count]
+
+    def close(self) -> None:
+        self._probe.node.destroy_subscription(self.subscription)
+
+
+class CommandStream:
+    """Publishes `twist` on cmd_vel at 20 Hz, the way a teleop dashboard does."""
+
+    def __init__(self, probe: Probe, topic: str, qos: QoSProfile, linear_x: float,
+                 angular_z: float = 0.0) -> None:
+        self._probe = probe
+        self.twist = Twist()
+        self.twist.linear.x, self.twist.angular.z = linear_x, angular_z
+        self.publisher = probe.node.create_publisher(Twist, topic, qos)
+        self.timer = probe.node.create_timer(1.0 / COMMAND_RATE_HZ,
+                                             lambda: self.publisher.publish(self.twist))
+
+    def stop(self) -> None:
+        self._probe.node.destroy_timer(self.timer)
+        self._probe.node.destroy_publisher(self.publisher)
+
+
+class DrivenRover:
+    """The in-process rover, with the probe's clients for its services and parameters."""
+
+    def __init__(self, probe: Probe, namespace: str, **parameters: float) -> None:
+        self._probe = probe
+        self.namespace = namespace
+        rates_off = {spec.rate_parameter: 0.0 for spec in PERIODIC_TOPICS}
+        parameters = {**rates_off, "estop_toggle_period_s": 0.0, **parameters}
+        self.node = SimulatedRover(
+            namespace=namespace, context=probe.context,
+            parameter_overrides=[Parameter(name, value=value)
+                                 for name, value in parameters.items()])
+        probe.executor.add_node(self.node)
+        service_prefix = f"{namespace}/rover_sim"
+        self._clients = {
+            "set_estop": probe.node.create_client(SetBool, f"{service_prefix}/set_estop"),
+            "reset_odometry": probe.node.create_client(
+                Trigger, f"{service_prefix}/reset_odometry"),
+            "set_parameters": probe.node.create_client(
+                SetParameters, f"{service_prefix}/set_parameters"),
+            "get_parameters": probe.node.create_client(
+                GetParameters, f"{service_prefix}/get_parameters"),
+        }
+        self.recorders: list[TopicRecorder] = []
+        self.commands: list[CommandStream] = []
+
+    def call(self, service: str, request: Any) -> Any:
+        client = self._clients[service]
+        assert self._probe.spin_until(client.service_is_ready, DISCOVERY_TIMEOUT_S), service
+        future = client.call_async(request)
+        assert self._probe.spin_until(future.done, WAIT_S), service
+        return future.result()
+
+    def set_estop(self, engaged: bool) -> SetBool.Response:
+        return self.call("set_estop", SetBool.Request(data=engaged))
+
+    def set_parameter(self, name: str, value: float) -> Any:
+        parameter = Parameter(name, value=value).to_parameter_msg()
+        request = SetParameters.Request(parameters=[parameter])
+        (result,) = self.call("set_parameters", request).results
+        return result
+
+    def get_parameter(self, name: str) -> Any:
+        (value,) = self.call("get_parameters", GetParameters.Request(names=[name])).values
+        return parameter_value_to_python(value)
+
+    def record(self, msg_type: Any, topic: str, qos: QoSProfile) -> TopicRecorder:
+        recorder = TopicRecorder(self._probe, msg_type, f"{self.namespace}/{topic}", qos)
+        self.recorders.append(recorder)
+        return recorder
+
+    def command(self, linear_x: float, angular_z: float = 0.0,
+                qos: QoSProfile = RELIABLE_QOS) -> CommandStream:
+        stream = CommandStream(self._probe, f"{self.namespace}/cmd_vel", qos, linear_x,
+                               angular_z)
+        self.commands.append(stream)
+        return stream
+
+    def finish_test(self) -> None:
+        """Stop what a test started, and leave the rover driving its loop, e-stop released."""
+        for stream in self.commands:
+            stream.stop()
+        for recorder in self.recorders:
+            recorder.close()
+        self.commands.clear()
+        self.recorders.clear()
+        self.set_estop(False)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            self._probe.node.destroy_client(client)
+        self._probe.executor.remove_node(self.node)
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def rover_in_process(probe: Probe) -> Iterator[DrivenRover]:
+    rover = DrivenRover(probe, DRIVEN_NAMESPACE, odom_rate_hz=50.0, imu_rate_hz=50.0,
+                        joint_states_rate_hz=20.0, loop_radius_m=LOOP_RADIUS_M)
+    yield rover
+    rover.close()
+
+
+@pytest.fixture
+def rover(rover_in_process: DrivenRover) -> Iterator[DrivenRover]:
+    yield rover_in_process
+    rover_in_process.finish_test()
+
+
+def yaw_of(odom: Odometry) -> float:
+    q = odom.pose.pose.orientation
+    return 2.0 * math.atan2(q.z, q.w)
+
+
+def stamp_s(msg: Any) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def is_on_the_loop(odom: Odometry) -> bool:
+    twist = odom.twist.twist
+    return (0.7 < twist.linear.x < 1.3
+            and twist.angular.z == pytest.approx(twist.linear.x / LOOP_RADIUS_M))
+
+
+def follows(linear_x: float, angular_z: float = 0.0) -> Callable[[Odometry], bool]:
+    def condition(odom: Odometry) -> bool:
+        twist = odom.twist.twist
+        return (twist.linear.x == pytest.approx(linear_x)
+                and twist.angular.z == pytest.approx(angular_z))
+    return condition
+
+
+def test_cmd_vel_drives_the_rover_then_it_returns_to_its_loop(rover: DrivenRover) -> None:
+    odom = rover.record(Odometry, "odom", RELIABLE_QOS)
+    imu = rover.record(Imu, "imu", qos_profile_sensor_data)
+    joints = rover.record(JointState, "joint_states", qos_profile_sensor_data)
+    odom.wait_for(is_on_the_loop)
+
+    # A best-effort publisher, as many dashboards are.
+    best_effort = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=BEST_EFFORT,
+                             durability=VOLATILE)
+    commands = rover.command(1.5, 0.4, qos=best_effort)
+    first = odom.wait_for(follows(1.5, 0.4))
+    # The pose moves as commanded: along the arc at 1.5 m/s, turning at 0.4 rad/s.
+    later = odom.wait_for(lambda msg: stamp_s(msg) - stamp_s(first) > 0.2)
+    dt = stamp_s(later) - stamp_s(first)
+    assert follows(1.5, 0.4)(later)
+    a, b = first.pose.pose.position, later.pose.pose.position
+    assert math.hypot(b.x - a.x, b.y - a.y) == pytest.approx(1.5 * dt, rel=0.01)
+    turned = math.remainder(yaw_of(later) - yaw_of(first), math.tau)
+    assert turned == pytest.approx(0.4 * dt, rel=0.01)
+    # The IMU and the wheels tell the same story.
+    driven_imu = imu.wait_for(lambda msg: msg.angular_velocity.z == pytest.approx(0.4, abs=0.02))
+    assert driven_imu.linear_acceleration.y == pytest.approx(1.5 * 0.4, abs=0.1)
+    driven_joints = joints.wait_for(lambda msg: msg.velocity[0] < msg.velocity[1])
+    wheel_speeds = [speed / 0.15 for speed in wheel_travel_m(1.5, 0.4)]
+    assert list(driven_joints.velocity) == pytest.approx(wheel_speeds)
+
+    commands.twist.linear.x = 50.0  # clamped to max_speed_mps (2 by default)
+    odom.wait_for(follows(2.0, 0.4))
+    commands.twist.linear.x, commands.twist.angular.z = 0.0, 0.0  # stand still
+    standing = odom.wait_for(follows(0.0, 0.0))
+    assert odom.next(3)[-1].pose.pose.position == standing.pose.pose.position
+
+    commands.stop()
+    odom.wait_for(is_on_the_loop)
+    # Never a jump in the odometry, whatever drove the rover (a jump would be metres; the
+    # centimetre allows for the stamp being read a moment after the pose is computed).
+    for before, after in zip(odom.messages, odom.messages[1:]):
+        p, q = before.pose.pose.position, after.pose.pose.position
+        assert math.hypot(q.x - p.x, q.y - p.y) <= 2.0 * (stamp_s(after) - stamp_s(before)) + 0.01
+
+
+def test_the_estop_latches_stops_the_rover_and_overrides_cmd_vel(
+        rover: DrivenRover, probe: Probe) -> None:
+    odom = rover.record(Odometry, "odom", RELIABLE_QOS)
+    rover.command(1.5)
+    odom.wait_for(follows(1.5))
+
+    response = rover.set_estop(True)
+    assert response.success and "engaged" in response.message
+    (estop,) = probe.receive(Bool, f"{DRIVEN_NAMESPACE}/estop", LATCHED_QOS)  # a late subscriber
+    assert estop.data is True
+    stopped = odom.wait_for(follows(0.0))
+    for later in odom.next(5):  # the commands keep coming, and are ignored
+        assert follows(0.0)(later)
+        assert later.pose.pose.position == stopped.pose.pose.position
+
+    response = rover.set_estop(False)
+    assert response.success and "released" in response.message
+    (estop,) = probe.receive(Bool, f"{DRIVEN_NAMESPACE}/estop", LATCHED_QOS)
+    assert estop.data is False
+    odom.wait_for(follows(1.5))
+
+
+def test_reset_odometry_puts_the_pose_back_at_the_origin(rover: DrivenRover, probe: Probe) -> None:
+    odom = rover.record(Odometry, "odom", RELIABLE_QOS)
+    commands = rover.command(2.0)
+    odom.wait_for(lambda msg: math.hypot(msg.pose.pose.position.x,
+                                         msg.pose.pose.position.y) > 1.0)
+    commands.stop()
+    rover.set_estop(True)  # standing still, the pose after the reset is exactly the origin
+    odom.wait_for(follows(0.0))
+
+    response = rover.call("reset_odometry", Trigger.Request())
+    assert response.success
+    after_reset = odom.wait_for(lambda msg: math.hypot(msg.pose.pose.position.x,
+                                                       msg.pose.pose.position.y) < 1e-9)
+    assert yaw_of(after_reset) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_parameters_change_the_rover_at_run_time_within_their_range(rover: DrivenRover) -> None:
+    odom = rover.record(Odometry, "odom", RELIABLE_QOS)
+    rover.command(3.0)
+    odom.wait_for(follows(2.0))
+
+    assert rover.set_parameter("max_speed_mps", 1.2).successful
+    assert rover.get_parameter("max_speed_mps") == 1.2
+    odom.wait_for(follows(1.2))
+
+    refused = rover.set_parameter("max_speed_mps", 9.0)
+    assert not refused.successful
+    assert "max_speed_mps" in refused.reason and "[0, 5]" in refused.reason
+    assert rover.get_parameter("max_speed_mps") == 1.2
+    refused = rover.set_parameter("loop_radius_m", 0.0)
+    assert not refused.successful and "loop_radius_m" in refused.reason
+    assert not rover.set_parameter("odom_rate_hz", 10.0).successful  # rates are read-only
+
+    assert rover.set_parameter("max_speed_mps", 2.0).successful
+    odom.wait_for(follows(2.0))
+
+
+def test_the_loop_speed_is_settable_at_run_time(rover: DrivenRover) -> None:
+    odom = rover.record(Odometry, "odom", RELIABLE_QOS)
+    odom.wait_for(is_on_the_loop)
+    try:
+        assert rover.set_parameter("speed_mps", 3.0).successful
+        odom.wait_for(lambda msg: 2.3 < msg.twist.twist.linear.x < 3.7)
+    finally:
+        assert rover.set_parameter("speed_mps", 1.0).successful
+    odom.wait_for(is_on_the_loop)
+
+
+def test_an_operator_calling_set_estop_stops_the_automatic_toggling(probe: Probe) -> None:
+    rover = DrivenRover(probe, "/toggling", estop_toggle_period_s=0.1)
+    estop = TopicRecorder(probe, Bool, "/toggling/estop", LATCHED_QOS)
+    try:
+        estop.wait_for(lambda msg: msg.data)
+        estop.wait_for(lambda msg: not msg.data)  # it toggles by itself
+
+        assert rover.set_estop(True).success
+        assert probe.spin_until(lambda: estop.messages[-1].data, WAIT_S)
+        # Ten toggle periods: the e-stop stays where the operator put it.
+        seen = len(estop.messages)
+        deadline = time.monotonic() + 1.0
+        probe.spin_until(lambda: time.monotonic() > deadline, 2.0)
+        assert all(msg.data for msg in estop.messages[seen:])
+        assert rover.node.estop_engaged
+    finally:
+        estop.close()
+        rover.close()
