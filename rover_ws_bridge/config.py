@@ -8,10 +8,12 @@ config/bridge.yaml documents the same list (a test keeps the two in step). A bad
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from . import PROTOCOL_NAME
 from .priority import DEFAULT_LARGE_MESSAGE_TYPES, Priority, PriorityOverride
 
 COMPRESSIONS = ("lz4", "zlib", "none")
@@ -48,6 +50,47 @@ class ExplicitTopic:
 
 
 _TOPIC_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+@dataclass(frozen=True)
+class PublishQosRule:
+    """A `publish_qos` entry: 'glob=reliability,durability,depth'."""
+
+    glob: str
+    reliable: bool
+    transient_local: bool
+    depth: int
+
+    @classmethod
+    def parse(cls, text: str) -> "PublishQosRule":
+        glob, sep, rest = text.partition("=")
+        parts = [p.strip() for p in rest.split(",")]
+        if not sep or not glob.strip() or len(parts) != 3:
+            raise ValueError(f"{text!r} is not 'glob=reliability,durability,depth'")
+        reliability, durability, depth = parts
+        if reliability not in ("reliable", "best_effort"):
+            raise ValueError(f"reliability {reliability!r} is not reliable or best_effort")
+        if durability not in ("volatile", "transient_local"):
+            raise ValueError(f"durability {durability!r} is not volatile or transient_local")
+        if not depth.isdigit() or not 1 <= int(depth) <= 1000:
+            raise ValueError(f"depth {depth!r} is not an integer in [1, 1000]")
+        return cls(glob.strip(), reliability == "reliable", durability == "transient_local",
+                   int(depth))
+
+
+def _known_protocol(value: Any) -> str | None:
+    from .protocols import PROTOCOLS  # the registry; imported late, protocols import this module
+
+    return None if value in PROTOCOLS else "one of " + ", ".join(PROTOCOLS)
+
+
+def _networks(value: Any) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return "a list of CIDR networks such as 127.0.0.0/8 or ::1/128"
+    return None
 
 
 def _in_range(lo: float | None = None, hi: float | None = None) -> Callable[[Any], str | None]:
@@ -162,6 +205,39 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "peer) is disconnected; it may reconnect.", _in_range(1.0, 3600.0)),
     ParameterSpec("max_client_message_bytes", int, 1024 * 1024,
                   "Largest control message accepted from a client.", _in_range(1024, 1 << 28)),
+    ParameterSpec("default_protocol", str, PROTOCOL_NAME,
+                  "Protocol of a client that offers no WebSocket subprotocol and whose URL path "
+                  "names none (a browser console, roslibjs).", _known_protocol),
+    ParameterSpec("publish_allow", list, [],
+                  "Globs of topics clients may advertise and publish to. Empty: no client "
+                  "publishes."),
+    ParameterSpec("service_allow", list, [],
+                  "Globs of services clients may call. Empty: no client calls a service."),
+    ParameterSpec("parameter_write_allow", list, [],
+                  "Globs of 'node:parameter' (e.g. '/rover_sim:max_speed_mps', '/rover_sim:*') "
+                  "clients may set. Empty: no client sets a parameter. Reading is allowed."),
+    ParameterSpec("write_allowed_networks", list, ["127.0.0.0/8", "::1/128"],
+                  "Client addresses (CIDR) to which publish_allow, service_allow and "
+                  "parameter_write_allow apply; other clients may only read.",
+                  _networks),
+    ParameterSpec("publish_qos", list, [],
+                  "'glob=reliability,durability,depth' (e.g. '/estop=reliable,transient_local,1'"
+                  "); the first match sets the QoS of the bridge's publisher on a topic. "
+                  "Unmatched: what the client asks for in advertise, else reliable,volatile,10."),
+    ParameterSpec("unadvertise_grace_s", float, 2.0,
+                  "Seconds a publisher outlives the last client that advertised its topic.",
+                  _in_range(0.0, 3600.0)),
+    ParameterSpec("service_timeout_s", float, 5.0,
+                  "Default timeout of a service call or parameter request (a client may ask for "
+                  "another, up to 300 s).", _in_range(0.01, 300.0)),
+    ParameterSpec("max_service_calls_in_flight", int, 16,
+                  "Service calls and parameter requests one client may have waiting at once; "
+                  "more are refused with too_many_calls.", _in_range(1, 10000)),
+    ParameterSpec("command_queue_max", int, 1000,
+                  "Bound of the queue of commands (publish, calls) to the ROS thread, shared by "
+                  "all clients; a command past it is refused with busy. Memory: up to this many "
+                  "client messages (1000 x the 1 MiB message limit at the very worst).",
+                  _in_range(10, 1_000_000)),
     ParameterSpec("target_latency_ms", float, 50.0,
                   "Server latency p95 above this turns the Latency diagnostic to WARN.",
                   _in_range(0.1, 60000.0)),
@@ -210,6 +286,16 @@ class BridgeConfig:
     socket_send_buffer_bytes: int = 64 * 1024
     client_send_timeout_s: float = 30.0
     max_client_message_bytes: int = 1024 * 1024
+    default_protocol: str = PROTOCOL_NAME
+    publish_allow: tuple[str, ...] = ()
+    service_allow: tuple[str, ...] = ()
+    parameter_write_allow: tuple[str, ...] = ()
+    write_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    publish_qos: tuple[PublishQosRule, ...] = ()
+    unadvertise_grace_s: float = 2.0
+    service_timeout_s: float = 5.0
+    max_service_calls_in_flight: int = 16
+    command_queue_max: int = 1000
     target_latency_ms: float = 50.0
     metrics_window_s: float = 10.0
     diagnostics_period_s: float = 1.0
@@ -270,6 +356,7 @@ def _convert(spec: ParameterSpec, value: Any) -> Any:
     parser: Callable[[str], Any] = {
         "topics": ExplicitTopic.parse,
         "priority_overrides": PriorityOverride.parse,
+        "publish_qos": PublishQosRule.parse,
     }.get(spec.name, str)
     items = []
     for item in value:

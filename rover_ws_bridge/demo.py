@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--address", default="0.0.0.0")
     parser.add_argument("--no-sim", action="store_true", help="bridge only")
+    parser.add_argument("--read-only", action="store_true",
+                        help="no publishing, service calls or parameter writes (a rover's "
+                             "default); otherwise loopback clients may drive the sim")
     parser.add_argument("bridge_args", nargs="*")
     args = parser.parse_args(argv)
 
@@ -31,13 +34,20 @@ def main(argv: list[str] | None = None) -> int:
         # bridge, so that clients see the bridge go away rather than the data stop.
         sim = subprocess.Popen([sys.executable, "-m", "rover_ws_bridge.sim"],
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    bridge_args = list(args.bridge_args)
-    if "--ros-args" not in bridge_args:
-        bridge_args.append("--ros-args")
-    bridge_args += ["-p", f"port:={args.port}", "-p", f"address:={args.address}"]
+    # Two-way out of the box, for loopback clients only (write_allowed_networks' default):
+    # teleop on /cmd_vel, the sim's services and parameters. The user's own arguments come
+    # after these, so they win.
+    bridge_args = [] if args.read_only else [
+        "--ros-args", "-p", 'publish_allow:=["/cmd_vel"]',
+        "-p", 'service_allow:=["/rover_sim/*"]',
+        "-p", 'parameter_write_allow:=["/rover_sim:*"]', "--"]
+    bridge_args += list(args.bridge_args)
+    bridge_args += ["--ros-args", "-p", f"port:={args.port}", "-p", f"address:={args.address}"]
     print(f"rover-ws-bridge-demo: dashboard at http://127.0.0.1:{args.port}/ ; WebSocket "
           f"ws://127.0.0.1:{args.port} (subprotocol rover-ws-bridge.v1; or watch with: "
-          "python -m rover_ws_bridge.client); Ctrl-C stops", flush=True)
+          "python -m rover_ws_bridge.client); "
+          + ("read-only" if args.read_only else "loopback clients may drive the sim "
+             "(/cmd_vel, /rover_sim/* services and parameters)") + "; Ctrl-C stops", flush=True)
     code = 1
     try:
         code = bridge_node.main(["rover-ws-bridge", *bridge_args])

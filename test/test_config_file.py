@@ -70,7 +70,8 @@ def _allowed_text(spec) -> str | None:
     """What the spec's own check says is allowed, e.g. 'a number in [0, 65535]'."""
     if spec.check is None:
         return None
-    impossible = "\0not-a-valid-value" if spec.type is str else float("-inf")
+    impossible = {str: "\0not-a-valid-value", list: ["\0not-a-valid-value"]}.get(spec.type,
+                                                                           float("-inf"))
     return spec.check(impossible)
 
 
@@ -120,10 +121,10 @@ def test_each_entry_is_documented_with_the_spec_and_its_allowed_values(spec):
     if allowed.startswith("one of "):
         for option in allowed.removeprefix("one of ").split(", "):
             assert f'"{option}"' in text, f"{spec.name}: allowed value {option!r} not documented"
-    else:
-        interval = re.search(r"\[.*\]", allowed)
-        assert interval is not None, allowed
+    elif (interval := re.search(r"\[.*\]", allowed)) is not None:
         assert interval[0] in text, f"{spec.name}: range {interval[0]} not documented"
+    else:
+        assert _normalized(allowed) in text, f"{spec.name}: '{allowed}' not documented"
 
 
 def test_file_values_validate_and_equal_the_defaults():

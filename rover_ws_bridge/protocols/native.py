@@ -1,32 +1,75 @@
-"""The native protocol, `rover-ws-bridge.v1` (docs/PROTOCOL.md).
+"""The native protocol, `rover-ws-bridge.v1` (docs/PROTOCOL.md), sans-I/O.
 
 Control: JSON objects in text frames, each with an "op". Data: binary frames (wire/frame.py)
 for msgpack and CDR subscriptions; JSON text frames ("op": "messages") for JSON subscriptions.
-Bad input is answered with {"op": "status", "level": "error", "code": ..., "message": ...} and
+Clients publish in JSON text frames or in small binary frames (msgpack or CDR). Bad input is
+answered with {"op": "status", "level": "error", "code": ..., "message": ..., "id": ...} and
 the connection stays up.
 """
 from __future__ import annotations
 
 import json
 import logging
+import struct
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import msgpack
 
 from .. import PROTOCOL_NAME, __version__
 from ..config import COMPRESSIONS, ENCODINGS
 from ..priority import Priority
 from ..streaming.outbox import BackpressureState
-from ..streaming.session import OutgoingFrame, Session
 from ..streaming.topics import TopicInfo
 from ..wire.compression import Compression
 from ..wire.frame import HEADER_SIZE, Encoding, Record, encode_frame, frame_compression
+from .base import (
+    Action,
+    Advertise,
+    Advertised,
+    CallService,
+    ConnectionView,
+    GetParameters,
+    ListParameters,
+    Outcome,
+    OutgoingFrame,
+    ParameterNames,
+    ParametersSet,
+    ParameterValues,
+    Protocol,
+    Publish,
+    QosRequest,
+    Refused,
+    SendText,
+    ServiceResult,
+    SetBatching,
+    SetParameters,
+    StoreClientReport,
+    Subscribe,
+    Subscribed,
+    Unadvertise,
+    Unadvertised,
+    Unsubscribe,
+    Unsubscribed,
+)
 
 log = logging.getLogger(__name__)
 
-OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics", "stats")
+OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics", "stats", "advertise",
+       "unadvertise", "publish", "call_service", "list_parameters", "get_parameters",
+       "set_parameters")
 # What a client may report in `stats` (anything else is refused, so reports stay small).
 MAX_STATS_BYTES = 4096
 MAX_RATE_HZ = 10_000.0
+MAX_ID_CHARS = 256
+MAX_NAME_CHARS = 1024  # topic, service, node and parameter names
+MAX_TIMEOUT_S = 300.0
+
+# Client binary frames: opcode, encoding, channel id (docs/PROTOCOL.md).
+CLIENT_PUBLISH = 1
+_CLIENT_HEADER = struct.Struct("<BBI")
+_BINARY_PUBLISH_ENCODINGS = {int(Encoding.CDR): "cdr", int(Encoding.MSGPACK): "msgpack"}
 
 
 class RequestError(Exception):
@@ -36,18 +79,44 @@ class RequestError(Exception):
         self.message = message
 
 
-class NativeSession(Session):
-    subprotocol = PROTOCOL_NAME
+@dataclass
+class _PendingSubscribe:
+    """A `subscribe` of several topics: answered once every topic's outcome is in."""
 
-    async def start(self) -> None:
+    request_id: Any
+    encoding_name: str
+    max_rate_hz: float | None
+    remaining: int
+    done: list = field(default_factory=list)
+    refused: list = field(default_factory=list)
+
+
+class NativeProtocol(Protocol):
+    subprotocols = (PROTOCOL_NAME,)
+    path = "/native"
+
+    def __init__(self, view: ConnectionView, settings: Any) -> None:
+        super().__init__(view, settings)
+        self.compression: Compression = settings.compression
+        self._next_ref = 0
+        self._subscribes: dict[int, _PendingSubscribe] = {}
+        # ref -> (request id, how to answer the outcome)
+        self._requests: dict[int, tuple[Any, Callable[[Any, Outcome], list[Action]]]] = {}
+        # channel id -> topic, for binary publish frames
+        self._channels: dict[int, str] = {}
+        self.batching = True
+
+    # -- greeting ------------------------------------------------------------------------------
+
+    def on_connect(self) -> list[Action]:
         s = self.settings
-        self.send_control({
+        hello = {
             "op": "hello",
             "server": "rover_ws_bridge",
             "version": __version__,
             "protocol": PROTOCOL_NAME,
             "frame_version": 1,
-            "session_id": self.id,
+            "session_id": self.view.session_id,
             "server_time_ns": time.time_ns(),
             "capabilities": {
                 "encodings": list(ENCODINGS),
@@ -55,27 +124,59 @@ class NativeSession(Session):
                 "batching": True,
                 "max_rate": True,
                 "stats": True,
+                "publish": True,
+                "services": True,
+                "parameters": True,
                 "priorities": [p.name for p in sorted(Priority, reverse=True)],
             },
+            "permissions": self.view.permissions,
             "defaults": {
                 "compression": self.compression.name.lower(),
                 "max_batch_messages": s.max_batch_messages,
                 "compression_threshold_bytes": s.compression_threshold_bytes,
                 "outbox_max_bytes": s.outbox.max_bytes,
             },
-        })
-        self.send_control({"op": "topics", "topics": self._visible(self.router.topics())})
+        }
+        return [_text(hello), _text({"op": "topics", "topics": self._topics_json()})]
 
-    def _visible(self, infos: list[TopicInfo]) -> list[dict]:
-        return [t.to_json() for t in infos if self.router.may_see(self, t.name)]
+    def _topics_json(self) -> list[dict]:
+        return [t.to_json() for t in self.view.visible_topics()]
 
     # -- client messages -------------------------------------------------------------------
 
-    async def handle_binary(self, data: bytes) -> None:
-        self._error(None, "binary_not_supported",
-                    "this protocol takes JSON control messages in text frames only")
+    def on_binary(self, data: bytes) -> list[Action]:
+        try:
+            return self._binary_publish(data)
+        except RequestError as exc:
+            return [self._error(None, exc.code, exc.message)]
 
-    async def handle_text(self, text: str) -> None:
+    def _binary_publish(self, data: bytes) -> list[Action]:
+        if len(data) < _CLIENT_HEADER.size:
+            raise RequestError("bad_request", f"a binary frame needs a {_CLIENT_HEADER.size}-byte"
+                               " header: opcode, encoding, channel id (see PROTOCOL.md)")
+        opcode, encoding, channel_id = _CLIENT_HEADER.unpack_from(data)
+        if opcode != CLIENT_PUBLISH:
+            raise RequestError("bad_request", f"unknown binary opcode {opcode}; expected "
+                               f"{CLIENT_PUBLISH} (publish)")
+        if encoding not in _BINARY_PUBLISH_ENCODINGS:
+            raise RequestError("bad_request", f"unknown publish encoding {encoding}; expected 0 "
+                               "(cdr) or 1 (msgpack)")
+        topic = self._channels.get(channel_id)
+        if topic is None:
+            raise RequestError("not_advertised", f"channel {channel_id} is not advertised by "
+                               "this connection; send 'advertise' first")
+        payload = data[_CLIENT_HEADER.size:]
+        if encoding == Encoding.CDR:
+            return [self._request(None, _answer_publish,
+                                  lambda ref: Publish(ref, topic, payload, serialized=True))]
+        try:
+            message = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        except Exception as exc:  # noqa: BLE001 - any msgpack error is the client's
+            raise RequestError("bad_message", f"payload is not msgpack: {str(exc)[:200]}") \
+                from None
+        return [self._request(None, _answer_publish, lambda ref: Publish(ref, topic, message))]
+
+    def on_text(self, text: str) -> list[Action]:
         request_id = None
         try:
             try:
@@ -94,14 +195,14 @@ class NativeSession(Session):
             if op not in OPS:
                 raise RequestError("unknown_op", f"unknown op {_short(op)}; expected one of: "
                                    f"{', '.join(OPS)}")
-            getattr(self, f"_op_{op}")(message, request_id)
+            return getattr(self, f"_op_{op}")(message, request_id)
         except RequestError as exc:
-            self._error(request_id, exc.code, exc.message)
+            return [self._error(request_id, exc.code, exc.message)]
         except Exception:  # noqa: BLE001 - a request we did not foresee: answer, stay up
-            log.exception("client %s: request failed", self.remote)
-            self._error(request_id, "bad_request", "the request could not be handled")
+            log.exception("session %s: request failed", self.view.session_id)
+            return [self._error(request_id, "bad_request", "the request could not be handled")]
 
-    def _op_subscribe(self, message: dict, request_id: Any) -> None:
+    def _op_subscribe(self, message: dict, request_id: Any) -> list[Action]:
         names = self._topic_names(message)
         encoding_name = message.get("encoding", self.settings.default_encoding)
         if encoding_name not in ENCODINGS:
@@ -113,29 +214,28 @@ class NativeSession(Session):
                                      or not 0 < max_rate <= MAX_RATE_HZ):
             raise RequestError("bad_request", "max_rate_hz must be a number in "
                                f"(0, {MAX_RATE_HZ:g}] or null, not {max_rate!r}")
-        unknown = [n for n in names
-                   if self.router.topic(n) is None or not self.router.may_see(self, n)]
-        if unknown:
+        type_name = message.get("type")
+        if type_name is not None:
+            _check_name(type_name, "type")
+        visible = {t.name for t in self.view.visible_topics()}
+        unknown = [n for n in names if n not in visible]
+        if unknown and type_name is None:
             raise RequestError("unknown_topic", f"unknown topic(s): {_short(', '.join(unknown))}; "
-                               "the 'topics' message lists what is offered")
+                               "the 'topics' message lists what is offered (give 'type' to "
+                               "wait for a topic that is not offered yet)")
         encoding = Encoding.from_name(encoding_name)
-        done = []
-        for name in names:
-            info = self.router.subscribe(self, name, encoding, max_rate)
-            done.append({"topic": name, "topic_id": info.id, "encoding": encoding_name,
-                         "max_rate_hz": max_rate})
-        self.send_control({"op": "subscribed", "id": request_id, "subscriptions": done})
+        seq = self._new_ref()
+        self._subscribes[seq] = _PendingSubscribe(request_id, encoding_name, max_rate, len(names))
+        return [Subscribe((seq, i), name, encoding, max_rate, type_name)
+                for i, name in enumerate(names)]
 
-    def _op_unsubscribe(self, message: dict, request_id: Any) -> None:
+    def _op_unsubscribe(self, message: dict, request_id: Any) -> list[Action]:
         names = self._topic_names(message)
-        not_subscribed = [n for n in names if not self.router.unsubscribe(self, n)]
-        self.send_control({"op": "unsubscribed", "id": request_id,
-                           "topics": [n for n in names if n not in not_subscribed]})
-        if not_subscribed:
-            self._error(request_id, "not_subscribed",
-                        f"not subscribed to: {', '.join(not_subscribed)}", level="warning")
+        seq = self._new_ref()
+        self._subscribes[seq] = _PendingSubscribe(request_id, "", None, len(names))
+        return [Unsubscribe((seq, i), name) for i, name in enumerate(names)]
 
-    def _op_configure(self, message: dict, request_id: Any) -> None:
+    def _op_configure(self, message: dict, request_id: Any) -> list[Action]:
         compression = message.get("compression")
         batching = message.get("batching")
         if compression is not None and compression not in COMPRESSIONS:
@@ -143,75 +243,184 @@ class NativeSession(Session):
                                f"expected one of: {', '.join(COMPRESSIONS)}")
         if batching is not None and not isinstance(batching, bool):
             raise RequestError("bad_request", f"batching must be true or false, not {batching!r}")
+        actions: list[Action] = []
         if compression is not None:
             self.compression = Compression.from_name(compression)
         if batching is not None:
             self.batching = batching
-        self.send_control({"op": "configured", "id": request_id,
-                           "compression": self.compression.name.lower(),
-                           "batching": self.batching})
+            actions.append(SetBatching(batching))
+        actions.append(_text({"op": "configured", "id": request_id,
+                              "compression": self.compression.name.lower(),
+                              "batching": self.batching}))
+        return actions
 
-    def _op_ping(self, message: dict, request_id: Any) -> None:
-        self.send_control({"op": "pong", "id": request_id,
-                           "client_time_ns": message.get("client_time_ns"),
-                           "server_time_ns": time.time_ns()})
+    def _op_ping(self, message: dict, request_id: Any) -> list[Action]:
+        return [_text({"op": "pong", "id": request_id,
+                       "client_time_ns": _scalar_or_none(message.get("client_time_ns")),
+                       "server_time_ns": time.time_ns()})]
 
-    def _op_stats(self, message: dict, request_id: Any) -> None:
-        """The client's own view (end-to-end latency, rates, decode time), kept per session
-        and shown in /api/performance/connections."""
+    def _op_stats(self, message: dict, request_id: Any) -> list[Action]:
+        """The client's own view (end-to-end latency, rates, decode time), kept per
+        connection and shown in /api/performance/connections."""
         report = message.get("report")
         if not isinstance(report, dict):
             raise RequestError("bad_request", "stats needs a 'report' object")
         if len(json.dumps(report)) > MAX_STATS_BYTES:
             raise RequestError("bad_request",
                                f"stats report over {MAX_STATS_BYTES} characters as JSON")
-        self.client_report = {**report, "received_ns": time.time_ns()}
-        self.send_control({"op": "stats_ack", "id": request_id})
+        return [StoreClientReport({**report, "received_ns": time.time_ns()}),
+                _text({"op": "stats_ack", "id": request_id})]
 
-    def _op_list_topics(self, message: dict, request_id: Any) -> None:
-        self.send_control({"op": "topics", "id": request_id,
-                           "topics": self._visible(self.router.topics())})
+    def _op_list_topics(self, message: dict, request_id: Any) -> list[Action]:
+        return [_text({"op": "topics", "id": request_id, "topics": self._topics_json()})]
 
-    def _topic_names(self, message: dict) -> list[str]:
-        names = message.get("topics", message.get("topic"))
-        if isinstance(names, str):
-            names = [names]
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise RequestError("bad_request",
-                               "give 'topics' as a non-empty list of topic names (or 'topic')")
-        return names
+    # -- two ways ------------------------------------------------------------------------------
 
-    def _error(self, request_id: Any, code: str, message: str, level: str = "error") -> None:
-        self.send_control({"op": "status", "level": level, "code": code, "message": message,
-                           "id": request_id})
+    def _op_advertise(self, message: dict, request_id: Any) -> list[Action]:
+        topic = _check_name(message.get("topic"), "topic")
+        type_name = _check_name(message.get("type"), "type")
+        qos = _parse_qos(message.get("qos"))
+        return [self._request(request_id, _answer_advertise,
+                              lambda ref: Advertise(ref, topic, type_name, qos))]
+
+    def _op_unadvertise(self, message: dict, request_id: Any) -> list[Action]:
+        topic = _check_name(message.get("topic"), "topic")
+        return [self._request(request_id, _answer_unadvertise,
+                              lambda ref: Unadvertise(ref, topic))]
+
+    def _op_publish(self, message: dict, request_id: Any) -> list[Action]:
+        topic = _check_name(message.get("topic"), "topic")
+        msg = message.get("msg")
+        if not isinstance(msg, dict):
+            raise RequestError("bad_message", "'msg' must be a JSON object of the message's "
+                               "fields")
+        return [self._request(request_id, _answer_publish, lambda ref: Publish(ref, topic, msg))]
+
+    def _op_call_service(self, message: dict, request_id: Any) -> list[Action]:
+        service = _check_name(message.get("service"), "service")
+        type_name = message.get("type")
+        if type_name is not None:
+            _check_name(type_name, "type")
+        args = message.get("args", {})
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise RequestError("bad_args", "'args' must be a JSON object of the request's fields")
+        timeout = message.get("timeout_s")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout <= MAX_TIMEOUT_S):
+            raise RequestError("bad_request", f"timeout_s must be a number in (0, "
+                               f"{MAX_TIMEOUT_S:g}], not {_short(timeout)}")
+        return [self._request(request_id, _answer_service,
+                              lambda ref: CallService(ref, service, args, type_name, timeout))]
+
+    def _op_list_parameters(self, message: dict, request_id: Any) -> list[Action]:
+        node = _check_name(message.get("node"), "node")
+        return [self._request(request_id, _answer_parameters,
+                              lambda ref: ListParameters(ref, node))]
+
+    def _op_get_parameters(self, message: dict, request_id: Any) -> list[Action]:
+        node = _check_name(message.get("node"), "node")
+        names = message.get("names") or []
+        if not isinstance(names, list):
+            raise RequestError("bad_request", "'names' must be a list of parameter names")
+        names = tuple(_check_name(n, "names[]") for n in names)
+        return [self._request(request_id, _answer_parameters,
+                              lambda ref: GetParameters(ref, node, names))]
+
+    def _op_set_parameters(self, message: dict, request_id: Any) -> list[Action]:
+        node = _check_name(message.get("node"), "node")
+        parameters = message.get("parameters")
+        if not isinstance(parameters, list) or not parameters:
+            raise RequestError("bad_request", "'parameters' must be a non-empty list of "
+                               "{name, value}")
+        values = []
+        for p in parameters:
+            if not isinstance(p, dict) or "value" not in p:
+                raise RequestError("bad_request", "each parameter is {name, value}")
+            values.append((_check_name(p.get("name"), "parameters[].name"), p["value"]))
+        return [self._request(request_id, _answer_parameters,
+                              lambda ref: SetParameters(ref, node, tuple(values)))]
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def on_outcome(self, outcome: Outcome) -> list[Action]:
+        ref = outcome.ref
+        if isinstance(ref, tuple):
+            return self._subscribe_outcome(outcome)
+        pending = self._requests.pop(ref, None)
+        if pending is None:
+            if isinstance(outcome, Refused):  # about no request of this client's (ref None)
+                return [self._error(None, outcome.code, outcome.message)]
+            return []
+        request_id, answer = pending
+        if isinstance(outcome, Advertised):
+            self._channels[outcome.channel_id] = outcome.topic
+        elif isinstance(outcome, Unadvertised):
+            self._channels = {c: t for c, t in self._channels.items() if t != outcome.topic}
+        if isinstance(outcome, Refused) and answer is not _answer_service:
+            return [self._error(request_id, outcome.code, outcome.message)]
+        return answer(request_id, outcome)
+
+    def _subscribe_outcome(self, outcome: Outcome) -> list[Action]:
+        seq, _ = outcome.ref
+        pending = self._subscribes.get(seq)
+        if pending is None:
+            return []
+        if isinstance(outcome, Subscribed):
+            pending.done.append({
+                "topic": outcome.topic,
+                "topic_id": outcome.info.id if outcome.info else None,
+                "encoding": pending.encoding_name, "max_rate_hz": pending.max_rate_hz,
+                **({} if outcome.info else {"waiting": True})})
+        elif isinstance(outcome, Unsubscribed):
+            pending.done.append(outcome.topic)
+        elif isinstance(outcome, Refused):
+            pending.refused.append(outcome)
+        pending.remaining -= 1
+        if pending.remaining > 0:
+            return []
+        del self._subscribes[seq]
+        actions: list[Action] = []
+        rid = pending.request_id
+        if pending.encoding_name:
+            actions.append(_text({"op": "subscribed", "id": rid, "subscriptions": pending.done}))
+        else:
+            actions.append(_text({"op": "unsubscribed", "id": rid, "topics": pending.done}))
+        for refusal in pending.refused:
+            level = "warning" if refusal.code == "not_subscribed" else "error"
+            actions.append(self._error(rid, refusal.code, refusal.message, level))
+        return actions
 
     # -- server-initiated ------------------------------------------------------------------
 
-    def topics_changed(self, added: list[TopicInfo], changed: list[TopicInfo],
-                       removed: list[TopicInfo]) -> None:
-        self.send_control({
+    def on_topics_changed(self, added: list[TopicInfo], changed: list[TopicInfo],
+                          removed: list[TopicInfo]) -> list[Action]:
+        return [_text({
             "op": "topics_update",
-            "added": self._visible(added),
-            "changed": self._visible(changed),
+            "added": [t.to_json() for t in added],
+            "changed": [t.to_json() for t in changed],
             "removed": [{"id": t.id, "name": t.name} for t in removed],
-        })
+        })]
 
-    def backpressure_changed(self, old: BackpressureState, new: BackpressureState) -> None:
+    def on_backpressure(self, old: BackpressureState, new: BackpressureState,
+                        summary: dict) -> list[Action]:
         level = {"ok": "info", "warning": "warning", "dropping": "error"}[new.value]
-        totals = self.outbox.totals
-        self.send_control({
+        return [_text({
             "op": "status", "level": level, "code": "backpressure", "id": None,
             "message": f"backpressure {old.value} -> {new.value}",
-            "backpressure": {"state": new.value, "utilization": round(self.outbox.utilization, 3),
-                             "dropped": totals.dropped, "conflated": totals.conflated},
-        })
+            "backpressure": {"state": new.value, **summary},
+        })]
 
     # -- data frames -----------------------------------------------------------------------
 
     def encode_batch(self, records: list[Record]) -> list[OutgoingFrame]:
+        cache = self.view.frame_cache
+        if cache is None:
+            return self._build_frames(records)
         shape = (PROTOCOL_NAME, self.compression, self.settings.compression_threshold_bytes)
-        return self.router.frame_cache.get_or_build(records, shape, self._build_frames,
-                                                    _frame_size)
+        return cache.get_or_build(records, shape, self._build_frames, _frame_size)
 
     def _build_frames(self, records: list[Record]) -> list[OutgoingFrame]:
         binary = [r for r in records if r.encoding != Encoding.JSON]
@@ -228,14 +437,123 @@ class NativeSession(Session):
 
     def _json_frame(self, records: list[Record]) -> str:
         items = []
+        topic_name = self.view.topic_name
         for r in records:
-            head = json.dumps({"topic": self.router.topic_name(r.topic_id), "topic_id": r.topic_id,
+            head = json.dumps({"topic": topic_name(r.topic_id), "topic_id": r.topic_id,
                                "timestamp_ns": r.timestamp_ns, "sequence": r.sequence,
                                "priority": Priority(r.priority).name},
                               separators=(",", ":"))
             # The data is already JSON text: splice it in rather than parse and re-encode.
             items.append(head[:-1] + ',"data":' + r.data.decode("utf-8") + "}")
         return '{"op":"messages","messages":[' + ",".join(items) + "]}"
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _new_ref(self) -> int:
+        self._next_ref += 1
+        return self._next_ref
+
+    def _request(self, request_id: Any, answer: Callable[[Any, Outcome], list[Action]],
+                 make: Callable[[int], Action]) -> Action:
+        ref = self._new_ref()
+        self._requests[ref] = (request_id, answer)
+        return make(ref)
+
+    def _topic_names(self, message: dict) -> list[str]:
+        names = message.get("topics", message.get("topic"))
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise RequestError("bad_request",
+                               "give 'topics' as a non-empty list of topic names (or 'topic')")
+        return names
+
+    def _error(self, request_id: Any, code: str, message: str, level: str = "error") -> Action:
+        return _text({"op": "status", "level": level, "code": code, "message": message,
+                      "id": request_id})
+
+
+# -- answers to outcomes (request id, outcome) -> actions -----------------------------------
+
+
+def _answer_advertise(request_id: Any, outcome: Outcome) -> list[Action]:
+    assert isinstance(outcome, Advertised)
+    return [_text({"op": "advertised", "id": request_id, "topic": outcome.topic,
+                   "type": outcome.type_name, "channel_id": outcome.channel_id,
+                   "qos": _qos_json(outcome.qos)})]
+
+
+def _answer_unadvertise(request_id: Any, outcome: Outcome) -> list[Action]:
+    return [_text({"op": "unadvertised", "id": request_id, "topic": outcome.topic})]
+
+
+def _answer_publish(request_id: Any, outcome: Outcome) -> list[Action]:
+    return []  # a publish that went out is not answered: teleop sends 20 a second
+
+
+def _answer_parameters(request_id: Any, outcome: Outcome) -> list[Action]:
+    if isinstance(outcome, ParameterNames):
+        return [_text({"op": "parameter_names", "id": request_id, "node": outcome.node,
+                       "names": list(outcome.names)})]
+    if isinstance(outcome, ParameterValues):
+        return [_text({"op": "parameters", "id": request_id, "node": outcome.node,
+                       "parameters": [{"name": n, "value": v, "type": t}
+                                      for n, v, t in outcome.values]})]
+    assert isinstance(outcome, ParametersSet)
+    return [_text({"op": "parameters_set", "id": request_id, "node": outcome.node,
+                   "results": [{"name": n, "successful": ok, "reason": reason}
+                               for n, ok, reason in outcome.results]})]
+
+
+def _answer_service(request_id: Any, outcome: Outcome) -> list[Action]:
+    """Service calls answer a refusal in `service_response` too, as clients wait for one."""
+    if isinstance(outcome, ServiceResult):
+        return [_text({"op": "service_response", "id": request_id, "service": outcome.service,
+                       "result": True, "values": outcome.values})]
+    assert isinstance(outcome, Refused)
+    return [_text({"op": "service_response", "id": request_id, "service": outcome.subject,
+                   "result": False, "error": {"code": outcome.code, "message": outcome.message}})]
+
+
+# -- small parsers ---------------------------------------------------------------------------
+
+
+def _text(message: dict) -> SendText:
+    return SendText(json.dumps(message, separators=(",", ":")))
+
+
+def _parse_qos(value: Any) -> QosRequest | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RequestError("bad_request", "'qos' must be an object {reliability, durability, "
+                           "depth}")
+    unknown = set(value) - {"reliability", "durability", "depth"}
+    if unknown:
+        raise RequestError("bad_request", f"unknown qos field(s): {_short(sorted(unknown))}")
+    reliability = value.get("reliability", "reliable")
+    durability = value.get("durability", "volatile")
+    depth = value.get("depth", 10)
+    if reliability not in ("reliable", "best_effort"):
+        raise RequestError("bad_request", "qos.reliability must be reliable or best_effort")
+    if durability not in ("volatile", "transient_local"):
+        raise RequestError("bad_request", "qos.durability must be volatile or transient_local")
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 1000:
+        raise RequestError("bad_request", "qos.depth must be an integer in [1, 1000]")
+    return QosRequest(reliability == "reliable", durability == "transient_local", depth)
+
+
+def _qos_json(qos: QosRequest) -> dict:
+    return {"reliability": "reliable" if qos.reliable else "best_effort",
+            "durability": "transient_local" if qos.transient_local else "volatile",
+            "depth": qos.depth}
+
+
+def _check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        raise RequestError("bad_request", f"'{what}' must be a non-empty string of at most "
+                           f"{MAX_NAME_CHARS} characters, not {_short(value)}")
+    return value
 
 
 def _frame_size(frame: OutgoingFrame) -> int:
@@ -248,7 +566,8 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-MAX_ID_CHARS = 256
+def _scalar_or_none(value: Any) -> Any:
+    return value if _is_short_scalar(value) else None
 
 
 def _is_short_scalar(value: Any) -> bool:

@@ -40,7 +40,9 @@ from ..config import PARAMETERS, BridgeConfig, ConfigError
 from ..metrics import Metrics
 from ..priority import Priority, PublisherQos, QosPriorityRules
 from ..streaming import http_api
+from ..streaming.core import BridgeCore
 from ..streaming.handoff import Handoff
+from ..streaming.policy import Policy
 from ..streaming.router import Router
 from ..streaming.server import BridgeServer, PortInUse
 from ..streaming.stats import StatsCollector
@@ -48,6 +50,7 @@ from ..streaming.topics import TopicDescription
 from .diagnostics import DiagnosticsPublisher
 from .message_codec import UnknownMessageType, import_message_type, make_decoder
 from .qos_events import no_subscription_events
+from .ros_commands import RosCommands
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +99,6 @@ def subscription_qos(publishers: list[Any], depth_min: int, depth_max: int) -> S
     return SubscriptionQos(reliable, transient_local, min(max(depth, depth_min), depth_max))
 
 
-def is_hidden(topic: str) -> bool:
-    return any(part.startswith("_") for part in topic.split("/"))
-
-
 class BridgeNode(Node):
     """Declares the parameters, watches the graph, owns the ROS subscriptions."""
 
@@ -108,11 +107,15 @@ class BridgeNode(Node):
         self.config = self._read_parameters()
         self.rules = QosPriorityRules(self.config.priority_overrides,
                                       self.config.large_message_types)
+        self.policy = Policy(self.config)
+        self.commands = RosCommands(self, self.config.command_queue_max)
         self._offered: dict[str, _OfferedTopic] = {}
         self._ros_subscriptions: dict[str, tuple[Any, SubscriptionQos, type]] = {}
         self._sequences: dict[str, itertools.count] = {}
+        # Derived from the offered topics' descriptions at each scan (the one place priority
+        # is decided), read by the message callbacks for the handoff's CRITICAL rule.
         self._priorities: dict[str, int] = {}
-        self._wanted: frozenset[str] = frozenset()
+        self._wanted: dict[str, str | None] = {}
         self._warned: set[str] = set()
         self._decoders: dict[str, Callable[[bytes], dict]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,9 +155,10 @@ class BridgeNode(Node):
         self.scan_graph()
         self._scan_timer = self.create_timer(self.config.discovery_period_s, self.scan_graph)
 
-    def set_wanted(self, names: frozenset[str]) -> None:
-        """Router (asyncio thread): these topics have clients. Applied on the ROS thread."""
-        self._wanted = names
+    def set_wanted(self, topics: dict[str, str | None]) -> None:
+        """Router (asyncio thread): these topics have clients (with the type a client gave,
+        for a topic not offered yet). Applied on the ROS thread."""
+        self._wanted = dict(topics)
         self._wake.trigger()
 
     def decoder_for(self, type_name: str) -> Callable[[bytes], dict]:
@@ -164,14 +168,6 @@ class BridgeNode(Node):
         return decoder
 
     # -- graph -------------------------------------------------------------------------------
-
-    def _is_offered(self, name: str) -> bool:
-        c = self.config
-        if not c.include_hidden_topics and is_hidden(name):
-            return False
-        if any(fnmatch.fnmatchcase(name, p) for p in c.topic_deny):
-            return False
-        return any(fnmatch.fnmatchcase(name, p) for p in c.topic_allow)
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
@@ -185,10 +181,15 @@ class BridgeNode(Node):
         candidates: dict[str, str | None] = {}
         if c.discover_topics:
             for name in graph:
-                if self._is_offered(name):
+                if self.policy.topic_offered(name):
                     candidates[name] = None
         for explicit in c.topics:
             candidates[explicit.name] = explicit.type_name
+        # Topics clients asked for with a type before anyone published them: subscribed with
+        # that type, so data flows as soon as a publisher appears. The graph's type wins.
+        for name, type_name in self._wanted.items():
+            if type_name and name not in candidates and self.policy.topic_offered(name):
+                candidates[name] = type_name
         offered: dict[str, _OfferedTopic] = {}
         for name, configured_type in candidates.items():
             try:
@@ -199,6 +200,7 @@ class BridgeNode(Node):
             if topic is not None:
                 offered[name] = topic
         self._offered = offered
+        self._priorities = {name: int(o.description.priority) for name, o in offered.items()}
         descriptions = sorted((o.description for o in offered.values()), key=lambda d: d.name)
         if descriptions != self._last_published and self._loop is not None:
             self._last_published = descriptions
@@ -233,7 +235,6 @@ class BridgeNode(Node):
             PublisherQos(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE,
                          p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL)
             for p in publishers])
-        self._priorities[name] = int(priority)
         return _OfferedTopic(
             TopicDescription(name, type_name, Priority(priority), qos.transient_local,
                              c.latched_depth),
@@ -275,6 +276,8 @@ class BridgeNode(Node):
             # rclpy's default QoS-event handlers cost executor time on every wake-up.
             event_callbacks=no_subscription_events())
         self._ros_subscriptions[name] = (subscription, offered.qos, offered.message_class)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._router.ros_subscription_created, name)
         self.get_logger().info(
             f"subscribed to {name} ({offered.description.type_name}, "
             f"{'reliable' if offered.qos.reliable else 'best_effort'}, "
@@ -317,7 +320,8 @@ class BridgeRuntime:
         self.metrics = Metrics(c.metrics_window_s)
         self.router = Router(self.node, c.unsubscribe_grace_s, self.metrics)
         self.handoff = Handoff(loop, self.router.dispatch, c.handoff_max_messages)
-        self.server = BridgeServer(self.router, c)
+        self.core = BridgeCore(self.router, self.node.policy, self.node.commands.queue, c)
+        self.server = BridgeServer(self.core, c)
         self.stats = StatsCollector(self.metrics, self.router, self.server, self.handoff,
                                     c.target_latency_ms, NODE_NAME,
                                     load_baseline_samples(c.regression_baseline_file))

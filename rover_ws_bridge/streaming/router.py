@@ -1,8 +1,10 @@
 """The router: topics, who wants them, and fan-out of each received message to the sessions.
 
 Runs on the asyncio thread only. ROS-free: the ROS shell gives it topic descriptions, a
-`decoder_for(type_name)` (CDR bytes -> plain dict) and a `set_wanted(names)` callback, through
-which the router asks for ROS subscriptions to exist (lazy subscriptions).
+`decoder_for(type_name)` (CDR bytes -> plain dict) and a `set_wanted(topics)` callback, through
+which the router asks for ROS subscriptions to exist (lazy subscriptions). A client may want a
+topic that is not offered yet, with its type: the ROS shell then subscribes with that type and
+offers it, and data flows once a publisher appears.
 
 A message is decoded at most once, and only if some subscriber wants a decoded encoding; each
 encoding is produced at most once per message, whatever the number of clients.
@@ -24,7 +26,7 @@ from .handoff import Inbound
 from .topics import TopicDescription, TopicInfo
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .connection import Connection as Session
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ MAX_INTERVAL_NS = 1 << 62
 class RosLink(Protocol):
     """What the router needs from the ROS shell."""
 
-    def set_wanted(self, names: frozenset[str]) -> None: ...
+    def set_wanted(self, topics: dict[str, str | None]) -> None:
+        """Topic name -> the type a client gave for it (None: take the graph's)."""
 
     def decoder_for(self, type_name: str) -> Decoder: ...
 
@@ -76,7 +79,11 @@ class Router:
         # that comes back resumes for the sessions that still want it.
         self._wanted_by: dict[str, dict[Session, Subscription]] = {}
         self._grace_until: dict[str, float] = {}
-        self._last_wanted: frozenset[str] = frozenset()
+        # Types clients gave for topics they want that are not offered (yet).
+        self._requested_types: dict[str, str] = {}
+        self._last_wanted: dict[str, str | None] = {}
+        # What the ROS shell is subscribed to now (clients' topics and always_subscribed).
+        self.ros_subscribed: set[str] = set()
         self.received = 0
         self.received_by_topic: dict[str, int] = {}
         self.metrics = metrics if metrics is not None else Metrics()
@@ -125,11 +132,6 @@ class Router:
             for session in list(self._sessions):
                 session.topics_changed(added, changed, removed)
 
-    def may_see(self, session: "Session", topic_name: str) -> bool:
-        """The one place that decides whether a client may see a topic. All may, for now;
-        the security issue (per-client topic allowlists) lands here."""
-        return True
-
     # -- sessions and subscriptions ----------------------------------------------------------
 
     def add_session(self, session: "Session") -> None:
@@ -145,13 +147,23 @@ class Router:
         return len(self._sessions)
 
     def subscribe(self, session: "Session", name: str, encoding: Encoding,
-                  max_rate_hz: float | None = None) -> TopicInfo:
-        topic = self._topics[name]
+                  max_rate_hz: float | None = None,
+                  type_name: str | None = None) -> TopicInfo | None:
+        """Subscribe to an offered topic, or (with `type_name`) wait for one not offered yet:
+        then None is returned, and data flows once it is offered. The caller checked the
+        policy."""
+        topic = self._topics.get(name)
+        if topic is None:
+            if type_name is None:
+                raise KeyError(name)
+            self._requested_types[name] = type_name
         # min(): a tiny rate (1e-300 Hz is "> 0") makes 1e9 / rate infinite, and int(inf) raises.
         interval = int(min(1e9 / max_rate_hz, MAX_INTERVAL_NS)) if max_rate_hz else 0
         self._wanted_by.setdefault(name, {})[session] = Subscription(encoding, interval)
         self._grace_until.pop(name, None)
         self._publish_wanted()
+        if topic is None:
+            return None
         # Late joiner of a latched topic: what the ROS subscription already received.
         for cdr, receive_ns, sequence in list(topic.latched):
             record = self._record(topic, encoding, cdr, receive_ns, sequence, {}, [None])
@@ -166,13 +178,15 @@ class Router:
         del subs[session]
         if not subs:
             del self._wanted_by[name]
+            self._requested_types.pop(name, None)
             self._grace_until[name] = time.monotonic() + self._grace_s
             asyncio.get_running_loop().call_later(self._grace_s + 0.01, self._publish_wanted)
         return True
 
     def wanted_topics(self) -> frozenset[str]:
-        """Topics with a ROS subscription requested (clients, or within the grace period)."""
-        return self._last_wanted
+        """Topics clients want a ROS subscription for (or did, within the grace period).
+        `ros_subscribed` is what the ROS shell has subscribed (always_subscribed too)."""
+        return frozenset(self._last_wanted)
 
     def subscriptions_of(self, session: "Session") -> dict[str, Subscription]:
         return {n: subs[session] for n, subs in self._wanted_by.items() if session in subs}
@@ -181,15 +195,20 @@ class Router:
         now = time.monotonic()
         for name in [n for n, until in self._grace_until.items() if until <= now]:
             del self._grace_until[name]
-        wanted = frozenset(self._wanted_by) | frozenset(self._grace_until)
+        wanted = {name: self._requested_types.get(name)
+                  for name in (*self._wanted_by, *self._grace_until)}
         if wanted != self._last_wanted:
             self._last_wanted = wanted
             self._ros.set_wanted(wanted)
+
+    def ros_subscription_created(self, name: str) -> None:
+        self.ros_subscribed.add(name)
 
     def ros_subscription_released(self, name: str) -> None:
         """The ROS shell destroyed its subscription to `name`: the latched samples go with it
         (a new subscription receives them again from the publisher). Topics kept subscribed
         without clients (always_subscribed) keep theirs."""
+        self.ros_subscribed.discard(name)
         topic = self._topics.get(name)
         if topic is not None:
             topic.latched.clear()

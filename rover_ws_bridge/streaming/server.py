@@ -1,8 +1,8 @@
-"""The WebSocket (and plain HTTP) server: one port, the protocol chosen by subprotocol.
+"""The WebSocket (and plain HTTP) server: one port, every protocol.
 
-Runs on the asyncio thread. ROS-free: it serves a Router. The handshake is decided in one
-place (`_process_request` + `_select_subprotocol`), where authentication and the origin
-allowlist will land.
+Runs on the asyncio thread. ROS-free: it serves the core. The handshake is decided in one
+place (`_process_request` + `_select_subprotocol`, with protocols.select_protocol), where
+authentication and the origin allowlist will land.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import logging
 import mimetypes
 import socket
 import time
+import weakref
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -21,16 +22,17 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import NegotiationError
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from .. import PROTOCOL_NAME
 from ..config import BridgeConfig
 from ..priority import Priority
-from ..protocols import PROTOCOLS
+from ..protocols import PROTOCOLS, ProtocolRefused, select_protocol
 from ..wire.compression import Compression
+from .connection import Connection, SessionSettings
+from .core import BridgeCore
 from .http_api import json_response
 from .outbox import OutboxLimits
-from .router import Router
-from .session import Session, SessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,16 @@ def settings_from_config(config: BridgeConfig) -> SessionSettings:
 
 
 class BridgeServer:
-    def __init__(self, router: Router, config: BridgeConfig) -> None:
-        self.router = router
+    def __init__(self, core: BridgeCore, config: BridgeConfig) -> None:
+        self.core = core
+        self.router = core.router
         self.config = config
         self.settings = settings_from_config(config)
-        self.sessions: set[Session] = set()
+        self.sessions: set[Connection] = set()
+        # The protocol chosen for each connection in its handshake, taken by _handle.
+        # Weak: a handshake that fails after the choice leaves nothing behind.
+        self._selected: weakref.WeakKeyDictionary[ServerConnection, str] = \
+            weakref.WeakKeyDictionary()
         self.stats = ServerStats()
         self._server: Server | None = None
         self.port: int | None = None
@@ -85,7 +92,6 @@ class BridgeServer:
         try:
             self._server = await serve(
                 self._handle, self.config.address, self.config.port,
-                subprotocols=list(PROTOCOLS),
                 select_subprotocol=self._select_subprotocol,
                 process_request=self._process_request,
                 compression=None,  # we compress frames ourselves, where the policy can see it
@@ -132,15 +138,15 @@ class BridgeServer:
     # -- handshake ---------------------------------------------------------------------------
 
     def _select_subprotocol(self, connection: ServerConnection,
-                            offered: list[str]) -> str | None:
-        for name in offered:
-            if name in PROTOCOLS:
-                return name
-        if offered:
+                            offered: list[str]) -> Subprotocol | None:
+        path = connection.request.path if connection.request is not None else "/"
+        try:
+            selection = select_protocol(list(offered), path, self.config.default_protocol)
+        except ProtocolRefused as exc:
             self.stats.connections_rejected += 1
-            raise NegotiationError(f"unsupported subprotocol(s) {', '.join(offered)}; "
-                                   f"this server speaks: {', '.join(PROTOCOLS)}")
-        return None  # no subprotocol asked for: the native protocol (handy from a console)
+            raise NegotiationError(str(exc)) from None
+        self._selected[connection] = selection.name
+        return Subprotocol(selection.subprotocol) if selection.subprotocol else None
 
     async def _process_request(self, connection: ServerConnection,
                                request: Request) -> Response | None:
@@ -184,12 +190,12 @@ class BridgeServer:
                 # Keep the backlog of a slow client in its outbox, not in the kernel.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                 self.config.socket_send_buffer_bytes)
-        protocol = PROTOCOLS[websocket.subprotocol or PROTOCOL_NAME]
-        session = protocol(websocket, self.router, self.settings)
+        name = self._selected.pop(websocket, self.config.default_protocol)
+        session = Connection(websocket, PROTOCOLS[name], self.core, self.settings)
         self.sessions.add(session)
         self.stats.connections_total += 1
-        log.info("client %s connected (%s)", session.remote,
-                 websocket.subprotocol or "no subprotocol")
+        log.info("client %s connected (%s%s)", session.remote, name,
+                 "" if websocket.subprotocol else ", no subprotocol offered")
         try:
             await session.run()
         finally:

@@ -144,7 +144,7 @@ class StatsCollector:
                     conflated += counts.conflated
             out.append({
                 **info.to_json(),
-                "subscribed": info.name in self.router.wanted_topics(),
+                "subscribed": info.name in self.router.ros_subscribed,
                 "rate_in_hz": round(rate.meter.rate, 2) if rate else 0.0,
                 "expected_rate_hz": round(rate.baseline_hz, 2) if rate else 0.0,
                 "rate_out_hz": round(out_rate.rate, 2) if out_rate else 0.0,
@@ -280,9 +280,9 @@ class StatsCollector:
 
         slow = []
         values = {}
-        wanted = self.router.wanted_topics()
+        subscribed = self.router.ros_subscribed
         for name, rate in sorted(self._in_rates.items()):
-            if name not in wanted:
+            if name not in subscribed:
                 continue
             values[name] = f"{rate.meter.rate:.1f} Hz (expected {rate.baseline_hz:.1f})"
             if rate.baseline_hz >= 1.0 and rate.meter.rate < SLOW_TOPIC_SHARE * rate.baseline_hz:
@@ -303,7 +303,7 @@ class StatsCollector:
         return {"status": {OK: "ok", WARN: "degraded", ERROR: "failing"}[worst],
                 "connections": len(self.server.sessions),
                 "topics": len(self.router.topics()),
-                "subscribed_topics": sorted(self.router.wanted_topics()),
+                "subscribed_topics": sorted(self.router.ros_subscribed),
                 "uptime_s": round(self.metrics.uptime_s, 1),
                 "issues": issues, "regression": self.regression}
 

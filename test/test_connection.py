@@ -1,13 +1,18 @@
-"""The send loop of a session against a fake connection: batching, linger, priorities."""
+"""The send loop of the connection shell against a fake websocket: batching, linger,
+priorities (the decision itself is tested without a loop in test_batcher.py)."""
 from __future__ import annotations
 
 import asyncio
 import time
 
+from rover_ws_bridge.config import BridgeConfig
 from rover_ws_bridge.priority import Priority
-from rover_ws_bridge.protocols.native import NativeSession
+from rover_ws_bridge.protocols.native import NativeProtocol
+from rover_ws_bridge.streaming.commands import CommandQueue
+from rover_ws_bridge.streaming.connection import Connection, SessionSettings
+from rover_ws_bridge.streaming.core import BridgeCore
+from rover_ws_bridge.streaming.policy import Policy
 from rover_ws_bridge.streaming.router import Router
-from rover_ws_bridge.streaming.session import SessionSettings
 from rover_ws_bridge.wire.frame import Record, decode_frame
 
 
@@ -49,7 +54,10 @@ def _record(seq: int, priority: Priority = Priority.NORMAL) -> Record:
 def run_send_loop(scenario, **settings):
     async def main():
         connection = FakeConnection()
-        session = NativeSession(connection, Router(FakeRos()), SessionSettings(**settings))
+        config = BridgeConfig()
+        core = BridgeCore(Router(FakeRos()), Policy(config), CommandQueue(10, lambda: None),
+                          config)
+        session = Connection(connection, NativeProtocol, core, SessionSettings(**settings))
         sender = asyncio.get_running_loop().create_task(session._send_loop())
         try:
             await scenario(session, connection)

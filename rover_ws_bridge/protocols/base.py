@@ -1,0 +1,278 @@
+"""The seam between a wire protocol and the rest of the bridge: events in, actions out.
+
+A protocol object is sans-I/O, in the way python-websockets splits `protocol.py` from its
+asyncio connection: it never awaits, never touches a socket and never talks to ROS. The
+connection shell (streaming/connection.py) feeds it events (a text or binary message from the
+client, topics that changed, backpressure, the outcome of a request to the core) and carries
+out the actions it returns, in order. So a protocol test is a table: event -> actions.
+
+Requests to the core (subscribe, publish, call a service, ...) carry a `ref` the protocol
+chooses; the core answers each with exactly one outcome event carrying the same `ref`
+(`Refused` when the policy or the core says no). Most answers arrive at once, within the same
+call; service calls and parameter requests arrive later.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Hashable, NamedTuple, Union
+
+if TYPE_CHECKING:
+    from ..streaming.frame_cache import FrameCache
+    from ..streaming.outbox import BackpressureState
+    from ..streaming.topics import TopicInfo
+    from ..wire.frame import Encoding, Record
+
+Ref = Hashable
+
+
+class OutgoingFrame(NamedTuple):
+    data: bytes | str  # bytes: a binary frame; str: a text frame
+    raw_size: int  # size before compression
+    compressed: bool
+
+
+# -- actions: protocol -> connection ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendText:
+    text: str
+
+
+@dataclass(frozen=True)
+class SendBinary:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class SetBatching:
+    """Whether data records may share frames (the native protocol's `configure`)."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class StoreClientReport:
+    """The client's own figures (latency it sees, rates), shown by the HTTP API."""
+
+    report: dict
+
+
+# -- actions: protocol -> core (each answered by one outcome event with the same ref) --------
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    ref: Ref
+    topic: str
+    encoding: "Encoding"
+    max_rate_hz: float | None = None
+    type_name: str | None = None  # lets a client subscribe before the topic is offered
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    ref: Ref
+    topic: str
+
+
+@dataclass(frozen=True)
+class QosRequest:
+    reliable: bool = True
+    transient_local: bool = False
+    depth: int = 10
+
+
+@dataclass(frozen=True)
+class Advertise:
+    ref: Ref
+    topic: str
+    type_name: str
+    qos: QosRequest | None = None  # None: the bridge's publish_qos rule for the topic
+
+
+@dataclass(frozen=True)
+class Unadvertise:
+    ref: Ref
+    topic: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A message for a topic this connection advertised: `message` is a plain value (dict of
+    fields, from JSON or msgpack) or, with `serialized`, CDR bytes."""
+
+    ref: Ref
+    topic: str
+    message: Any
+    serialized: bool = False
+
+
+@dataclass(frozen=True)
+class CallService:
+    ref: Ref
+    service: str
+    args: dict
+    type_name: str | None = None  # None: the type the graph shows
+    timeout_s: float | None = None  # None: the bridge's service_timeout_s
+
+
+@dataclass(frozen=True)
+class ListParameters:
+    ref: Ref
+    node: str
+
+
+@dataclass(frozen=True)
+class GetParameters:
+    ref: Ref
+    node: str
+    names: tuple[str, ...] = ()  # empty: all of them
+
+
+@dataclass(frozen=True)
+class SetParameters:
+    ref: Ref
+    node: str
+    values: tuple[tuple[str, Any], ...]
+
+
+CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
+                    ListParameters, GetParameters, SetParameters]
+Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
+
+
+# -- outcome events: core -> protocol --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The request was not carried out; `code` is one of PROTOCOL.md's error codes."""
+
+    ref: Ref
+    code: str
+    message: str
+    subject: str = ""  # the topic, service or node it concerns
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    ref: Ref
+    topic: str
+    info: "TopicInfo | None"  # None: waiting for the topic to be offered
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    ref: Ref
+    topic: str
+
+
+@dataclass(frozen=True)
+class Advertised:
+    ref: Ref
+    topic: str
+    type_name: str
+    channel_id: int
+    qos: QosRequest
+
+
+@dataclass(frozen=True)
+class Unadvertised:
+    ref: Ref
+    topic: str
+
+
+@dataclass(frozen=True)
+class Published:
+    ref: Ref
+    topic: str
+
+
+@dataclass(frozen=True)
+class ServiceResult:
+    ref: Ref
+    service: str
+    values: dict
+
+
+@dataclass(frozen=True)
+class ParameterNames:
+    ref: Ref
+    node: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParameterValues:
+    ref: Ref
+    node: str
+    values: tuple[tuple[str, Any, str], ...]  # (name, value, type name)
+
+
+@dataclass(frozen=True)
+class ParametersSet:
+    ref: Ref
+    node: str
+    results: tuple[tuple[str, bool, str], ...]  # (name, successful, reason)
+
+
+Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, Published,
+                ServiceResult, ParameterNames, ParameterValues, ParametersSet]
+
+
+# -- what a protocol may read ----------------------------------------------------------------
+
+
+@dataclass
+class ConnectionView:
+    """Read-only facts a protocol may use to build its messages. Filled by the connection
+    shell; tests build one by hand. Only topics this connection may see are listed."""
+
+    session_id: int
+    visible_topics: Callable[[], list["TopicInfo"]]
+    topic_name: Callable[[int], str | None]
+    permissions: dict = field(default_factory=dict)
+    frame_cache: "FrameCache | None" = None
+
+
+class Protocol:
+    """Base of the protocols under protocols/. Every method returns a list of actions."""
+
+    # Subprotocol names this protocol answers to (the client's choice is echoed) and the URL
+    # path that selects it for clients that offer no subprotocol.
+    subprotocols: tuple[str, ...] = ()
+    path: str | None = None
+
+    def __init__(self, view: ConnectionView, settings: Any) -> None:
+        self.view = view
+        self.settings = settings
+
+    def on_connect(self) -> list[Action]:
+        return []
+
+    def on_text(self, text: str) -> list[Action]:
+        return []
+
+    def on_binary(self, data: bytes) -> list[Action]:
+        return []
+
+    def on_outcome(self, outcome: Outcome) -> list[Action]:
+        return []
+
+    def on_topics_changed(self, added: list["TopicInfo"], changed: list["TopicInfo"],
+                          removed: list["TopicInfo"]) -> list[Action]:
+        return []
+
+    def on_backpressure(self, old: "BackpressureState", new: "BackpressureState",
+                        summary: dict) -> list[Action]:
+        return []
+
+    def encode_batch(self, records: list["Record"]) -> list[OutgoingFrame]:
+        raise NotImplementedError

@@ -1,0 +1,182 @@
+"""The ROS side of the command queue: publishers and service clients, on the executor thread.
+
+Takes the commands the core put (streaming/commands.py) when the guard condition wakes the
+executor, and carries them out with rclpy: one publisher per client-published topic, one
+service client per (service, type), calls sent asynchronously (a slow service never blocks
+this thread or the loop). Every message in from a client is converted here, once, by the one
+converter (message_codec.from_plain) that every protocol shares.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+
+from ..streaming.commands import (
+    CallRosService,
+    CancelRosService,
+    CommandQueue,
+    CreatePublisher,
+    DestroyPublisher,
+    PublishMessage,
+)
+from . import message_codec
+from .message_codec import MessageConversionError, UnknownMessageType
+from .qos_events import no_publisher_events
+
+log = logging.getLogger(__name__)
+
+
+def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local
+        else DurabilityPolicy.VOLATILE)
+
+
+class RosCommands:
+    def __init__(self, node: Node, max_commands: int) -> None:
+        self._node = node
+        self._wake = node.create_guard_condition(self._run)
+        self.queue = CommandQueue(max_commands, self._wake.trigger)
+        self._publishers: dict[str, tuple[Any, type]] = {}  # topic -> (publisher, class)
+        self._clients: dict[tuple[str, str], tuple[Any, type]] = {}  # (service, type) -> ...
+        self._pending: dict[int, tuple[Any, Any]] = {}  # call id -> (client, future)
+
+    def _run(self) -> None:
+        for command in self.queue.take_all():
+            try:
+                _RUN[type(command)](self, command)
+            except Exception:  # noqa: BLE001 - one bad command must not stop the others
+                log.exception("command %s failed", type(command).__name__)
+                done = getattr(command, "done", None)
+                if done is not None:
+                    done("failed", "the bridge could not carry out the request")
+
+    # -- publishers ----------------------------------------------------------------------------
+
+    def _create_publisher(self, command: CreatePublisher) -> None:
+        try:
+            message_class = message_codec.import_message_type(command.type_name)
+        except UnknownMessageType as exc:
+            command.done("unknown_type", str(exc))
+            return
+        q = command.qos
+        publisher = self._node.create_publisher(
+            message_class, command.topic, publisher_qos(q.reliable, q.transient_local, q.depth),
+            event_callbacks=no_publisher_events())
+        self._publishers[command.topic] = (publisher, message_class)
+        self._node.get_logger().info(
+            f"publishing for clients on {command.topic} ({command.type_name}, "
+            f"{'reliable' if q.reliable else 'best_effort'}, "
+            f"{'transient_local' if q.transient_local else 'volatile'}, depth {q.depth})")
+        command.done("ok", None)
+
+    def _destroy_publisher(self, command: DestroyPublisher) -> None:
+        entry = self._publishers.pop(command.topic, None)
+        if entry is not None:
+            self._node.destroy_publisher(entry[0])
+            self._node.get_logger().info(f"no client publishes on {command.topic} any more")
+
+    def _publish(self, command: PublishMessage) -> None:
+        entry = self._publishers.get(command.topic)
+        if entry is None:
+            return  # its creation failed; the advertisers were told
+        publisher, message_class = entry
+        if command.serialized:
+            try:
+                # Checked, so that a subscriber never gets bytes it cannot read.
+                deserialize_message(command.message, message_class)
+            except Exception as exc:  # noqa: BLE001 - whatever rclpy raises on bad CDR
+                command.done("bad_message", f"the CDR bytes are not a "
+                             f"{_type_name(message_class)}: {str(exc)[:200]}")
+                return
+            publisher.publish(command.message)
+            return
+        try:
+            message = message_codec.from_plain(message_class, command.message)
+        except MessageConversionError as exc:
+            command.done("bad_message", str(exc))
+            return
+        publisher.publish(message)
+
+    # -- services ------------------------------------------------------------------------------
+
+    def _call_service(self, command: CallRosService) -> None:
+        services = dict(self._node.get_service_names_and_types())
+        types = services.get(command.service)
+        if not types:
+            command.done("no_such_service", f"no service {command.service} on the ROS graph")
+            return
+        type_name = command.type_name or types[0]
+        if command.type_name and command.type_name not in types:
+            command.done("bad_request", f"{command.service} is a {', '.join(types)}, not "
+                         f"{command.type_name}")
+            return
+        try:
+            client, service_class = self._client(command.service, type_name)
+        except UnknownMessageType as exc:
+            command.done("unknown_type", str(exc))
+            return
+        try:
+            request = message_codec.from_plain(service_class.Request, command.request)
+        except MessageConversionError as exc:
+            command.done("bad_args", str(exc))
+            return
+        future = client.call_async(request)
+        self._pending[command.call_id] = (client, future)
+        future.add_done_callback(self._answer(command.call_id, command.done))
+
+    def _answer(self, call_id: int, done: Callable[[str, Any], None]) -> Callable[[Any], None]:
+        def answered(future: Any) -> None:
+            if self._pending.pop(call_id, None) is None:
+                return  # cancelled: the caller gave up
+            if future.cancelled():
+                done("failed", "the call was cancelled")
+            elif future.exception() is not None:
+                done("failed", str(future.exception())[:300])
+            else:
+                done("ok", message_codec.to_plain(future.result()))
+
+        return answered
+
+    def _cancel_service(self, command: CancelRosService) -> None:
+        entry = self._pending.pop(command.call_id, None)
+        if entry is not None:
+            client, future = entry
+            client.remove_pending_request(future)
+
+    def _client(self, service: str, type_name: str) -> tuple[Any, type]:
+        key = (service, type_name)
+        entry = self._clients.get(key)
+        if entry is None:
+            service_class = message_codec.import_service_type(type_name)
+            entry = self._clients[key] = (self._node.create_client(service_class, service),
+                                          service_class)
+        return entry
+
+    def shutdown(self) -> None:
+        for publisher, _ in self._publishers.values():
+            self._node.destroy_publisher(publisher)
+        self._publishers.clear()
+        for client, _ in self._clients.values():
+            self._node.destroy_client(client)
+        self._clients.clear()
+
+
+def _type_name(message_class: type) -> str:
+    module = message_class.__module__.split(".")
+    return f"{module[0]}/msg/{message_class.__name__}"
+
+
+_RUN: dict[type, Callable[[RosCommands, Any], None]] = {
+    CreatePublisher: RosCommands._create_publisher,
+    DestroyPublisher: RosCommands._destroy_publisher,
+    PublishMessage: RosCommands._publish,
+    CallRosService: RosCommands._call_service,
+    CancelRosService: RosCommands._cancel_service,
+}

@@ -1,0 +1,239 @@
+"""One connected client: the only place that awaits on its socket.
+
+The connection shell, around a sans-I/O protocol (protocols/): it feeds the protocol the
+client's messages and the bridge's events, carries out the actions it returns (send, close,
+requests to the core), and runs the send loop: control messages first, then batches of data
+records from the outbox (batcher.py decides when).
+
+`websocket.send` waits while the transport holds more than its write limit: a slow client's
+backlog stays in the outbox, where the priority policy applies, and never stalls the router
+or the other clients.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed
+
+from ..protocols import base as p
+from ..wire.compression import Compression
+from ..wire.frame import Record
+from .batcher import linger_s
+from .outbox import BackpressureState, Outbox, OutboxLimits, OutboxOverflow
+from .policy import Client
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from .core import BridgeCore
+    from .topics import TopicInfo
+
+log = logging.getLogger(__name__)
+
+# A client that stops reading while it keeps sending requests cannot make this grow without
+# end: past either bound it is closed. Memory: at most 4 MiB of queued control text each.
+MAX_QUEUED_CONTROL = 1000
+MAX_QUEUED_CONTROL_BYTES = 4 * 1024 * 1024
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008
+
+_connection_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    max_batch_messages: int = 50
+    max_batch_delay_ns: int = 5_000_000
+    max_batch_bytes: int = 64 * 1024
+    flush_priority: int = 2  # Priority.HIGH: such records end a linger at once
+    compression: Compression = Compression.LZ4
+    compression_threshold_bytes: int = 512
+    default_encoding: str = "msgpack"
+    outbox: OutboxLimits = field(default_factory=OutboxLimits)
+
+
+class Connection:
+    def __init__(self, websocket: "ServerConnection", protocol_class: type[p.Protocol],
+                 core: "BridgeCore", settings: SessionSettings) -> None:
+        self.id = next(_connection_ids)
+        self.websocket = websocket
+        self.core = core
+        self.router = core.router
+        self.settings = settings
+        self.batching = True
+        remote = getattr(websocket, "remote_address", None)
+        self.remote = f"{remote[0]}:{remote[1]}" if remote else "?"
+        self.client = Client(address=str(remote[0]) if remote else "")
+        self.outbox = Outbox(settings.outbox, on_state_change=self._backpressure_changed)
+        view = p.ConnectionView(
+            session_id=self.id,
+            visible_topics=self._visible_topics,
+            topic_name=self.router.topic_name,
+            permissions=core.policy.permissions(self.client),
+            frame_cache=self.router.frame_cache)
+        self.protocol = protocol_class(view, settings)
+        self.protocol_name = getattr(websocket, "subprotocol", None) or protocol_class.__name__
+        self._control: deque[str | bytes] = deque()
+        self._control_bytes = 0
+        # When the frame being written was handed to the connection (None: not writing). A
+        # write that never ends is a dead or frozen peer: see BridgeServer.close_stalled.
+        self.send_started: float | None = None
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.connected_at = time.monotonic()
+        # The latest report of what the client observed (e.g. the native `stats` op).
+        self.client_report: dict[str, Any] | None = None
+
+    def _visible_topics(self) -> list["TopicInfo"]:
+        may_see = self.core.policy.may_see
+        return [t for t in self.router.topics() if may_see(self.client, t.name)]
+
+    # -- from the router and the core ----------------------------------------------------------
+
+    def enqueue(self, record: Record) -> None:
+        if self._closing:
+            return
+        try:
+            self.outbox.push(record)
+        except OutboxOverflow as exc:
+            log.warning("client %s: %s; disconnecting it (close code %d)", self.remote, exc,
+                        CLOSE_TRY_AGAIN_LATER)
+            self.router.metrics.overflow_disconnects += 1
+            self.close_soon(CLOSE_TRY_AGAIN_LATER, "critical backlog over cap")
+            return
+        self._wakeup.set()
+
+    def deliver(self, outcome: p.Outcome) -> None:
+        """The core's answer to one of this connection's requests."""
+        if not self._closing:
+            self.perform(self.protocol.on_outcome(outcome))
+
+    def topics_changed(self, added: list["TopicInfo"], changed: list["TopicInfo"],
+                       removed: list["TopicInfo"]) -> None:
+        may_see = self.core.policy.may_see
+        added = [t for t in added if may_see(self.client, t.name)]
+        changed = [t for t in changed if may_see(self.client, t.name)]
+        removed = [t for t in removed if may_see(self.client, t.name)]
+        if added or changed or removed:
+            self.perform(self.protocol.on_topics_changed(added, changed, removed))
+
+    def _backpressure_changed(self, old: BackpressureState, new: BackpressureState) -> None:
+        totals = self.outbox.totals
+        summary = {"utilization": round(self.outbox.utilization, 3),
+                   "dropped": totals.dropped, "conflated": totals.conflated}
+        self.perform(self.protocol.on_backpressure(old, new, summary))
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.core.forget(self)
+        asyncio.get_running_loop().create_task(self.websocket.close(code, reason))
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def perform(self, actions: list[p.Action]) -> None:
+        for action in actions:
+            if self._closing:
+                return
+            kind = type(action)
+            if kind is p.SendText:
+                self._queue_control(action.text)
+            elif kind is p.SendBinary:
+                self._queue_control(action.data)
+            elif kind is p.Close:
+                self.close_soon(action.code, action.reason)
+            elif kind is p.SetBatching:
+                self.batching = action.enabled
+            elif kind is p.StoreClientReport:
+                self.client_report = action.report
+            else:
+                self.core.execute(self, action)
+
+    def _queue_control(self, data: str | bytes) -> None:
+        if (len(self._control) >= MAX_QUEUED_CONTROL
+                or self._control_bytes + len(data) > MAX_QUEUED_CONTROL_BYTES):
+            self.close_soon(CLOSE_POLICY_VIOLATION, "too many unanswered requests")
+            return
+        self._control.append(data)
+        self._control_bytes += len(data)
+        self._wakeup.set()
+
+    # -- the connection's life -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.router.add_session(self)
+        sender = asyncio.get_running_loop().create_task(self._send_loop())
+        try:
+            self.perform(self.protocol.on_connect())
+            async for message in self.websocket:
+                if isinstance(message, str):
+                    self.perform(self.protocol.on_text(message))
+                else:
+                    self.perform(self.protocol.on_binary(message))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closing = True
+            self.core.forget(self)
+            sender.cancel()
+            try:
+                await sender
+            except (asyncio.CancelledError, ConnectionClosed):
+                pass
+
+    async def _send_loop(self) -> None:
+        ws = self.websocket
+        outbox = self.outbox
+        control = self._control
+        metrics = self.router.metrics
+        settings = self.settings
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while control or len(outbox):
+                while control:
+                    data = control.popleft()
+                    self._control_bytes -= len(data)
+                    self.send_started = time.monotonic()
+                    await ws.send(data)
+                    self.send_started = None
+                if len(outbox):
+                    limit = settings.max_batch_messages if self.batching else 1
+                    transport = ws.transport
+                    # Cheapest test first: almost always the transport is empty.
+                    buffered = transport.get_write_buffer_size() if transport is not None else 0
+                    if buffered:
+                        wait_s = linger_s(time.time_ns(), buffered, self.batching,
+                                          settings.max_batch_delay_ns, len(outbox), limit,
+                                          outbox.has_at_least(settings.flush_priority),
+                                          outbox.oldest_timestamp_ns())
+                        if wait_s > 0:
+                            self._wakeup.clear()
+                            try:
+                                await asyncio.wait_for(self._wakeup.wait(), wait_s)
+                            except asyncio.TimeoutError:
+                                pass
+                            continue
+                    records = outbox.pop_batch(limit, settings.max_batch_bytes)
+                    frames = self.protocol.encode_batch(records)
+                    raw = wire = compressed = 0
+                    self.send_started = time.monotonic()
+                    for frame in frames:
+                        await ws.send(frame.data)
+                        raw += frame.raw_size
+                        wire += len(frame.data)
+                        compressed += frame.compressed
+                    self.send_started = None
+                    self.frames_sent += len(frames)
+                    self.bytes_sent += wire
+                    metrics.record_batch(records, len(frames), raw, wire, compressed,
+                                         time.time_ns())

@@ -1,0 +1,426 @@
+"""The core: carries out what connections ask of the bridge, under the policy.
+
+Runs on the asyncio thread. ROS-free: subscriptions go to the Router (fan-out of data to
+connections), everything that must happen in ROS (publishers, service calls, parameter
+requests) goes out as commands over the bounded CommandQueue, and the outcome of each request
+comes back to the asking connection as one event (protocols/base.py).
+
+Client channels (a client advertises a topic it will publish): one ROS publisher per topic,
+shared by every client that advertised it, created on the first advertise and destroyed
+`unadvertise_grace_s` after the last advertiser unadvertised or left.
+
+Bounds: service calls and parameter requests in flight per client
+(`max_service_calls_in_flight`), commands waiting for the ROS thread (`command_queue_max`).
+"""
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from ..config import BridgeConfig
+from ..protocols import base as p
+from . import parameters
+from .commands import (
+    CallRosService,
+    CancelRosService,
+    CommandQueue,
+    CreatePublisher,
+    DestroyPublisher,
+    PublishMessage,
+)
+from .policy import Client, Policy
+
+if TYPE_CHECKING:
+    from .router import Router
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUBLISH_QOS = p.QosRequest(reliable=True, transient_local=False, depth=10)
+
+
+class Requester(Protocol):
+    """What the core needs of a connection."""
+
+    client: Client
+
+    def deliver(self, outcome: p.Outcome) -> None: ...
+
+
+@dataclass
+class _ClientChannel:
+    """A topic some clients publish to, and the ROS publisher they share."""
+
+    topic: str
+    type_name: str
+    qos: p.QosRequest
+    advertisers: dict[Any, int] = field(default_factory=dict)  # requester -> channel id
+    release: asyncio.TimerHandle | None = None  # destruction scheduled after the grace period
+
+
+@dataclass
+class _Call:
+    requester: Any
+    finish: Callable[[str, Any], None]
+    timer: asyncio.TimerHandle | None = None
+
+
+class BridgeCore:
+    def __init__(self, router: "Router", policy: Policy, commands: CommandQueue,
+                 config: BridgeConfig) -> None:
+        self.router = router
+        self.policy = policy
+        self.commands = commands
+        self.config = config
+        self._channels: dict[str, _ClientChannel] = {}
+        self._channel_ids = itertools.count(1)
+        self._call_ids = itertools.count(1)
+        self._calls: dict[int, _Call] = {}
+        self._in_flight: dict[Any, int] = {}
+        self.published = 0
+        self.publish_errors = 0
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def execute(self, requester: Requester, request: p.CoreRequest) -> None:
+        handler = _HANDLERS[type(request)]
+        handler(self, requester, request)
+
+    def forget(self, requester: Requester) -> None:
+        """The connection is gone: its subscriptions, channels and calls go with it."""
+        self.router.remove_session(requester)
+        for channel in list(self._channels.values()):
+            if requester in channel.advertisers:
+                self._drop_advertiser(channel, requester)
+        for call_id, call in list(self._calls.items()):
+            if call.requester is requester:
+                self._end_call(call_id)
+        self._in_flight.pop(requester, None)
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def _subscribe(self, requester: Requester, request: p.Subscribe) -> None:
+        name = request.topic
+        if not self.policy.may_see(requester.client, name):
+            requester.deliver(p.Refused(request.ref, "unknown_topic",
+                                        f"unknown topic {name}", name))
+            return
+        info = self.router.topic(name)
+        if info is None and request.type_name is None:
+            requester.deliver(p.Refused(request.ref, "unknown_topic", f"unknown topic {name}; "
+                                        "give a type to wait for it", name))
+            return
+        if info is None and request.type_name.count("/") != 2:
+            requester.deliver(p.Refused(request.ref, "unknown_type", f"type "
+                                        f"{request.type_name!r} is not pkg/msg/Type", name))
+            return
+        info = self.router.subscribe(requester, name, request.encoding, request.max_rate_hz,
+                                     request.type_name)
+        requester.deliver(p.Subscribed(request.ref, name, info))
+
+    def _unsubscribe(self, requester: Requester, request: p.Unsubscribe) -> None:
+        if self.router.unsubscribe(requester, request.topic):
+            requester.deliver(p.Unsubscribed(request.ref, request.topic))
+        else:
+            requester.deliver(p.Refused(request.ref, "not_subscribed",
+                                        f"not subscribed to: {request.topic}", request.topic))
+
+    # -- client channels -----------------------------------------------------------------------
+
+    def _advertise(self, requester: Requester, request: p.Advertise) -> None:
+        topic, type_name = request.topic, request.type_name
+        refusal = self.policy.may_publish(requester.client, topic)
+        if refusal is not None:
+            requester.deliver(p.Refused(request.ref, "not_allowed", refusal, topic))
+            return
+        if type_name.count("/") != 2:
+            requester.deliver(p.Refused(request.ref, "unknown_type",
+                                        f"type {type_name!r} is not pkg/msg/Type", topic))
+            return
+        channel = self._channels.get(topic)
+        if channel is not None and channel.type_name != type_name:
+            requester.deliver(p.Refused(request.ref, "bad_request", f"{topic} is already "
+                                        f"advertised with type {channel.type_name}", topic))
+            return
+        if channel is None:
+            qos = self._publish_qos(topic, request.qos)
+            channel = self._channels[topic] = _ClientChannel(topic, type_name, qos)
+
+            def created(code: str, detail: Any) -> None:
+                if code != "ok":
+                    # The type does not exist here (or rclpy refused): nobody keeps it, and
+                    # every advertiser hears why (no request of theirs waits for it any more).
+                    failed = self._channels.pop(topic, None)
+                    if failed is not None:
+                        for who in list(failed.advertisers):
+                            who.deliver(p.Refused(None, code, str(detail), topic))
+
+            if not self.commands.put(CreatePublisher(topic, type_name, qos,
+                                                     self._on_loop(created))):
+                del self._channels[topic]
+                requester.deliver(p.Refused(request.ref, "busy", "the bridge's command queue "
+                                            "to ROS is full; try again", topic))
+                return
+        if channel.release is not None:
+            channel.release.cancel()
+            channel.release = None
+        channel_id = channel.advertisers.get(requester) or next(self._channel_ids)
+        channel.advertisers[requester] = channel_id
+        requester.deliver(p.Advertised(request.ref, topic, type_name, channel_id, channel.qos))
+
+    def _publish_qos(self, topic: str, asked: p.QosRequest | None) -> p.QosRequest:
+        for rule in self.config.publish_qos:
+            if fnmatch.fnmatchcase(topic, rule.glob):
+                return p.QosRequest(rule.reliable, rule.transient_local, rule.depth)
+        return asked or DEFAULT_PUBLISH_QOS
+
+    def _unadvertise(self, requester: Requester, request: p.Unadvertise) -> None:
+        channel = self._channels.get(request.topic)
+        if channel is None or requester not in channel.advertisers:
+            requester.deliver(p.Refused(request.ref, "not_advertised", f"{request.topic} is not "
+                                        "advertised by this connection", request.topic))
+            return
+        self._drop_advertiser(channel, requester)
+        requester.deliver(p.Unadvertised(request.ref, request.topic))
+
+    def _drop_advertiser(self, channel: _ClientChannel, requester: Any) -> None:
+        del channel.advertisers[requester]
+        if channel.advertisers or channel.release is not None:
+            return
+        loop = asyncio.get_running_loop()
+        channel.release = loop.call_later(self.config.unadvertise_grace_s,
+                                          self._destroy_channel, channel)
+
+    def _destroy_channel(self, channel: _ClientChannel) -> None:
+        if self._channels.get(channel.topic) is channel and not channel.advertisers:
+            del self._channels[channel.topic]
+            self.commands.put(DestroyPublisher(channel.topic), essential=True)
+
+    def _publish(self, requester: Requester, request: p.Publish) -> None:
+        topic = request.topic
+        channel = self._channels.get(topic)
+        if channel is None or requester not in channel.advertisers:
+            requester.deliver(p.Refused(request.ref, "not_advertised", f"{topic} is not "
+                                        "advertised by this connection; send 'advertise' "
+                                        "first", topic))
+            return
+        # Checked again at every message: the policy may change while a client is connected.
+        refusal = self.policy.may_publish(requester.client, topic)
+        if refusal is not None:
+            requester.deliver(p.Refused(request.ref, "not_allowed", refusal, topic))
+            return
+        ref = request.ref
+
+        def failed(code: str, detail: Any) -> None:
+            self.publish_errors += 1
+            requester.deliver(p.Refused(ref, code, str(detail), topic))
+
+        if self.commands.put(PublishMessage(topic, request.message, request.serialized,
+                                            self._on_loop(failed))):
+            self.published += 1
+        else:
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; message dropped", topic))
+
+    # -- service calls -------------------------------------------------------------------------
+
+    def _call_service(self, requester: Requester, request: p.CallService) -> None:
+        service = _absolute(request.service)
+        refusal = self.policy.may_call(requester.client, service)
+        if refusal is not None:
+            requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.service))
+            return
+        ref, subject = request.ref, request.service
+
+        def finish(code: str, detail: Any) -> None:
+            if code == "ok":
+                requester.deliver(p.ServiceResult(ref, subject, detail))
+            else:
+                requester.deliver(p.Refused(ref, code, str(detail), subject))
+
+        self._start_call(requester, ref, subject, service, request.type_name, request.args,
+                         request.timeout_s, finish)
+
+    def _start_call(self, requester: Requester, ref: Any, subject: str, service: str,
+                    type_name: str | None, args: dict, timeout_s: float | None,
+                    finish: Callable[[str, Any], None]) -> None:
+        """One ROS service call with a timeout, counted against the client's bound."""
+        if self._in_flight.get(requester, 0) >= self.config.max_service_calls_in_flight:
+            requester.deliver(p.Refused(ref, "too_many_calls", f"this connection already has "
+                                        f"{self.config.max_service_calls_in_flight} calls "
+                                        "waiting (max_service_calls_in_flight)", subject))
+            return
+        call_id = next(self._call_ids)
+        call = _Call(requester, finish)
+
+        def done(code: str, detail: Any) -> None:
+            if self._end_call(call_id, cancel=False) is not None:
+                finish(code, detail)
+
+        if not self.commands.put(CallRosService(call_id, service, type_name, args,
+                                                self._on_loop(done))):
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; try again", subject))
+            return
+        self._calls[call_id] = call
+        self._in_flight[requester] = self._in_flight.get(requester, 0) + 1
+        timeout = timeout_s if timeout_s is not None else self.config.service_timeout_s
+
+        def timed_out() -> None:
+            if self._end_call(call_id) is not None:
+                finish("timeout", f"{service} did not answer within {timeout:g} s")
+
+        call.timer = asyncio.get_running_loop().call_later(timeout, timed_out)
+
+    def _end_call(self, call_id: int, cancel: bool = True) -> _Call | None:
+        call = self._calls.pop(call_id, None)
+        if call is None:
+            return None
+        if call.timer is not None:
+            call.timer.cancel()
+        left = self._in_flight.get(call.requester, 1) - 1
+        if left > 0:
+            self._in_flight[call.requester] = left
+        else:
+            self._in_flight.pop(call.requester, None)
+        if cancel:
+            self.commands.put(CancelRosService(call_id), essential=True)
+        return call
+
+    # -- parameters (through the target node's own parameter services) -----------------------
+
+    def _list_parameters(self, requester: Requester, request: p.ListParameters) -> None:
+        node = _absolute(request.node)
+        refusal = self.policy.may_get_parameters(requester.client, node)
+        if refusal is not None:
+            requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
+            return
+        ref = request.ref
+
+        def listed(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
+                return
+            names = tuple(sorted(detail.get("result", {}).get("names", [])))
+            requester.deliver(p.ParameterNames(ref, request.node, names))
+
+        self._start_call(requester, ref, request.node, f"{node}/list_parameters",
+                         "rcl_interfaces/srv/ListParameters", {"prefixes": [], "depth": 0},
+                         None, listed)
+
+    def _get_parameters(self, requester: Requester, request: p.GetParameters) -> None:
+        node = _absolute(request.node)
+        refusal = self.policy.may_get_parameters(requester.client, node)
+        if refusal is not None:
+            requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
+            return
+        ref = request.ref
+
+        def got(names: tuple[str, ...], code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
+                return
+            values = tuple((name, *parameters.from_parameter_value(value))
+                           for name, value in zip(names, detail.get("values", [])))
+            requester.deliver(p.ParameterValues(ref, request.node, values))
+
+        def get(names: tuple[str, ...]) -> None:
+            self._start_call(requester, ref, request.node, f"{node}/get_parameters",
+                             "rcl_interfaces/srv/GetParameters", {"names": list(names)}, None,
+                             lambda code, detail: got(names, code, detail))
+
+        if request.names:
+            get(request.names)
+            return
+
+        def listed(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
+            else:
+                get(tuple(sorted(detail.get("result", {}).get("names", []))))
+
+        self._start_call(requester, ref, request.node, f"{node}/list_parameters",
+                         "rcl_interfaces/srv/ListParameters", {"prefixes": [], "depth": 0},
+                         None, listed)
+
+    def _set_parameters(self, requester: Requester, request: p.SetParameters) -> None:
+        node = _absolute(request.node)
+        for name, _ in request.values:
+            refusal = self.policy.may_set_parameter(requester.client, node, name)
+            if refusal is not None:
+                requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
+                return
+        ref = request.ref
+        names = [name for name, _ in request.values]
+
+        def set_done(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
+                return
+            results = tuple((name, bool(r.get("successful")), r.get("reason", ""))
+                            for name, r in zip(names, detail.get("results", [])))
+            requester.deliver(p.ParametersSet(ref, request.node, results))
+
+        def got_types(code: str, detail: Any) -> None:
+            # The current types let `2` set a double parameter (JSON has one number type).
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
+                return
+            current = [v.get("type") for v in detail.get("values", [])]
+            try:
+                plain = [{"name": name, "value": parameters.to_parameter_value(value, kind)}
+                         for (name, value), kind in zip(request.values, current)]
+            except parameters.ParameterValueError as exc:
+                requester.deliver(p.Refused(ref, "bad_request", str(exc), request.node))
+                return
+            self._start_call(requester, ref, request.node, f"{node}/set_parameters",
+                             "rcl_interfaces/srv/SetParameters", {"parameters": plain}, None,
+                             set_done)
+
+        self._start_call(requester, ref, request.node, f"{node}/get_parameters",
+                         "rcl_interfaces/srv/GetParameters", {"names": names}, None, got_types)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _on_loop(self, fn: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
+        """`fn`, made callable from the ROS thread: it runs on this loop."""
+        loop = asyncio.get_running_loop()
+
+        def from_ros_thread(code: str, detail: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(fn, code, detail)
+            except RuntimeError:  # the loop closed during shutdown: nobody waits any more
+                pass
+
+        return from_ros_thread
+
+    def stats(self) -> dict:
+        return {"client_channels": len(self._channels), "calls_in_flight": len(self._calls),
+                "published": self.published, "publish_errors": self.publish_errors,
+                "commands_refused": self.commands.refused, "commands_queued": len(self.commands)}
+
+
+def _absolute(name: str) -> str:
+    return name if name.startswith("/") else "/" + name
+
+
+def _parameter_refusal(ref: Any, node: str, code: str, detail: Any) -> p.Refused:
+    if code == "no_such_service":
+        return p.Refused(ref, "no_such_node", f"no node {node} with parameter services", node)
+    return p.Refused(ref, code, str(detail), node)
+
+
+_HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
+    p.Subscribe: BridgeCore._subscribe,
+    p.Unsubscribe: BridgeCore._unsubscribe,
+    p.Advertise: BridgeCore._advertise,
+    p.Unadvertise: BridgeCore._unadvertise,
+    p.Publish: BridgeCore._publish,
+    p.CallService: BridgeCore._call_service,
+    p.ListParameters: BridgeCore._list_parameters,
+    p.GetParameters: BridgeCore._get_parameters,
+    p.SetParameters: BridgeCore._set_parameters,
+}
