@@ -369,8 +369,9 @@ class RoverMotion:
 
     The motion is a chain of closed-form pieces, each started from the state the previous one
     had reached at the switch. So the pose never jumps, and any instant of the current piece
-    can be evaluated directly, in any order and however late a timer fires, with nothing
-    integrated step by step. Times are seconds since the sim started.
+    can be evaluated directly, in any order and however late a timer fires. Integrating the
+    pose on every tick instead would be as simple, but would tie its accuracy to the timers'
+    rates and let the topics drift apart. Times are seconds since the sim started.
     """
 
     def __init__(self, loop: LoopTrajectory, command_timeout_s: float,
