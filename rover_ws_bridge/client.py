@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class BridgeClient:
         self._reader: asyncio.Task | None = None
         self._ids = itertools.count(1)
         self._pending_requests: dict[Any, asyncio.Future] = {}
+        self._channels: dict[str, int] = {}  # advertised topic -> channel id
         self._messages: deque[Message] = deque(maxlen=max_pending)
         self._new_message = asyncio.Event()
         self._topics: dict[str, TopicInfo] = {}
@@ -179,6 +181,66 @@ class BridgeClient:
     async def report_stats(self, report: dict[str, Any]) -> dict[str, Any]:
         """Tell the bridge what this client observes (shown in /api/performance/connections)."""
         return await self.request({"op": "stats", "report": report})
+
+    # -- two ways (allowed only where the bridge's policy says so: see `hello["permissions"]`)
+
+    @property
+    def permissions(self) -> dict[str, Any]:
+        return (self.hello or {}).get("permissions", {})
+
+    async def advertise(self, topic: str, type_name: str,
+                        qos: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Announce a topic this client publishes; the reply has `channel_id` and `qos`."""
+        message: dict[str, Any] = {"op": "advertise", "topic": topic, "type": type_name}
+        if qos is not None:
+            message["qos"] = qos
+        reply = await self.request(message)
+        self._channels[topic] = reply["channel_id"]
+        return reply
+
+    async def unadvertise(self, topic: str) -> dict[str, Any]:
+        self._channels.pop(topic, None)
+        return await self.request({"op": "unadvertise", "topic": topic})
+
+    async def publish(self, topic: str, msg: dict[str, Any]) -> None:
+        """Publish a message (a dict of its fields) on an advertised topic. Not answered when
+        it went out; a refusal arrives as a `status` error (see `statuses`)."""
+        await self.websocket.send(json.dumps({"op": "publish", "topic": topic, "msg": msg}))
+
+    async def publish_binary(self, topic: str, payload: bytes, encoding: str = "cdr") -> None:
+        """Publish raw CDR bytes or a msgpack map on an advertised topic (binary frame)."""
+        code = {"cdr": 0, "msgpack": 1}[encoding]
+        header = struct.pack("<BBI", 1, code, self._channels[topic])
+        await self.websocket.send(header + payload)
+
+    async def call_service(self, service: str, args: dict[str, Any] | None = None, *,
+                           type_name: str | None = None, timeout_s: float | None = None,
+                           ) -> dict[str, Any]:
+        """The response's values; BridgeError(code, message) when the call failed."""
+        message: dict[str, Any] = {"op": "call_service", "service": service,
+                                   "args": args or {}}
+        if type_name is not None:
+            message["type"] = type_name
+        if timeout_s is not None:
+            message["timeout_s"] = timeout_s
+        reply = await self.request(message, timeout=(timeout_s or 10.0) + 5.0)
+        if not reply["result"]:
+            raise BridgeError(reply["error"]["code"], reply["error"]["message"])
+        return reply["values"]
+
+    async def list_parameters(self, node: str) -> list[str]:
+        return (await self.request({"op": "list_parameters", "node": node}))["names"]
+
+    async def get_parameters(self, node: str, names: list[str] | None = None
+                             ) -> dict[str, Any]:
+        reply = await self.request({"op": "get_parameters", "node": node, "names": names or []})
+        return {p["name"]: p["value"] for p in reply["parameters"]}
+
+    async def set_parameters(self, node: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """One result per parameter: {name, successful, reason}."""
+        reply = await self.request({"op": "set_parameters", "node": node, "parameters": [
+            {"name": name, "value": value} for name, value in values.items()]})
+        return reply["results"]
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -284,6 +346,16 @@ async def _watch(url: str, topics: list[str], encoding: str, seconds: float | No
     async with BridgeClient(url) as client:
         offered = await client.topics()
         print("topics:", ", ".join(f"{t.name} [{t.type}, {t.priority}]" for t in offered))
+        # Named topics that are not offered yet (the rover is still starting): wait for them.
+        missing = [t for t in topics if t not in {o.name for o in offered}]
+        if missing:
+            print("waiting for:", ", ".join(missing), flush=True)
+        while missing:
+            await asyncio.sleep(0.2)
+            if client.closed is not None and client.closed.done():
+                raise ConnectionError("the bridge closed the connection")
+            offered = await client.topics()
+            missing = [t for t in topics if t not in {o.name for o in offered}]
         names = topics or [t.name for t in offered]
         await client.subscribe(names, encoding=encoding)
         loop = asyncio.get_running_loop()

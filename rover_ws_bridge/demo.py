@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_sim:
         # The simulator ignores Ctrl-C from the terminal: this process stops it, after the
         # bridge, so that clients see the bridge go away rather than the data stop.
-        sim = subprocess.Popen([sys.executable, "-m", "rover_ws_bridge.sim"],
+        # Driven from the dashboard, the e-stop is the operator's: the sim's own toggling
+        # (every 30 s) would stop the rover under their hands.
+        sim_args = [] if args.read_only else ["--estop-toggle-period", "0"]
+        sim = subprocess.Popen([sys.executable, "-m", "rover_ws_bridge.sim", *sim_args],
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     # Two-way out of the box, for loopback clients only (write_allowed_networks' default):
     # teleop on /cmd_vel, the sim's services and parameters. The user's own arguments come

@@ -139,7 +139,7 @@ def test_latency_diagnostic_warns_over_target_and_prometheus_parses():
 
 def test_slow_input_topic_gets_warn():
     stats, router = _stats_with_one_client(0)
-    router._last_wanted = frozenset({"/imu"})
+    router.ros_subscription_created("/imu")
     router.received_by_topic["/imu"] = 0
     stats.tick(now=0.0)
     router.received_by_topic["/imu"] = 200

@@ -78,7 +78,8 @@ class Connection:
             permissions=core.policy.permissions(self.client),
             frame_cache=self.router.frame_cache)
         self.protocol = protocol_class(view, settings)
-        self.protocol_name = getattr(websocket, "subprotocol", None) or protocol_class.__name__
+        self.protocol_name = protocol_class.subprotocols[0] if protocol_class.subprotocols \
+            else protocol_class.__name__
         self._control: deque[str | bytes] = deque()
         self._control_bytes = 0
         # When the frame being written was handed to the connection (None: not writing). A

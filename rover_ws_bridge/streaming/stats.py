@@ -159,10 +159,11 @@ class StatsCollector:
         for s in sorted(self.server.sessions, key=lambda s: s.id):
             latency = getattr(s.websocket, "latency", 0.0)
             out.append({
-                "id": s.id, "remote": s.remote, "protocol": s.websocket.subprotocol,
+                "id": s.id, "remote": s.remote, "protocol": s.protocol_name,
                 "connected_s": round(time.monotonic() - s.connected_at, 1),
                 "subscriptions": sorted(self.router.subscriptions_of(s)),
-                "compression": s.compression.name.lower(), "batching": s.batching,
+                # Protocols that compress their frames say how (the native one does).
+                "compression": _compression_of(s.protocol), "batching": s.batching,
                 "frames_sent": s.frames_sent, "bytes_sent": s.bytes_sent,
                 "ping_rtt_ms": round(latency * 1e3, 3) if latency else None,
                 "client_report": s.client_report,
@@ -391,3 +392,8 @@ def _num(value: float) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _compression_of(protocol: Any) -> str | None:
+    compression = getattr(protocol, "compression", None)
+    return compression.name.lower() if compression is not None else None

@@ -1,0 +1,246 @@
+"""The core and the policy, ROS-free: requests from a fake connection, commands into a queue
+that the test plays the ROS side of."""
+from __future__ import annotations
+
+import asyncio
+
+from rover_ws_bridge.config import BridgeConfig
+from rover_ws_bridge.priority import Priority
+from rover_ws_bridge.protocols import base as p
+from rover_ws_bridge.streaming import commands as c
+from rover_ws_bridge.streaming.core import BridgeCore
+from rover_ws_bridge.streaming.policy import Client, Policy
+from rover_ws_bridge.streaming.router import Router
+from rover_ws_bridge.streaming.topics import TopicDescription
+from rover_ws_bridge.wire.frame import Encoding
+
+LOOPBACK = Client("127.0.0.1")
+REMOTE = Client("192.0.2.7")
+
+
+class FakeRos:
+    def __init__(self):
+        self.wanted = {}
+
+    def set_wanted(self, topics):
+        self.wanted = dict(topics)
+
+    def decoder_for(self, type_name):
+        return lambda cdr: {}
+
+
+class FakeConnection:
+    def __init__(self, client=LOOPBACK):
+        self.client = client
+        self.outcomes = []
+
+    def deliver(self, outcome):
+        self.outcomes.append(outcome)
+
+    def enqueue(self, record):
+        pass
+
+    def topics_changed(self, *changes):
+        pass
+
+
+def make_core(**config):
+    settings = {"publish_allow": ["/cmd_vel"], "service_allow": ["/sim/*"],
+                "parameter_write_allow": ["/sim:speed"], "unadvertise_grace_s": 0.05,
+                "max_service_calls_in_flight": 2, **config}
+    cfg = BridgeConfig.from_mapping(settings)
+    woken = []
+    queue = c.CommandQueue(cfg.command_queue_max, lambda: woken.append(1))
+    ros = FakeRos()
+    router = Router(ros)
+    router.update_topics([TopicDescription("/imu", "sensor_msgs/msg/Imu", Priority.NORMAL)])
+    return BridgeCore(router, Policy(cfg), queue, cfg), queue, ros
+
+
+def run(scenario):
+    asyncio.run(scenario())
+
+
+def last(connection):
+    return connection.outcomes[-1]
+
+
+def test_writes_need_an_allowlist_and_a_write_network():
+    async def scenario():
+        core, queue, _ = make_core()
+        local, remote = FakeConnection(), FakeConnection(REMOTE)
+        core.execute(local, p.Advertise(1, "/other", "std_msgs/msg/Bool"))
+        assert last(local).code == "not_allowed" and "publish_allow" in last(local).message
+        core.execute(remote, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist"))
+        assert last(remote).code == "not_allowed"
+        assert "write_allowed_networks" in last(remote).message
+        core.execute(remote, p.CallService(3, "/sim/reset", {}))
+        assert last(remote).code == "not_allowed"
+        core.execute(local, p.SetParameters(4, "/sim", (("other", 1),)))
+        assert last(local).code == "not_allowed"
+        assert len(queue) == 0  # nothing reached ROS
+    run(scenario)
+
+
+def test_the_default_configuration_allows_no_writes():
+    policy = Policy(BridgeConfig())
+    assert policy.may_publish(LOOPBACK, "/cmd_vel") is not None
+    assert policy.may_call(LOOPBACK, "/any") is not None
+    assert policy.may_set_parameter(LOOPBACK, "/n", "p") is not None
+    assert policy.permissions(LOOPBACK)["publish"] == []
+
+
+def test_ipv4_mapped_loopback_counts_as_loopback():
+    policy = Policy(BridgeConfig.from_mapping({"publish_allow": ["*"]}))
+    assert policy.may_publish(Client("::ffff:127.0.0.1"), "/x") is None
+    assert policy.may_publish(Client("not an address"), "/x") is not None
+
+
+def test_one_publisher_per_topic_shared_and_released_after_the_grace_period():
+    async def scenario():
+        core, queue, _ = make_core()
+        a, b = FakeConnection(), FakeConnection()
+        core.execute(a, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
+        core.execute(b, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
+        created = queue.take_all()
+        assert [type(x) for x in created] == [c.CreatePublisher]
+        assert created[0].qos == p.QosRequest(True, False, 10)
+        assert last(a).channel_id != last(b).channel_id
+        core.execute(b, p.Advertise(2, "/cmd_vel", "std_msgs/msg/Bool"))
+        assert last(b).code == "bad_request"  # one type per topic
+        core.forget(a)
+        core.execute(b, p.Unadvertise(3, "/cmd_vel"))
+        assert isinstance(last(b), p.Unadvertised)
+        assert queue.take_all() == []  # still within the grace period
+        await asyncio.sleep(0.1)
+        assert [type(x) for x in queue.take_all()] == [c.DestroyPublisher]
+    run(scenario)
+
+
+def test_publish_needs_an_advertise_and_goes_out_as_a_command():
+    async def scenario():
+        core, queue, _ = make_core()
+        conn = FakeConnection()
+        core.execute(conn, p.Publish(1, "/cmd_vel", {"linear": {"x": 1}}))
+        assert last(conn).code == "not_advertised"
+        core.execute(conn, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist"))
+        queue.take_all()
+        core.execute(conn, p.Publish(3, "/cmd_vel", {"linear": {"x": 1}}))
+        [command] = queue.take_all()
+        assert isinstance(command, c.PublishMessage) and command.message == {"linear": {"x": 1}}
+        command.done("bad_message", "linear.q: no such field")  # the ROS side refuses it
+        await asyncio.sleep(0)
+        assert last(conn) == p.Refused(3, "bad_message", "linear.q: no such field", "/cmd_vel")
+    run(scenario)
+
+
+def test_publish_qos_rules_win_over_what_the_client_asks():
+    async def scenario():
+        core, queue, _ = make_core(publish_allow=["/estop", "/cmd_vel"],
+                                   publish_qos=["/estop=reliable,transient_local,1"])
+        conn = FakeConnection()
+        core.execute(conn, p.Advertise(1, "/estop", "std_msgs/msg/Bool",
+                                       p.QosRequest(False, False, 5)))
+        core.execute(conn, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist",
+                                       p.QosRequest(False, False, 5)))
+        estop, cmd_vel = queue.take_all()
+        assert estop.qos == p.QosRequest(True, True, 1)
+        assert cmd_vel.qos == p.QosRequest(False, False, 5)
+    run(scenario)
+
+
+def test_a_full_command_queue_refuses_with_busy():
+    async def scenario():
+        core, queue, _ = make_core(command_queue_max=10)
+        conn = FakeConnection()
+        core.execute(conn, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
+        for i in range(12):
+            core.execute(conn, p.Publish(i, "/cmd_vel", {}))
+        assert last(conn).code == "busy"
+        assert len(queue) == 10
+    run(scenario)
+
+
+def test_service_call_answer_timeout_and_in_flight_bound():
+    async def scenario():
+        core, queue, _ = make_core()
+        conn = FakeConnection()
+        core.execute(conn, p.CallService(1, "/sim/reset", {}, timeout_s=0.05))
+        core.execute(conn, p.CallService(2, "/sim/slow", {}, timeout_s=10))
+        core.execute(conn, p.CallService(3, "/sim/third", {}))
+        assert last(conn).code == "too_many_calls"
+        first, second = queue.take_all()
+        first.done("ok", {"success": True})
+        await asyncio.sleep(0)
+        assert last(conn) == p.ServiceResult(1, "/sim/reset", {"success": True})
+        core.execute(conn, p.CallService(4, "sim/relative", {}, timeout_s=0.05))
+        [fourth] = queue.take_all()
+        assert fourth.service == "/sim/relative"  # relative names expand
+        await asyncio.sleep(0.1)
+        assert last(conn).code == "timeout" and last(conn).ref == 4
+        assert isinstance(queue.take_all()[0], c.CancelRosService)
+        fourth.done("ok", {})  # too late: ignored
+        await asyncio.sleep(0)
+        assert last(conn).code == "timeout"
+        core.forget(conn)  # the slow call is cancelled with the connection
+        assert [type(x) for x in queue.take_all()] == [c.CancelRosService]
+        second.done("ok", {})
+        await asyncio.sleep(0)
+        assert len(conn.outcomes) == 3  # nothing for the call of a connection that left
+    run(scenario)
+
+
+def test_set_parameters_reads_the_types_first_so_an_integer_sets_a_double():
+    async def scenario():
+        core, queue, _ = make_core()
+        conn = FakeConnection()
+        core.execute(conn, p.SetParameters(1, "/sim", (("speed", 2),)))
+        [get] = queue.take_all()
+        assert get.service == "/sim/get_parameters" and get.request == {"names": ["speed"]}
+        get.done("ok", {"values": [{"type": 3, "double_value": 1.0}]})
+        await asyncio.sleep(0)
+        [set_] = queue.take_all()
+        assert set_.request == {"parameters": [{"name": "speed", "value": {
+            "type": 3, "double_value": 2.0}}]}
+        set_.done("ok", {"results": [{"successful": True, "reason": ""}]})
+        await asyncio.sleep(0)
+        assert last(conn) == p.ParametersSet(1, "/sim", (("speed", True, ""),))
+    run(scenario)
+
+
+def test_parameters_of_a_missing_node_are_no_such_node():
+    async def scenario():
+        core, queue, _ = make_core()
+        conn = FakeConnection()
+        core.execute(conn, p.GetParameters(1, "/ghost"))
+        [listing] = queue.take_all()
+        assert listing.service == "/ghost/list_parameters"
+        listing.done("no_such_service", "none")
+        await asyncio.sleep(0)
+        assert last(conn).code == "no_such_node"
+    run(scenario)
+
+
+def test_subscribe_before_a_topic_is_offered_needs_a_type_and_asks_ros_for_it():
+    async def scenario():
+        core, _, ros = make_core()
+        conn = FakeConnection()
+        core.execute(conn, p.Subscribe(1, "/later", Encoding.MSGPACK))
+        assert last(conn).code == "unknown_topic"
+        core.execute(conn, p.Subscribe(2, "/later", Encoding.MSGPACK, None,
+                                       "std_msgs/msg/Int32"))
+        assert last(conn) == p.Subscribed(2, "/later", None)
+        assert ros.wanted == {"/later": "std_msgs/msg/Int32"}
+        core.execute(conn, p.Subscribe(3, "/imu", Encoding.CDR))
+        assert last(conn).info.name == "/imu"
+        assert ros.wanted == {"/later": "std_msgs/msg/Int32", "/imu": None}
+    run(scenario)
+
+
+def test_topics_the_policy_hides_cannot_be_subscribed():
+    async def scenario():
+        core, _, _ = make_core(topic_deny=["/imu"])
+        conn = FakeConnection()
+        core.execute(conn, p.Subscribe(1, "/imu", Encoding.CDR))
+        assert last(conn).code == "unknown_topic"
+    run(scenario)
