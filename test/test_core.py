@@ -244,3 +244,21 @@ def test_topics_the_policy_hides_cannot_be_subscribed():
         core.execute(conn, p.Subscribe(1, "/imu", Encoding.CDR))
         assert last(conn).code == "unknown_topic"
     run(scenario)
+
+
+def test_a_client_cannot_make_the_bridge_wait_for_endless_topics_or_advertise_endlessly():
+    async def scenario():
+        core, queue, ros = make_core(publish_allow=["/free/*"])
+        conn = FakeConnection()
+        for i in range(40):
+            core.execute(conn, p.Subscribe(i, f"/ghost{i}", Encoding.MSGPACK, None,
+                                           "std_msgs/msg/Int32"))
+        refused = [o for o in conn.outcomes if isinstance(o, p.Refused)]
+        assert len(ros.wanted) == 32 and len(refused) == 8
+        assert {o.code for o in refused} == {"too_many_topics"}
+        core.execute(conn, p.Subscribe(99, "/ghost0", Encoding.CDR, None, "std_msgs/msg/Int32"))
+        assert isinstance(last(conn), p.Subscribed)  # changing one it already has is fine
+        for i in range(70):
+            core.execute(conn, p.Advertise(i, f"/free/t{i}", "std_msgs/msg/Bool"))
+        assert len(queue.take_all()) == 64 and last(conn).code == "too_many_topics"
+    run(scenario)

@@ -10,7 +10,10 @@ shared by every client that advertised it, created on the first advertise and de
 `unadvertise_grace_s` after the last advertiser unadvertised or left.
 
 Bounds: service calls and parameter requests in flight per client
-(`max_service_calls_in_flight`), commands waiting for the ROS thread (`command_queue_max`).
+(`max_service_calls_in_flight`), commands waiting for the ROS thread (`command_queue_max`),
+topics one client advertises (MAX_CHANNELS_PER_CLIENT: each is a ROS publisher, a few kB and a
+DDS entity) and topics one client waits for (MAX_WAITING_TOPICS_PER_CLIENT: each makes the
+bridge subscribe to a name nobody publishes yet, so a read-only client must not make many).
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PUBLISH_QOS = p.QosRequest(reliable=True, transient_local=False, depth=10)
+MAX_CHANNELS_PER_CLIENT = 64
+MAX_WAITING_TOPICS_PER_CLIENT = 32
 
 
 class Requester(Protocol):
@@ -117,6 +122,14 @@ class BridgeCore:
             requester.deliver(p.Refused(request.ref, "unknown_type", f"type "
                                         f"{request.type_name!r} is not pkg/msg/Type", name))
             return
+        if info is None and name not in self.router.subscriptions_of(requester):
+            waiting = sum(1 for n in self.router.subscriptions_of(requester)
+                          if self.router.topic(n) is None)
+            if waiting >= MAX_WAITING_TOPICS_PER_CLIENT:
+                requester.deliver(p.Refused(request.ref, "too_many_topics", f"this connection "
+                                            f"already waits for {waiting} topics that are not "
+                                            "offered", name))
+                return
         info = self.router.subscribe(requester, name, request.encoding, request.max_rate_hz,
                                      request.type_name)
         requester.deliver(p.Subscribed(request.ref, name, info))
@@ -145,6 +158,12 @@ class BridgeCore:
             requester.deliver(p.Refused(request.ref, "bad_request", f"{topic} is already "
                                         f"advertised with type {channel.type_name}", topic))
             return
+        if channel is None or requester not in channel.advertisers:
+            mine = sum(1 for c in self._channels.values() if requester in c.advertisers)
+            if mine >= MAX_CHANNELS_PER_CLIENT:
+                requester.deliver(p.Refused(request.ref, "too_many_topics", f"this connection "
+                                            f"already advertises {mine} topics", topic))
+                return
         if channel is None:
             qos = self._publish_qos(topic, request.qos)
             channel = self._channels[topic] = _ClientChannel(topic, type_name, qos)
