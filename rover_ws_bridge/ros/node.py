@@ -108,7 +108,11 @@ class BridgeNode(Node):
         self.rules = QosPriorityRules(self.config.priority_overrides,
                                       self.config.large_message_types)
         self.policy = Policy(self.config)
-        self.commands = RosCommands(self, self.config.command_queue_max)
+        # One guard condition wakes the executor for both kinds of work from the asyncio
+        # thread: subscription changes and commands (publish, calls).
+        self._wake = self.create_guard_condition(self._on_wake)
+        self._wanted_changed = False
+        self.commands = RosCommands(self, self.config.command_queue_max, self._wake.trigger)
         self._offered: dict[str, _OfferedTopic] = {}
         self._ros_subscriptions: dict[str, tuple[Any, SubscriptionQos, type]] = {}
         self._sequences: dict[str, itertools.count] = {}
@@ -122,7 +126,6 @@ class BridgeNode(Node):
         self._router: Router | None = None
         self._handoff: Handoff | None = None
         self._last_published: list[TopicDescription] | None = None
-        self._wake = self.create_guard_condition(self._reconcile_subscriptions)
         self._scan_timer = None
 
     # -- parameters --------------------------------------------------------------------------
@@ -159,7 +162,15 @@ class BridgeNode(Node):
         """Router (asyncio thread): these topics have clients (with the type a client gave,
         for a topic not offered yet). Applied on the ROS thread."""
         self._wanted = dict(topics)
+        self._wanted_changed = True
         self._wake.trigger()
+
+    def _on_wake(self) -> None:
+        """ROS thread: the asyncio side asked for something."""
+        if self._wanted_changed:
+            self._wanted_changed = False
+            self._reconcile_subscriptions()
+        self.commands.run()
 
     def decoder_for(self, type_name: str) -> Callable[[bytes], dict]:
         decoder = self._decoders.get(type_name)

@@ -39,15 +39,16 @@ def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfi
 
 
 class RosCommands:
-    def __init__(self, node: Node, max_commands: int) -> None:
+    def __init__(self, node: Node, max_commands: int, wake: Callable[[], None]) -> None:
+        """`wake`: triggers the node's guard condition, whose callback calls `run` (one
+        guard condition for the node: each one more is work on every executor wake-up)."""
         self._node = node
-        self._wake = node.create_guard_condition(self._run)
-        self.queue = CommandQueue(max_commands, self._wake.trigger)
+        self.queue = CommandQueue(max_commands, wake)
         self._publishers: dict[str, tuple[Any, type]] = {}  # topic -> (publisher, class)
         self._clients: dict[tuple[str, str], tuple[Any, type]] = {}  # (service, type) -> ...
         self._pending: dict[int, tuple[Any, Any]] = {}  # call id -> (client, future)
 
-    def _run(self) -> None:
+    def run(self) -> None:
         for command in self.queue.take_all():
             try:
                 _RUN[type(command)](self, command)
