@@ -200,3 +200,10 @@ def test_stats_report_is_stored_through_an_action():
     [store] = [a for a in actions if isinstance(a, p.StoreClientReport)]
     assert store.report["latency_ms"] == {"p50": 1}
     assert texts(actions) == [{"op": "stats_ack", "id": 1}]
+
+
+def test_publishes_keep_no_state_in_the_protocol():
+    proto = protocol()
+    for i in range(100):
+        send(proto, op="publish", id=i, topic="/cmd_vel", msg={})
+    assert proto._requests == {} and proto._subscribes == {}

@@ -79,6 +79,13 @@ class RequestError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class _PublishRef:
+    """The ref of a publish: carries its request id, so no state is kept while it is out."""
+
+    request_id: Any
+
+
 @dataclass
 class _PendingSubscribe:
     """A `subscribe` of several topics: answered once every topic's outcome is in."""
@@ -167,14 +174,13 @@ class NativeProtocol(Protocol):
                                "this connection; send 'advertise' first")
         payload = data[_CLIENT_HEADER.size:]
         if encoding == Encoding.CDR:
-            return [self._request(None, _answer_publish,
-                                  lambda ref: Publish(ref, topic, payload, serialized=True))]
+            return [Publish(_PublishRef(None), topic, payload, serialized=True)]
         try:
             message = msgpack.unpackb(payload, raw=False, strict_map_key=False)
         except Exception as exc:  # noqa: BLE001 - any msgpack error is the client's
             raise RequestError("bad_message", f"payload is not msgpack: {str(exc)[:200]}") \
                 from None
-        return [self._request(None, _answer_publish, lambda ref: Publish(ref, topic, message))]
+        return [Publish(_PublishRef(None), topic, message)]
 
     def on_text(self, text: str) -> list[Action]:
         request_id = None
@@ -294,7 +300,7 @@ class NativeProtocol(Protocol):
         if not isinstance(msg, dict):
             raise RequestError("bad_message", "'msg' must be a JSON object of the message's "
                                "fields")
-        return [self._request(request_id, _answer_publish, lambda ref: Publish(ref, topic, msg))]
+        return [Publish(_PublishRef(request_id), topic, msg)]
 
     def _op_call_service(self, message: dict, request_id: Any) -> list[Action]:
         service = _check_name(message.get("service"), "service")
@@ -347,6 +353,12 @@ class NativeProtocol(Protocol):
 
     def on_outcome(self, outcome: Outcome) -> list[Action]:
         ref = outcome.ref
+        if isinstance(ref, _PublishRef):
+            # Only a refusal is answered: a publish that went out is not (teleop sends 20 a
+            # second), so nothing is kept per publish either.
+            if isinstance(outcome, Refused):
+                return [self._error(ref.request_id, outcome.code, outcome.message)]
+            return []
         if isinstance(ref, tuple):
             return self._subscribe_outcome(outcome)
         pending = self._requests.pop(ref, None)
@@ -485,10 +497,6 @@ def _answer_advertise(request_id: Any, outcome: Outcome) -> list[Action]:
 
 def _answer_unadvertise(request_id: Any, outcome: Outcome) -> list[Action]:
     return [_text({"op": "unadvertised", "id": request_id, "topic": outcome.topic})]
-
-
-def _answer_publish(request_id: Any, outcome: Outcome) -> list[Action]:
-    return []  # a publish that went out is not answered: teleop sends 20 a second
 
 
 def _answer_parameters(request_id: Any, outcome: Outcome) -> list[Action]:
