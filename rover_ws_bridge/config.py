@@ -1,23 +1,37 @@
 """The bridge's parameters: one typed, validated object.
 
-Every parameter is declared once, in `PARAMETERS`, with its type, default, allowed values and
-the sentence that documents it. The ROS node declares exactly these as ROS parameters;
-config/bridge.yaml documents the same list (a test keeps the two in step). A bad value raises
-`ConfigError`, whose message names the parameter and what is allowed.
+Every parameter is declared once, in `PARAMETERS`: its name, the component that takes it, its
+type, default, allowed values, doc sentence and, where useful, an example. The rest is derived
+from that list: the `BridgeConfig` dataclass, the ROS parameters the node declares, the node's
+--help, config/bridge.yaml and docs/PARAMETERS.md. After changing a parameter, regenerate the
+two files (a test fails while they differ from PARAMETERS):
+
+    python -m rover_ws_bridge.config --write-yaml config/bridge.yaml \\
+        --write-markdown docs/PARAMETERS.md
+
+A bad value raises `ConfigError`, whose message names the parameter and what is allowed.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import ipaddress
+import itertools
+import json
 import re
+import sys
+import textwrap
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
 from . import PROTOCOL_NAME
 from .priority import DEFAULT_LARGE_MESSAGE_TYPES, Priority, PriorityOverride
 
 COMPRESSIONS = ("lz4", "zlib", "none")
 ENCODINGS = ("msgpack", "json", "cdr")
+PRIORITIES = tuple(p.name for p in sorted(Priority, reverse=True))  # CRITICAL first
+NODE_NAME = "rover_ws_bridge"  # as ros/node.py names the node: the params file's top key
 
 
 class ConfigError(ValueError):
@@ -78,177 +92,275 @@ class PublishQosRule:
                    int(depth))
 
 
-def _known_protocol(value: Any) -> str | None:
-    from .protocols import PROTOCOLS  # the registry; imported late, protocols import this module
-
-    return None if value in PROTOCOLS else "one of " + ", ".join(PROTOCOLS)
+# --- allowed values: each kind checks a value, and says in words what it allows -------------
 
 
-def _networks(value: Any) -> str | None:
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            return "a list of CIDR networks such as 127.0.0.0/8 or ::1/128"
-    return None
+@dataclass(frozen=True)
+class InRange:
+    """A number in [lo, hi], both ends included."""
+
+    lo: float
+    hi: float
+
+    def problem(self, value: Any) -> str | None:
+        """None if the value is allowed, else what is (the end of ConfigError's message)."""
+        # "a number" even for an integer parameter: the start-up error's wording, unchanged;
+        # a wrong type is caught before this, with its own message.
+        return None if self.lo <= value <= self.hi else f"a number in [{self.lo}, {self.hi}]"
+
+    def describe(self, kind: str) -> str:
+        """What the docs say is allowed; `kind` is the type in words, e.g. 'an integer'."""
+        return f"{kind} in [{self.lo}, {self.hi}]"
 
 
-def _in_range(lo: float | None = None, hi: float | None = None) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            return f"a number in [{'' if lo is None else lo}, {'' if hi is None else hi}]"
+class OneOf:
+    """One of some strings; `options` may be a function, for a list known only later."""
+
+    def __init__(self, options: Iterable[str] | Callable[[], Iterable[str]]) -> None:
+        self._options = options
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return tuple(self._options() if callable(self._options) else self._options)
+
+    def problem(self, value: Any) -> str | None:
+        return None if value in self.options else "one of " + ", ".join(self.options)
+
+    def describe(self, kind: str) -> str:
+        return "one of " + ", ".join(f'"{option}"' for option in self.options)
+
+
+class CidrNetworks:
+    """A list of IP networks, each in CIDR notation."""
+
+    TEXT = "a list of CIDR networks such as 127.0.0.0/8 or ::1/128"
+
+    def problem(self, value: Any) -> str | None:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                return self.TEXT
         return None
 
-    return check
+    def describe(self, kind: str) -> str:
+        return self.TEXT
 
 
-def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in options else "one of " + ", ".join(options)
+def _protocol_names() -> list[str]:
+    from .protocols import PROTOCOLS  # the registry; imported late, protocols import this module
 
-    return check
+    return list(PROTOCOLS)
+
+
+# --- the declaration ------------------------------------------------------------------------
+
+# Each type in words, in error messages and in the docs alike.
+_TYPE_TEXT = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+              list: "a list of strings"}
+# Every parameter with a unit ends its name with it; the docs spell the unit out.
+_UNITS = {"_s": "seconds", "_ms": "milliseconds", "_bytes": "bytes"}
 
 
 @dataclass(frozen=True)
 class ParameterSpec:
     name: str
+    component: str  # the part of the bridge that takes it: a key of COMPONENTS
     type: type  # bool, int, float, str, or list (of str)
     default: Any
     doc: str
-    check: Callable[[Any], str | None] | None = None
+    check: InRange | OneOf | CidrNetworks | None = None
+    note: str = ""  # what else is allowed or expected, past the type, check and unit
+    example: Any = None  # a value shown in the docs (not a default), e.g. for an empty list
+    item: type = str  # a list's item type; its strings are parsed by item.parse
+
+    @property
+    def unit(self) -> str | None:
+        return next((unit for suffix, unit in _UNITS.items() if self.name.endswith(suffix)),
+                    None)
+
+    @property
+    def allowed(self) -> str:
+        """What is allowed, in words: 'an integer in [0, 65535]', 'one of "lz4", "zlib"'."""
+        kind = _TYPE_TEXT[self.type]
+        text = kind if self.check is None else self.check.describe(kind)
+        unit = self.unit
+        if unit == "bytes" and isinstance(self.check, InRange):
+            unit = f"bytes; {_size(self.check.lo)} to {_size(self.check.hi)}"
+        details = [detail for detail in (unit, self.note) if detail]
+        return f"{text} ({'; '.join(details)})" if details else text
 
 
-# The single list of parameters. Order = order in config/bridge.yaml.
+# The components that take parameters, in the order of PARAMETERS, with what each one does.
+COMPONENTS = {
+    "server": "the WebSocket/HTTP server and what it accepts from clients",
+    "topics": "which topics are offered, and how they are subscribed",
+    "priority": "each topic's priority, from its QoS unless overridden",
+    "batching": "how records share binary frames",
+    "encoding": "how messages are encoded and frames compressed",
+    "outbox": "each client's backlog, and how it drains to a slow or stalled client",
+    "policy": "which clients may publish, call services and set parameters",
+    "core": "the queues between ROS and the clients, the bridge's publishers and service calls",
+    "telemetry": "latency statistics, /diagnostics and the benchmark endpoint",
+}
+
+_GLOBS = "fnmatch globs"
+
+# The single list of parameters, grouped by component. Order = order in config/bridge.yaml.
 PARAMETERS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("address", str, "0.0.0.0", "Interface the WebSocket/HTTP server listens on."),
-    ParameterSpec("port", int, 8000, "TCP port of the server; 0 lets the OS choose.",
-                  _in_range(0, 65535)),
-    ParameterSpec("topics", list, [],
+    ParameterSpec("address", "server", str, "0.0.0.0",
+                  "Interface the WebSocket/HTTP server listens on.",
+                  note='an IP address or host name; "0.0.0.0" = every IPv4 interface, '
+                       '"127.0.0.1" = this machine only'),
+    ParameterSpec("port", "server", int, 8000, "TCP port of the server; 0 lets the OS choose.",
+                  InRange(0, 65535)),
+    ParameterSpec("default_protocol", "server", str, PROTOCOL_NAME,
+                  "Protocol of a client that offers no WebSocket subprotocol and whose URL path "
+                  "names none (a browser console, roslibjs).", OneOf(_protocol_names)),
+    ParameterSpec("max_client_message_bytes", "server", int, 1024 * 1024,
+                  "Largest control message accepted from a client.", InRange(1024, 1 << 28)),
+
+    ParameterSpec("topics", "topics", list, [],
                   "Topics always offered to clients, as 'name' or 'name:pkg/msg/Type'. A type "
-                  "given here is used before the topic has a publisher."),
-    ParameterSpec("discover_topics", bool, True,
+                  "given here is used before the topic has a publisher.",
+                  note="names absolute, starting with '/'; types like pkg/msg/Type",
+                  example=["/estop_state:std_msgs/msg/Bool", "/battery_state"],
+                  item=ExplicitTopic),
+    ParameterSpec("discover_topics", "topics", bool, True,
                   "Offer every topic found on the ROS graph (filtered by topic_allow/topic_deny)."),
-    ParameterSpec("topic_allow", list, ["*"],
-                  "Glob patterns; a discovered topic is offered only if one matches."),
-    ParameterSpec("topic_deny", list, [],
-                  "Glob patterns; a topic matching any of them is never offered."),
-    ParameterSpec("include_hidden_topics", bool, False,
+    ParameterSpec("topic_allow", "topics", list, ["*"],
+                  "Glob patterns; a discovered topic is offered only if one matches.",
+                  note=_GLOBS, example=["/camera/*", "/imu"]),
+    ParameterSpec("topic_deny", "topics", list, [],
+                  "Glob patterns; a topic matching any of them is never offered.",
+                  note=_GLOBS, example=["/debug/*", "/tf_static"]),
+    ParameterSpec("include_hidden_topics", "topics", bool, False,
                   "Also offer hidden topics (a name part starting with '_')."),
-    ParameterSpec("always_subscribed", list, [],
+    ParameterSpec("always_subscribed", "topics", list, [],
                   "Glob patterns of topics kept subscribed even with no client (e.g. latched "
-                  "state whose last value clients must get at once)."),
-    ParameterSpec("priority_overrides", list, [],
-                  "'glob=PRIORITY' entries (CRITICAL, HIGH, NORMAL, LOW); the first match wins "
-                  "over the QoS rules."),
-    ParameterSpec("large_message_types", list, list(DEFAULT_LARGE_MESSAGE_TYPES),
-                  "Message types treated as large (LOW priority when best effort)."),
-    ParameterSpec("qos_depth_min", int, 1, "Lower clamp of the subscription queue depth.",
-                  _in_range(1, 10000)),
-    ParameterSpec("qos_depth_max", int, 25, "Upper clamp of the subscription queue depth.",
-                  _in_range(1, 10000)),
-    ParameterSpec("latched_depth", int, 1,
+                  "state whose last value clients must get at once).",
+                  note=_GLOBS, example=["/robot_description", "/mode"]),
+    ParameterSpec("qos_depth_min", "topics", int, 1, "Lower clamp of the subscription queue depth.",
+                  InRange(1, 10000), note="at most qos_depth_max"),
+    ParameterSpec("qos_depth_max", "topics", int, 25,
+                  "Upper clamp of the subscription queue depth.",
+                  InRange(1, 10000), note="at least qos_depth_min"),
+    ParameterSpec("latched_depth", "topics", int, 1,
                   "Samples of a transient_local topic kept and replayed to a client that "
                   "subscribes late (the newest ones). ROS graph queries do not tell the "
                   "publishers' depth, so set it for topics with several latched publishers "
-                  "(e.g. /tf_static).", _in_range(1, 1000)),
-    ParameterSpec("unsubscribe_grace_s", float, 2.0,
+                  "(e.g. /tf_static).", InRange(1, 1000)),
+    ParameterSpec("unsubscribe_grace_s", "topics", float, 2.0,
                   "Seconds a ROS subscription is kept after its last client leaves.",
-                  _in_range(0.0, 3600.0)),
-    ParameterSpec("discovery_period_s", float, 1.0,
+                  InRange(0.0, 3600.0)),
+    ParameterSpec("discovery_period_s", "topics", float, 1.0,
                   "Seconds between two scans of the ROS graph for topics and publishers.",
-                  _in_range(0.05, 60.0)),
-    ParameterSpec("handoff_max_messages", int, 20000,
-                  "Bound of the ROS-thread -> asyncio handoff queue. Past it, non-CRITICAL "
-                  "messages are dropped (and counted) until the loop catches up. Memory: up to "
-                  "this many raw messages (20000 x 300-byte IMU samples = 6 MB).",
-                  _in_range(100, 10_000_000)),
-    ParameterSpec("max_batch_messages", int, 50,
-                  "A binary frame carries at most this many records.", _in_range(1, 100000)),
-    ParameterSpec("max_batch_bytes", int, 64 * 1024,
+                  InRange(0.05, 60.0)),
+
+    ParameterSpec("priority_overrides", "priority", list, [],
+                  f"'glob=PRIORITY' entries ({', '.join(PRIORITIES)}); the first match wins "
+                  "over the QoS rules.", note="each 'topic_glob=PRIORITY'",
+                  example=["/estop*=CRITICAL", "/camera/*=LOW"], item=PriorityOverride),
+    ParameterSpec("large_message_types", "priority", list, list(DEFAULT_LARGE_MESSAGE_TYPES),
+                  "Message types treated as large (LOW priority when best effort).",
+                  note="each a message type pkg/msg/Type"),
+
+    ParameterSpec("max_batch_messages", "batching", int, 50,
+                  "A binary frame carries at most this many records.", InRange(1, 100000)),
+    ParameterSpec("max_batch_bytes", "batching", int, 64 * 1024,
                   "A binary frame carries about this many bytes at most (a single larger record "
                   "still goes alone). Once handed to the connection a frame cannot be overtaken, "
                   "so on a slow link this bounds how long a CRITICAL record can wait behind it.",
-                  _in_range(1024, 1 << 30)),
-    ParameterSpec("max_batch_delay_ms", float, 5.0,
+                  InRange(1024, 1 << 30)),
+    ParameterSpec("max_batch_delay_ms", "batching", float, 5.0,
                   "Upper bound on how long a record waits for others to share its frame. Not a "
                   "wait: an idle connection sends at once; a batch grows only while the "
                   "connection is still sending earlier frames. 0 = never wait.",
-                  _in_range(0.0, 1000.0)),
-    ParameterSpec("flush_priority", str, "HIGH",
+                  InRange(0.0, 1000.0)),
+    ParameterSpec("flush_priority", "batching", str, "HIGH",
                   "A record of this priority or above is sent at once, never held for a batch.",
-                  _one_of(tuple(p.name for p in sorted(Priority, reverse=True)))),
-    ParameterSpec("default_encoding", str, "msgpack",
-                  "Encoding of a subscription that does not name one.", _one_of(ENCODINGS)),
-    ParameterSpec("default_compression", str, "lz4",
-                  "Compression of a client that does not ask for one.", _one_of(COMPRESSIONS)),
-    ParameterSpec("compression_threshold_bytes", int, 512,
-                  "Frames smaller than this are sent uncompressed.", _in_range(0, 1 << 30)),
-    ParameterSpec("outbox_max_bytes", int, 4 * 1024 * 1024,
+                  OneOf(PRIORITIES)),
+
+    ParameterSpec("default_encoding", "encoding", str, "msgpack",
+                  "Encoding of a subscription that does not name one.", OneOf(ENCODINGS)),
+    ParameterSpec("default_compression", "encoding", str, "lz4",
+                  "Compression of a client that does not ask for one.", OneOf(COMPRESSIONS)),
+    ParameterSpec("compression_threshold_bytes", "encoding", int, 512,
+                  "Frames smaller than this are sent uncompressed.", InRange(0, 1 << 30)),
+
+    ParameterSpec("outbox_max_bytes", "outbox", int, 4 * 1024 * 1024,
                   "Bound of each client's outbox of non-CRITICAL records, and separately of its "
                   "CRITICAL backlog (past that the client is closed with 1013). Memory: 100 "
                   "clients x 2 x 4 MiB = 800 MiB at the very worst (every client stalled with "
-                  "both full).",
-                  _in_range(64 * 1024, 1 << 31)),
-    ParameterSpec("write_limit_bytes", int, 64 * 1024,
+                  "both full).", InRange(64 * 1024, 1 << 31)),
+    ParameterSpec("write_limit_bytes", "outbox", int, 64 * 1024,
                   "High-water mark of the transport's own buffer; past it a client's backlog "
                   "stays in its outbox, where the priority policy applies.",
-                  _in_range(1024, 1 << 28)),
-    ParameterSpec("socket_send_buffer_bytes", int, 64 * 1024,
+                  InRange(1024, 1 << 28)),
+    ParameterSpec("socket_send_buffer_bytes", "outbox", int, 64 * 1024,
                   "Kernel send buffer (SO_SNDBUF) of each client socket; Linux doubles it. Small, "
                   "so that a slow client's backlog stays in its outbox, where the priority policy "
                   "applies, instead of in the kernel. It also caps throughput to about this "
                   "many bytes per round trip (64 KiB over a 20 ms Wi-Fi link: 25 Mbit/s). "
                   "0 = the kernel's default (auto-tuned, up to megabytes).",
-                  _in_range(0, 1 << 30)),
-    ParameterSpec("client_send_timeout_s", float, 30.0,
+                  InRange(0, 1 << 30)),
+    ParameterSpec("client_send_timeout_s", "outbox", float, 30.0,
                   "A client whose connection accepts no data for this long (a frozen or vanished "
-                  "peer) is disconnected; it may reconnect.", _in_range(1.0, 3600.0)),
-    ParameterSpec("max_client_message_bytes", int, 1024 * 1024,
-                  "Largest control message accepted from a client.", _in_range(1024, 1 << 28)),
-    ParameterSpec("default_protocol", str, PROTOCOL_NAME,
-                  "Protocol of a client that offers no WebSocket subprotocol and whose URL path "
-                  "names none (a browser console, roslibjs).", _known_protocol),
-    ParameterSpec("publish_allow", list, [],
+                  "peer) is disconnected; it may reconnect.", InRange(1.0, 3600.0)),
+
+    ParameterSpec("publish_allow", "policy", list, [],
                   "Globs of topics clients may advertise and publish to. Empty: no client "
-                  "publishes."),
-    ParameterSpec("service_allow", list, [],
-                  "Globs of services clients may call. Empty: no client calls a service."),
-    ParameterSpec("parameter_write_allow", list, [],
+                  "publishes.", note=_GLOBS, example=["/cmd_vel", "/goal_pose"]),
+    ParameterSpec("service_allow", "policy", list, [],
+                  "Globs of services clients may call. Empty: no client calls a service.",
+                  note=_GLOBS, example=["/rover_sim/*"]),
+    ParameterSpec("parameter_write_allow", "policy", list, [],
                   "Globs of 'node:parameter' (e.g. '/rover_sim:max_speed_mps', '/rover_sim:*') "
-                  "clients may set. Empty: no client sets a parameter. Reading is allowed."),
-    ParameterSpec("write_allowed_networks", list, ["127.0.0.0/8", "::1/128"],
+                  "clients may set. Empty: no client sets a parameter. Reading is allowed.",
+                  note=_GLOBS + " of node:parameter"),
+    ParameterSpec("write_allowed_networks", "policy", list, ["127.0.0.0/8", "::1/128"],
                   "Client addresses (CIDR) to which publish_allow, service_allow and "
                   "parameter_write_allow apply; other clients may only read.",
-                  _networks),
-    ParameterSpec("publish_qos", list, [],
-                  "'glob=reliability,durability,depth' (e.g. '/estop=reliable,transient_local,1'"
-                  "); the first match sets the QoS of the bridge's publisher on a topic. "
-                  "Unmatched: what the client asks for in advertise, else reliable,volatile,10."),
-    ParameterSpec("unadvertise_grace_s", float, 2.0,
-                  "Seconds a publisher outlives the last client that advertised its topic.",
-                  _in_range(0.0, 3600.0)),
-    ParameterSpec("service_timeout_s", float, 5.0,
-                  "Default timeout of a service call or parameter request (a client may ask for "
-                  "another, up to 300 s).", _in_range(0.01, 300.0)),
-    ParameterSpec("max_service_calls_in_flight", int, 16,
-                  "Service calls and parameter requests one client may have waiting at once; "
-                  "more are refused with too_many_calls.", _in_range(1, 10000)),
-    ParameterSpec("command_queue_max", int, 1000,
+                  CidrNetworks(), example=["127.0.0.0/8", "::1/128", "192.168.1.0/24"]),
+
+    ParameterSpec("handoff_max_messages", "core", int, 20000,
+                  "Bound of the ROS-thread -> asyncio handoff queue. Past it, non-CRITICAL "
+                  "messages are dropped (and counted) until the loop catches up. Memory: up to "
+                  "this many raw messages (20000 x 300-byte IMU samples = 6 MB).",
+                  InRange(100, 10_000_000)),
+    ParameterSpec("command_queue_max", "core", int, 1000,
                   "Bound of the queue of commands (publish, calls) to the ROS thread, shared by "
                   "all clients; a command past it is refused with busy. Memory: up to this many "
                   "client messages (1000 x the 1 MiB message limit at the very worst).",
-                  _in_range(10, 1_000_000)),
-    ParameterSpec("target_latency_ms", float, 50.0,
+                  InRange(10, 1_000_000)),
+    ParameterSpec("publish_qos", "core", list, [],
+                  "'glob=reliability,durability,depth' (e.g. '/estop=reliable,transient_local,1'"
+                  "); the first match sets the QoS of the bridge's publisher on a topic. "
+                  "Unmatched: what the client asks for in advertise, else reliable,volatile,10.",
+                  note="reliability reliable or best_effort; durability volatile or "
+                       "transient_local; depth in [1, 1000]", item=PublishQosRule),
+    ParameterSpec("unadvertise_grace_s", "core", float, 2.0,
+                  "Seconds a publisher outlives the last client that advertised its topic.",
+                  InRange(0.0, 3600.0)),
+    ParameterSpec("service_timeout_s", "core", float, 5.0,
+                  "Default timeout of a service call or parameter request (a client may ask for "
+                  "another, up to 300 s).", InRange(0.01, 300.0)),
+    ParameterSpec("max_service_calls_in_flight", "core", int, 16,
+                  "Service calls and parameter requests one client may have waiting at once; "
+                  "more are refused with too_many_calls.", InRange(1, 10000)),
+
+    ParameterSpec("target_latency_ms", "telemetry", float, 50.0,
                   "Server latency p95 above this turns the Latency diagnostic to WARN.",
-                  _in_range(0.1, 60000.0)),
-    ParameterSpec("metrics_window_s", float, 10.0,
-                  "Rolling window of the latency percentiles.", _in_range(1.0, 3600.0)),
-    ParameterSpec("diagnostics_period_s", float, 1.0,
-                  "Period of /diagnostics and of the statistics refresh.", _in_range(0.1, 60.0)),
-    ParameterSpec("regression_baseline_file", str, "",
+                  InRange(0.1, 60000.0)),
+    ParameterSpec("metrics_window_s", "telemetry", float, 10.0,
+                  "Rolling window of the latency percentiles.", InRange(1.0, 3600.0)),
+    ParameterSpec("diagnostics_period_s", "telemetry", float, 1.0,
+                  "Period of /diagnostics and of the statistics refresh.", InRange(0.1, 60.0)),
+    ParameterSpec("regression_baseline_file", "telemetry", str, "",
                   "Bench JSON whose latency samples are the regression baseline; empty = learn "
-                  "the baseline from the first traffic after start-up."),
-    ParameterSpec("benchmark_endpoint_enabled", bool, False,
+                  "the baseline from the first traffic after start-up.",
+                  note="a file path, or empty"),
+    ParameterSpec("benchmark_endpoint_enabled", "telemetry", bool, False,
                   "Serve POST /api/performance/benchmark (loopback callers only). It loads the "
                   "rover, so it is off by default."),
 )
@@ -256,81 +368,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 _SPECS = {spec.name: spec for spec in PARAMETERS}
 
 
-@dataclass(frozen=True)
-class BridgeConfig:
-    address: str = "0.0.0.0"
-    port: int = 8000
-    topics: tuple[ExplicitTopic, ...] = ()
-    discover_topics: bool = True
-    topic_allow: tuple[str, ...] = ("*",)
-    topic_deny: tuple[str, ...] = ()
-    include_hidden_topics: bool = False
-    always_subscribed: tuple[str, ...] = ()
-    priority_overrides: tuple[PriorityOverride, ...] = ()
-    large_message_types: tuple[str, ...] = DEFAULT_LARGE_MESSAGE_TYPES
-    qos_depth_min: int = 1
-    qos_depth_max: int = 25
-    latched_depth: int = 1
-    unsubscribe_grace_s: float = 2.0
-    discovery_period_s: float = 1.0
-    handoff_max_messages: int = 20000
-    max_batch_messages: int = 50
-    max_batch_bytes: int = 64 * 1024
-    max_batch_delay_ms: float = 5.0
-    flush_priority: str = "HIGH"
-    default_encoding: str = "msgpack"
-    default_compression: str = "lz4"
-    compression_threshold_bytes: int = 512
-    outbox_max_bytes: int = 4 * 1024 * 1024
-    write_limit_bytes: int = 64 * 1024
-    socket_send_buffer_bytes: int = 64 * 1024
-    client_send_timeout_s: float = 30.0
-    max_client_message_bytes: int = 1024 * 1024
-    default_protocol: str = PROTOCOL_NAME
-    publish_allow: tuple[str, ...] = ()
-    service_allow: tuple[str, ...] = ()
-    parameter_write_allow: tuple[str, ...] = ()
-    write_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    publish_qos: tuple[PublishQosRule, ...] = ()
-    unadvertise_grace_s: float = 2.0
-    service_timeout_s: float = 5.0
-    max_service_calls_in_flight: int = 16
-    command_queue_max: int = 1000
-    target_latency_ms: float = 50.0
-    metrics_window_s: float = 10.0
-    diagnostics_period_s: float = 1.0
-    regression_baseline_file: str = ""
-    benchmark_endpoint_enabled: bool = False
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "BridgeConfig":
-        """Validate raw parameter values (from ROS parameters or YAML); defaults fill the rest."""
-        unknown = sorted(set(values) - set(_SPECS))
-        if unknown:
-            raise ConfigError(unknown[0], values[unknown[0]],
-                              "a known parameter name: " + ", ".join(_SPECS))
-        kwargs: dict[str, Any] = {}
-        for spec in PARAMETERS:
-            value = _coerce(spec, values.get(spec.name, spec.default))
-            kwargs[spec.name] = _convert(spec, value)
-        if kwargs["qos_depth_min"] > kwargs["qos_depth_max"]:
-            raise ConfigError("qos_depth_min", kwargs["qos_depth_min"],
-                              f"at most qos_depth_max ({kwargs['qos_depth_max']})")
-        return cls(**kwargs)
-
-    def replace(self, **changes: Any) -> "BridgeConfig":
-        return dataclasses.replace(self, **changes)
-
-
 def _coerce(spec: ParameterSpec, value: Any) -> Any:
     """Check the type (ints are accepted for floats), then the spec's own check."""
-    expected = {
-        bool: "true or false",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list of strings",
-    }[spec.type]
+    expected = _TYPE_TEXT[spec.type]
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if spec.type is list:
@@ -343,7 +383,7 @@ def _coerce(spec: ParameterSpec, value: Any) -> Any:
     elif not isinstance(value, spec.type) or (spec.type is not bool and isinstance(value, bool)):
         raise ConfigError(spec.name, value, expected)
     if spec.check is not None:
-        problem = spec.check(value)
+        problem = spec.check.problem(value)
         if problem is not None:
             raise ConfigError(spec.name, value, problem)
     return value
@@ -353,15 +393,213 @@ def _convert(spec: ParameterSpec, value: Any) -> Any:
     """Lists become tuples of parsed items; a parse error names the parameter."""
     if spec.type is not list:
         return value
-    parser: Callable[[str], Any] = {
-        "topics": ExplicitTopic.parse,
-        "priority_overrides": PriorityOverride.parse,
-        "publish_qos": PublishQosRule.parse,
-    }.get(spec.name, str)
+    parse: Callable[[str], Any] = str if spec.item is str else spec.item.parse
     items = []
     for item in value:
         try:
-            items.append(parser(item))
+            items.append(parse(item))
         except ValueError as exc:
             raise ConfigError(spec.name, item, str(exc)) from None
     return tuple(items)
+
+
+# --- the typed object -----------------------------------------------------------------------
+
+
+def _from_mapping(cls: type, values: Mapping[str, Any]) -> Any:
+    """Validate raw parameter values (from ROS parameters or YAML); defaults fill the rest."""
+    unknown = sorted(set(values) - set(_SPECS))
+    if unknown:
+        raise ConfigError(unknown[0], values[unknown[0]],
+                          "a known parameter name: " + ", ".join(_SPECS))
+    kwargs: dict[str, Any] = {}
+    for spec in PARAMETERS:
+        value = _coerce(spec, values.get(spec.name, spec.default))
+        kwargs[spec.name] = _convert(spec, value)
+    if kwargs["qos_depth_min"] > kwargs["qos_depth_max"]:
+        raise ConfigError("qos_depth_min", kwargs["qos_depth_min"],
+                          f"at most qos_depth_max ({kwargs['qos_depth_max']})")
+    return cls(**kwargs)
+
+
+def _replace(self: Any, **changes: Any) -> Any:
+    return dataclasses.replace(self, **changes)
+
+
+# A frozen dataclass with one field per parameter, typed and defaulted from its spec; a list
+# parameter is a tuple of its parsed items (ExplicitTopic, PriorityOverride, ..., or str).
+# `BridgeConfig()` holds the defaults; `BridgeConfig.from_mapping(values)` validates values.
+BridgeConfig = dataclasses.make_dataclass(
+    "BridgeConfig",
+    [(spec.name, tuple[spec.item, ...] if spec.type is list else spec.type,
+      dataclasses.field(default=_convert(spec, spec.default))) for spec in PARAMETERS],
+    namespace={"__module__": __name__,
+               "__doc__": "The bridge's parameters, validated; one field per PARAMETERS entry.",
+               "from_mapping": classmethod(_from_mapping), "replace": _replace},
+    frozen=True,
+)
+
+
+# --- the derived texts: config/bridge.yaml, docs/PARAMETERS.md, --help ----------------------
+
+LINE_LENGTH = 100  # of the generated files, as of the code (ruff.toml)
+
+_YAML_HEADER = """\
+# Parameters of the rover_ws_bridge node, with their default values.
+#
+#   ros2 launch rover_ws_bridge bridge.launch.py params_file:=/path/to/your_copy.yaml
+#   ros2 run rover_ws_bridge bridge --ros-args --params-file config/bridge.yaml -p port:=9000
+#
+# Copy this file and change what you need; a parameter left out keeps its default. Each entry
+# is declared in rover_ws_bridge/config.py (PARAMETERS), and this file is generated from it
+# (python -m rover_ws_bridge.config --write-yaml config/bridge.yaml; a test fails while the two
+# differ). A value outside what is allowed stops the node at start-up with an error that names
+# the parameter.
+#
+# Write floats with a decimal point (2.0, not 2) and quote strings: ROS types each value from
+# how it is written, and a parameter declared as a float rejects an integer.
+#
+# Empty lists are commented out ("# name: []"): a ROS 2 params file cannot hold an empty list
+# (rcl reads `[]` as "no value", ros2/rclcpp#1955), so the default (empty) applies until you
+# uncomment the line with a non-empty list.
+"""
+
+_MARKDOWN_HEADER = """\
+# Parameters
+
+<!-- Generated from PARAMETERS in rover_ws_bridge/config.py by
+     python -m rover_ws_bridge.config --write-markdown docs/PARAMETERS.md
+     Edit PARAMETERS, not this file: a test fails while the two differ. -->
+
+Every parameter of the `rover_ws_bridge` node, by the component that takes it. Set them with
+`--ros-args -p name:=value` or a params file: `config/bridge.yaml` lists them all at their
+defaults. Write floats with a decimal point (`2.0`) and quote strings: ROS types a value from
+how it is written. A value outside what is allowed stops start-up with one line naming the
+parameter and what is allowed. `rover-ws-bridge --help` prints the same list.
+"""
+
+
+def _size(n: float) -> str:
+    """A byte count in its largest exact binary unit: 65536 -> '64 KiB'."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{int(n) // scale} {unit}"
+    return str(n)
+
+
+def _literal(value: Any) -> str:
+    """A value as a params file (or -p name:=value) writes it: true, 8000, 2.0, "text", [...]."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_literal(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a YAML double-quoted string
+    return repr(value)  # an int, or a float with its decimal point (2.0, 0.05)
+
+
+def _allowed_sentence(spec: ParameterSpec) -> str:
+    """'Allowed: ...', then the default's size if it is a number of bytes."""
+    text = f"Allowed: {spec.allowed}."
+    if spec.unit == "bytes" and spec.default >= 1024:
+        text += f" Default: {_size(spec.default)}."
+    return text
+
+
+def _example_sentence(spec: ParameterSpec, code: Callable[[str], str] = str) -> str:
+    return "" if spec.example is None else f"Example: {code(_literal(spec.example))}"
+
+
+def _by_component() -> list[tuple[str, list[ParameterSpec]]]:
+    """PARAMETERS in runs of one component (a test checks each component is one run)."""
+    return [(component, list(specs))
+            for component, specs in itertools.groupby(PARAMETERS, lambda s: s.component)]
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(text, LINE_LENGTH, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def _yaml_entry(spec: ParameterSpec) -> list[str]:
+    if spec.default == []:
+        return [f"    # {spec.name}: []"]  # rcl reads `[]` as "no value": see the header
+    line = f"    {spec.name}: {_literal(spec.default)}"
+    if spec.type is not list or len(line) <= LINE_LENGTH:
+        return [line]
+    return [f"    {spec.name}:"] + [f"      - {_literal(item)}" for item in spec.default]
+
+
+def render_params_yaml() -> str:
+    """config/bridge.yaml: each parameter at its default, after its doc and allowed values."""
+    lines = [_YAML_HEADER, f"{NODE_NAME}:", "  ros__parameters:"]
+    for component, specs in _by_component():
+        lines += ["", f"    # --- {component}: {COMPONENTS[component]} ".ljust(LINE_LENGTH, "-")]
+        for spec in specs:
+            lines += ["", *_wrap(spec.doc, "    # "), *_wrap(_allowed_sentence(spec), "    # "),
+                      *_wrap(_example_sentence(spec), "    # "), *_yaml_entry(spec)]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("*", "\\*")
+
+
+def render_markdown() -> str:
+    """docs/PARAMETERS.md: a table of every parameter per component."""
+    lines = [_MARKDOWN_HEADER.rstrip("\n")]
+    for component, specs in _by_component():
+        description = COMPONENTS[component]
+        lines += ["", f"## {component}", "", description[0].upper() + description[1:] + ".", "",
+                  "| parameter | default | what it does, and what is allowed |", "|---|---|---|"]
+        for spec in specs:
+            text = _markdown_cell(f"{spec.doc} {_allowed_sentence(spec)}")
+            example = _example_sentence(spec, code=lambda literal: f"`{literal}`")
+            what = f"{text} {example}" if example else text
+            lines.append(f"| `{spec.name}` | `{_literal(spec.default)}` | {what} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_help() -> str:
+    """The parameters part of the node's --help: per component, name, default, doc, allowed."""
+    lines: list[str] = []
+    for component, specs in _by_component():
+        lines += ["", f"{component}: {COMPONENTS[component]}"]
+        for spec in specs:
+            lines.append(f"  {spec.name} (default {_literal(spec.default)})")
+            lines += _wrap(f"{spec.doc} {_allowed_sentence(spec)}", " " * 6)
+            lines += _wrap(_example_sentence(spec), " " * 6)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rover_ws_bridge.config",
+        description="Write the files generated from PARAMETERS, or --check them.")
+    parser.add_argument("--write-yaml", metavar="PATH", type=Path,
+                        help="the params file (config/bridge.yaml)")
+    parser.add_argument("--write-markdown", metavar="PATH", type=Path,
+                        help="the parameter reference (docs/PARAMETERS.md)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a file differs from what would be written")
+    args = parser.parse_args(argv)
+    outputs = [(option, path, render) for option, path, render in (
+        ("--write-yaml", args.write_yaml, render_params_yaml),
+        ("--write-markdown", args.write_markdown, render_markdown),
+    ) if path is not None]
+    if not outputs:
+        parser.error("give --write-yaml PATH and/or --write-markdown PATH")
+    differing = 0
+    for option, path, render in outputs:
+        text = render()
+        if not args.check:
+            path.write_text(text)
+        elif not path.is_file() or path.read_text() != text:
+            print(f"{path} differs from PARAMETERS in rover_ws_bridge/config.py; regenerate it: "
+                  f"python -m rover_ws_bridge.config {option} {path}", file=sys.stderr)
+            differing += 1
+    return 1 if differing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

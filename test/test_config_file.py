@@ -1,12 +1,14 @@
-"""config/bridge.yaml against rover_ws_bridge/config.py, and the validation of parameters.
+"""The files generated from PARAMETERS, and the validation of parameters.
 
-The params file and PARAMETERS must not drift: same names in the same order, same defaults,
-each documented with the spec's sentence and its allowed values. ROS reads the file with rcl's
-own YAML parser (not PyYAML), which types each value from how it is written, so one test loads
-the file through rclpy, in a child process with its own ROS domain, exactly as the node gets it.
+config/bridge.yaml and docs/PARAMETERS.md are renderings of PARAMETERS; the tests check that
+the committed files are exactly that. ROS reads the params file with rcl's own YAML parser (not
+PyYAML), which types each value from how it is written, so one test loads the file through
+rclpy, in a child process with its own ROS domain, exactly as the node gets it.
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import random
@@ -20,62 +22,46 @@ import pytest
 import yaml
 
 from rover_ws_bridge.config import (
+    COMPONENTS,
+    NODE_NAME,
     PARAMETERS,
     BridgeConfig,
     ConfigError,
     ExplicitTopic,
+    PublishQosRule,
+    main,
+    render_markdown,
+    render_params_yaml,
 )
 from rover_ws_bridge.priority import Priority, PriorityOverride
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO / "config" / "bridge.yaml"
-NODE_NAME = "rover_ws_bridge"
-SPECS = {spec.name: spec for spec in PARAMETERS}
-
-# An entry of the file: "    name: value" (active) or "    # name: []" (an empty-list default,
-# which a ROS params file cannot hold: rcl reads `[]` as "no value").
-ACTIVE_ENTRY = re.compile(r"^    (?P<name>[A-Za-z_]\w*):")
-EMPTY_LIST_ENTRY = re.compile(r"^    #\s*(?P<name>[A-Za-z_]\w*):\s*\[\]\s*$")
-COMMENT = re.compile(r"^    #\s?(?P<text>.*)$")
+MARKDOWN_FILE = REPO / "docs" / "PARAMETERS.md"
+REGENERATE = ("regenerate it: python -m rover_ws_bridge.config --write-yaml config/bridge.yaml "
+              "--write-markdown docs/PARAMETERS.md")
 
 
-def _params() -> dict:
-    document = yaml.safe_load(PARAMS_FILE.read_text())
-    return document[NODE_NAME]["ros__parameters"]
+# --- the generated files --------------------------------------------------------------------
 
 
-def _entries() -> list[tuple[str, bool, list[str]]]:
-    """(name, is_active, comment lines above it) for each entry, in file order."""
-    entries: list[tuple[str, bool, list[str]]] = []
-    comments: list[str] = []
-    for line in PARAMS_FILE.read_text().splitlines():
-        if match := EMPTY_LIST_ENTRY.match(line):
-            entries.append((match["name"], False, comments))
-            comments = []
-        elif match := ACTIVE_ENTRY.match(line):
-            entries.append((match["name"], True, comments))
-            comments = []
-        elif match := COMMENT.match(line):
-            comments.append(match["text"])
-        elif not line.strip():
-            comments = []  # a blank line ends a comment block
-    return entries
+def test_params_file_is_the_rendering_of_parameters():
+    assert PARAMS_FILE.read_text() == render_params_yaml(), REGENERATE
 
 
-def _normalized(text: str) -> str:
-    return " ".join(text.split())
+def test_markdown_is_the_rendering_of_parameters():
+    assert MARKDOWN_FILE.read_text() == render_markdown(), REGENERATE
 
 
-def _allowed_text(spec) -> str | None:
-    """What the spec's own check says is allowed, e.g. 'a number in [0, 65535]'."""
-    if spec.check is None:
-        return None
-    impossible = {str: "\0not-a-valid-value", list: ["\0not-a-valid-value"]}.get(spec.type,
-                                                                           float("-inf"))
-    return spec.check(impossible)
-
-
-# --- the file against PARAMETERS ------------------------------------------------------------
+def test_check_exits_nonzero_only_when_a_file_differs(tmp_path, capsys):
+    yaml_file, markdown_file = tmp_path / "bridge.yaml", tmp_path / "PARAMETERS.md"
+    files = ["--write-yaml", str(yaml_file), "--write-markdown", str(markdown_file)]
+    assert main([*files, "--check"]) == 1  # missing files differ too
+    assert main(files) == 0
+    assert main([*files, "--check"]) == 0
+    yaml_file.write_text(yaml_file.read_text().replace("port: 8000", "port: 9000"))
+    assert main([*files, "--check"]) == 1
+    assert "bridge.yaml differs" in capsys.readouterr().err
 
 
 def test_file_is_for_the_node_by_name():
@@ -86,55 +72,25 @@ def test_file_is_for_the_node_by_name():
     assert list(document[NODE_NAME]) == ["ros__parameters"]
 
 
-def test_file_lists_every_parameter_in_declaration_order():
-    names = [name for name, _, _ in _entries()]
-    assert names == [spec.name for spec in PARAMETERS]
-
-
-def test_only_empty_list_defaults_are_commented_out():
-    commented = {name for name, active, _ in _entries() if not active}
-    empty_list_defaults = {s.name for s in PARAMETERS if s.type is list and s.default == []}
-    assert commented == empty_list_defaults
-    assert list(_params()) == [name for name, active, _ in _entries() if active]
-
-
-@pytest.mark.parametrize("spec", [s for s in PARAMETERS if s.default != []], ids=lambda s: s.name)
-def test_value_is_the_default_with_the_declared_type(spec):
-    value = _params()[spec.name]
-    assert value == spec.default
-    # Exact type: ROS types a value from how it is written, so a float written "2" would be an
-    # integer, which a parameter declared as a double rejects.
-    assert type(value) is spec.type
-    if spec.type is list:
-        assert all(type(item) is str for item in value)
-
-
-@pytest.mark.parametrize("spec", PARAMETERS, ids=lambda s: s.name)
-def test_each_entry_is_documented_with_the_spec_and_its_allowed_values(spec):
-    comments = {name: lines for name, _, lines in _entries()}[spec.name]
-    text = _normalized(" ".join(comments))
-    assert _normalized(spec.doc) in text, f"{spec.name}: the comment lacks the spec's doc"
-    assert "Allowed:" in text, f"{spec.name}: the comment does not say what is allowed"
-    allowed = _allowed_text(spec)
-    if allowed is None:
-        return
-    if allowed.startswith("one of "):
-        for option in allowed.removeprefix("one of ").split(", "):
-            assert f'"{option}"' in text, f"{spec.name}: allowed value {option!r} not documented"
-    elif (interval := re.search(r"\[.*\]", allowed)) is not None:
-        assert interval[0] in text, f"{spec.name}: range {interval[0]} not documented"
-    else:
-        assert _normalized(allowed) in text, f"{spec.name}: '{allowed}' not documented"
+def test_node_name_is_the_node_s():
+    node = pytest.importorskip("rover_ws_bridge.ros.node")
+    assert node.NODE_NAME == NODE_NAME
 
 
 def test_file_values_validate_and_equal_the_defaults():
-    from_file = BridgeConfig.from_mapping(_params())
-    assert from_file == BridgeConfig.from_mapping({})
+    params = yaml.safe_load(PARAMS_FILE.read_text())[NODE_NAME]["ros__parameters"]
+    assert BridgeConfig.from_mapping(params) == BridgeConfig()
 
 
-def test_dataclass_defaults_match_parameters():
-    # BridgeConfig's field defaults and PARAMETERS are two spellings of the same defaults.
-    assert BridgeConfig() == BridgeConfig.from_mapping({})
+@pytest.mark.parametrize("spec", [s for s in PARAMETERS if s.example is not None],
+                         ids=lambda s: s.name)
+def test_documented_examples_are_allowed(spec):
+    BridgeConfig.from_mapping({spec.name: spec.example})
+
+
+def test_each_component_is_known_and_declared_in_one_run():
+    runs = [component for component, _ in itertools.groupby(s.component for s in PARAMETERS)]
+    assert runs == list(COMPONENTS)
 
 
 def test_rcl_reads_the_file_with_the_declared_types(tmp_path):
@@ -174,12 +130,48 @@ def test_rcl_reads_the_file_with_the_declared_types(tmp_path):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     ros_type = {bool: "BOOL", int: "INTEGER", float: "DOUBLE", str: "STRING",
                 list: "STRING_ARRAY"}
-    for name, active, _ in _entries():
-        spec = SPECS[name]
-        if not active:
-            assert name not in loaded, f"{name}: an empty list must stay commented out"
-            continue
-        assert loaded[name] == [ros_type[spec.type], spec.default], name
+    for spec in PARAMETERS:
+        if spec.default == []:
+            assert spec.name not in loaded, f"{spec.name}: an empty list must stay commented out"
+        else:
+            assert loaded[spec.name] == [ros_type[spec.type], spec.default], spec.name
+
+
+def test_readme_names_only_known_parameters():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Parameters\n", 1)[1].split("\n## ", 1)[0]
+    assert "docs/PARAMETERS.md" in section
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert named and named <= {spec.name for spec in PARAMETERS}
+
+
+# --- the typed object -----------------------------------------------------------------------
+
+
+def test_dataclass_has_one_typed_field_per_parameter():
+    fields = dataclasses.fields(BridgeConfig)
+    assert [f.name for f in fields] == [spec.name for spec in PARAMETERS]
+    types = {f.name: f.type for f in fields}
+    assert types["port"] is int and types["unsubscribe_grace_s"] is float
+    assert types["topics"] == tuple[ExplicitTopic, ...]
+    assert types["priority_overrides"] == tuple[PriorityOverride, ...]
+    assert types["publish_qos"] == tuple[PublishQosRule, ...]
+    assert types["topic_allow"] == tuple[str, ...]
+
+
+def test_dataclass_defaults_are_the_parameters_defaults():
+    assert BridgeConfig() == BridgeConfig.from_mapping({})
+    assert BridgeConfig().write_allowed_networks == ("127.0.0.0/8", "::1/128")
+
+
+def test_config_is_frozen_and_replace_makes_a_new_one():
+    config = BridgeConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.port = 1
+    changed = config.replace(port=9000)
+    assert (changed.port, config.port) == (9000, 8000)
+    assert changed == BridgeConfig.from_mapping({"port": 9000})
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -276,6 +268,7 @@ def test_lists_are_parsed_into_their_items():
         "topics": ["/imu", " /estop:std_msgs/msg/Bool "],
         "priority_overrides": ["/estop*=critical", " /camera/* = LOW "],
         "topic_deny": ("/debug/*",),
+        "publish_qos": ["/estop=reliable,transient_local,1"],
     })
     assert config.topics == (ExplicitTopic("/imu"), ExplicitTopic("/estop", "std_msgs/msg/Bool"))
     assert config.priority_overrides == (
@@ -283,6 +276,7 @@ def test_lists_are_parsed_into_their_items():
         PriorityOverride("/camera/*", Priority.LOW),
     )
     assert config.topic_deny == ("/debug/*",)
+    assert config.publish_qos == (PublishQosRule("/estop", True, True, 1),)
 
 
 def test_empty_lists_are_accepted_whatever_their_container():

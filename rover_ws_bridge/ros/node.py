@@ -391,10 +391,11 @@ def load_baseline_samples(path: str) -> list[float] | None:
 
 
 def _print_parameters() -> None:
+    from ..config import render_help  # the text is derived from PARAMETERS, like the docs
+
     print(f"{NODE_NAME}: ROS 2 -> WebSocket bridge.\n\nParameters (--ros-args -p name:=value, "
-          "or --params-file config/bridge.yaml):")
-    for spec in PARAMETERS:
-        print(f"  {spec.name} (default {spec.default!r})\n      {spec.doc}")
+          "or --params-file config/bridge.yaml),\nas in docs/PARAMETERS.md:")
+    print(render_help())
 
 
 async def _serve(node: BridgeNode) -> int:
