@@ -2,7 +2,8 @@
 
 Status names are prefixed with the node name ("rover_ws_bridge: Latency") so that
 diagnostic_aggregator and rqt_robot_monitor group them; `hardware_id` is the host name.
-Called on the asyncio thread, where the statistics live (rcl publishing is thread-safe).
+The statuses come from telemetry/diagnostics.py. Called on the asyncio thread, where the
+statistics live (rcl publishing is thread-safe).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt32
 
-from ..streaming.stats import DiagnosticStatusData
+from ..telemetry.diagnostics import Status
 from .qos_events import no_publisher_events
 
 
@@ -28,7 +29,7 @@ class DiagnosticsPublisher:
                                                    event_callbacks=no_publisher_events())
         self._last_count: int | None = None
 
-    def publish(self, statuses: list[DiagnosticStatusData], client_count: int) -> None:
+    def publish(self, statuses: list[Status], client_count: int) -> None:
         array = DiagnosticArray()
         array.header.stamp = self._node.get_clock().now().to_msg()
         for s in statuses:

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -36,8 +37,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from ..bench import endpoint as bench_endpoint
 from ..config import PARAMETERS, BridgeConfig, ConfigError
-from ..metrics import Metrics
 from ..priority import Priority, PublisherQos, QosPriorityRules
 from ..streaming import http_api
 from ..streaming.core import BridgeCore
@@ -45,8 +46,11 @@ from ..streaming.handoff import Handoff
 from ..streaming.policy import Policy
 from ..streaming.router import Router
 from ..streaming.server import BridgeServer, PortInUse
-from ..streaming.stats import StatsCollector
 from ..streaming.topics import TopicDescription
+from ..telemetry import diagnostics as health_checks
+from ..telemetry.delivery import DeliveryMetrics
+from ..telemetry.reading import Telemetry
+from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
 from .diagnostics import DiagnosticsPublisher
 from .message_codec import UnknownMessageType, import_message_type, make_decoder
 from .qos_events import no_subscription_events
@@ -328,19 +332,22 @@ class BridgeRuntime:
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
         c = self.config
-        self.metrics = Metrics(c.metrics_window_s)
-        self.router = Router(self.node, c.unsubscribe_grace_s, self.metrics)
+        self.delivery = DeliveryMetrics(c.metrics_window_s)
+        self.router = Router(self.node, c.unsubscribe_grace_s, self.delivery)
         self.handoff = Handoff(loop, self.router.dispatch, c.handoff_max_messages)
         self.core = BridgeCore(self.router, self.node.policy, self.node.commands.queue, c)
         self.server = BridgeServer(self.core, c)
-        self.stats = StatsCollector(self.metrics, self.router, self.server, self.handoff,
-                                    c.target_latency_ms, NODE_NAME,
-                                    load_baseline_samples(c.regression_baseline_file))
-        self.server.http_routes.update(
-            http_api.routes(self.stats, c.benchmark_endpoint_enabled, lambda: self.server.port))
+        self.telemetry = Telemetry(self.delivery, self.router, self.server, self.handoff,
+                                   self.core, node_name=NODE_NAME,
+                                   target_latency_ms=c.target_latency_ms,
+                                   baselines=load_regression_baselines(c.regression_baseline_file))
+        self.server.http_routes.update(http_api.routes(self.telemetry.read))
+        self.server.http_routes[bench_endpoint.PATH] = bench_endpoint.route(
+            c.benchmark_endpoint_enabled, lambda: self.server.port,
+            lambda name: self.router.topic(name) is not None)
         port = await self.server.start()  # fails early (port in use) before ROS work starts
         self.node.attach(loop, self.router, self.handoff)
-        self.diagnostics = DiagnosticsPublisher(self.node, self.stats.hardware_id)
+        self.diagnostics = DiagnosticsPublisher(self.node, socket.gethostname())
         self._housekeeping = loop.create_task(self._every_period())
         self._executor = SingleThreadedExecutor(context=self.node.context)
         self._executor.add_node(self.node)
@@ -355,9 +362,10 @@ class BridgeRuntime:
         while True:
             await asyncio.sleep(period)
             try:
-                self.stats.tick()
+                self.telemetry.tick()
                 self.server.close_stalled(self.config.client_send_timeout_s)
-                self.diagnostics.publish(self.stats.diagnostics(), len(self.server.sessions))
+                reading = self.telemetry.read()
+                self.diagnostics.publish(health_checks.statuses(reading), len(reading.connections))
             except Exception:  # noqa: BLE001 - never let reporting take the bridge down
                 log.exception("statistics refresh failed")
 
@@ -373,21 +381,21 @@ class BridgeRuntime:
             self._thread.join(timeout=5.0)
 
 
-def load_baseline_samples(path: str) -> list[float] | None:
-    """Latency samples (ms) from a bench JSON file: every scenario's `latency_samples_ms`."""
+def load_regression_baselines(path: str) -> dict[LoadLevel, Baseline] | None:
+    """The regression baselines of a bench JSON file, one per load level its scenarios ran at
+    (telemetry/regression.py); the other levels are learned."""
     if not path:
         return None
     try:
         with open(path) as f:
-            data = json.load(f)
-        samples = [v for s in data.get("scenarios", []) for v in s.get("latency_samples_ms", [])]
-    except (OSError, ValueError, AttributeError) as exc:
+            baselines = baselines_from_bench(json.load(f))
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise ConfigError("regression_baseline_file", path,
                           f"a readable bench JSON file ({exc})") from None
-    if not samples:
-        raise ConfigError("regression_baseline_file", path,
-                          "a bench JSON whose scenarios have latency_samples_ms")
-    return samples
+    if not baselines:
+        raise ConfigError("regression_baseline_file", path, "a bench JSON whose scenarios have "
+                          "latency_samples_ms and throughput_msgs_s")
+    return baselines
 
 
 def _print_parameters() -> None:
