@@ -31,7 +31,6 @@ from ..protocols import PROTOCOLS, ProtocolRefused, select_protocol
 from ..wire.compression import Compression
 from .connection import Connection, SessionSettings
 from .core import BridgeCore
-from .http_api import json_response
 from .outbox import OutboxLimits
 
 log = logging.getLogger(__name__)
@@ -81,11 +80,9 @@ class BridgeServer:
         self._server: Server | None = None
         self.port: int | None = None
         # HTTP routes served on the WebSocket port: path -> handler(connection, request),
-        # which returns a Response or an awaitable of one. See http_api.py.
-        self.http_routes: dict[str, Callable[[ServerConnection, Request], Any]] = {
-            "/health": lambda connection, request: json_response(
-                HTTPStatus.OK, {"status": "ok", "connections": len(self.sessions)}),
-        }
+        # which returns a Response or an awaitable of one. The runtime adds them (http_api.py,
+        # bench/endpoint.py).
+        self.http_routes: dict[str, Callable[[ServerConnection, Request], Any]] = {}
         self.static_root: Path | None = DASHBOARD_DIR if DASHBOARD_DIR.is_dir() else None
 
     async def start(self) -> int:
