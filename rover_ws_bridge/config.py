@@ -357,8 +357,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("diagnostics_period_s", "telemetry", float, 1.0,
                   "Period of /diagnostics and of the statistics refresh.", InRange(0.1, 60.0)),
     ParameterSpec("regression_baseline_file", "telemetry", str, "",
-                  "Bench JSON whose latency samples are the regression baseline; empty = learn "
-                  "the baseline from the first traffic after start-up.",
+                  "Bench JSON whose scenarios give the regression baselines, one per load level "
+                  "(messages/s and clients); empty = learn each load level's baseline the first "
+                  "time the bridge runs at that load.",
                   note="a file path, or empty"),
     ParameterSpec("benchmark_endpoint_enabled", "telemetry", bool, False,
                   "Serve POST /api/performance/benchmark (loopback callers only). It loads the "

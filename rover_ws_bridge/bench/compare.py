@@ -3,7 +3,7 @@
 Per scenario present in both runs (and run without error in both):
 
 - Latency: a one-sided Mann-Whitney U test on the stored latency samples
-  (`latency_samples_ms`; rover_ws_bridge.metrics.mann_whitney_greater) says whether the new
+  (`latency_samples_ms`; telemetry.regression.mann_whitney_greater) says whether the new
   latencies are stochastically greater, and a minimum effect size keeps a significant but tiny
   shift from counting: p < `alpha` AND the new p95 or p99 worse by more than `threshold_pct`
   AND by more than `min_latency_ms` in absolute terms. The Vargha-Delaney A (probability that a
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import mann_whitney_greater
+from ..telemetry.regression import mann_whitney_greater
 
 # Other processes using this much of a core in either run: the comparison says so.
 DISTURBED_PCT = 20.0

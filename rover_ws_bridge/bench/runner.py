@@ -198,10 +198,6 @@ class ScenarioRun:
                 result.update(self._measure_idle(bridge))
             else:
                 result.update(self._measure_load(bridge, url))
-            if not self.is_peer:
-                health = _bridge_get(url, "/health")
-                if health is not None and "handoff_dropped" in health:
-                    result["bridge_handoff_dropped_total"] = health["handoff_dropped"]
         finally:
             bridge_exit = self._stop_all()
         result["bridge_exit_code"] = bridge_exit

@@ -38,7 +38,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 
 from ..bench import endpoint as bench_endpoint
-from ..config import PARAMETERS, BridgeConfig, ConfigError
+from ..config import PARAMETERS, BridgeConfig, ConfigError, render_help
 from ..priority import Priority, PublisherQos, QosPriorityRules
 from ..streaming import http_api
 from ..streaming.core import BridgeCore
@@ -399,8 +399,6 @@ def load_regression_baselines(path: str) -> dict[LoadLevel, Baseline] | None:
 
 
 def _print_parameters() -> None:
-    from ..config import render_help  # the text is derived from PARAMETERS, like the docs
-
     print(f"{NODE_NAME}: ROS 2 -> WebSocket bridge.\n\nParameters (--ros-args -p name:=value, "
           "or --params-file config/bridge.yaml),\nas in docs/PARAMETERS.md:")
     print(render_help())

@@ -32,7 +32,6 @@ class Handoff:
         self._scheduled = False
         self.max_messages = max_messages
         self.dropped = 0
-        self.accepted = 0
         self.wakeups = 0
 
     def put(self, item: Inbound, priority: int) -> None:
@@ -41,7 +40,6 @@ class Handoff:
             self.dropped += 1
             return
         self._queue.append(item)
-        self.accepted += 1
         if not self._scheduled:
             self._scheduled = True
             try:

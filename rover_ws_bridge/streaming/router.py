@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from ..metrics import Metrics
+from ..telemetry.delivery import DeliveryMetrics
 from ..wire.encoding import encode_plain
 from ..wire.frame import Encoding, Record
 from .frame_cache import FrameCache
@@ -53,7 +53,6 @@ class Subscription:
     encoding: Encoding
     min_interval_ns: int = 0  # throttling: 0 = every message
     last_sent_ns: int = 0
-    throttled: int = 0
 
 
 @dataclass
@@ -67,7 +66,7 @@ class _Topic:
 
 class Router:
     def __init__(self, ros: RosLink, unsubscribe_grace_s: float = 2.0,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: DeliveryMetrics | None = None) -> None:
         self._ros = ros
         self._grace_s = unsubscribe_grace_s
         self._topics: dict[str, _Topic] = {}
@@ -86,7 +85,7 @@ class Router:
         self.ros_subscribed: set[str] = set()
         self.received = 0
         self.received_by_topic: dict[str, int] = {}
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics = metrics if metrics is not None else DeliveryMetrics()
         self.frame_cache = FrameCache()
 
     # -- topics ----------------------------------------------------------------------------
@@ -141,10 +140,6 @@ class Router:
         self._sessions.discard(session)
         for name in [n for n, subs in self._wanted_by.items() if session in subs]:
             self.unsubscribe(session, name)
-
-    @property
-    def session_count(self) -> int:
-        return len(self._sessions)
 
     def subscribe(self, session: "Session", name: str, encoding: Encoding,
                   max_rate_hz: float | None = None,
@@ -239,7 +234,6 @@ class Router:
             for session, sub in list(subs.items()):
                 if sub.min_interval_ns:
                     if receive_ns - sub.last_sent_ns < sub.min_interval_ns:
-                        sub.throttled += 1
                         continue
                     sub.last_sent_ns = receive_ns
                 record = self._record(topic, sub.encoding, cdr, receive_ns, sequence, encoded,
