@@ -51,6 +51,7 @@ from ..telemetry import diagnostics as health_checks
 from ..telemetry.delivery import DeliveryMetrics
 from ..telemetry.reading import Telemetry
 from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
+from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
 from .message_codec import UnknownMessageType, import_message_type, make_decoder
 from .qos_events import no_subscription_events
@@ -250,9 +251,15 @@ class BridgeNode(Node):
             PublisherQos(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE,
                          p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL)
             for p in publishers])
+        try:
+            schema_encoding, schema = message_definition(type_name)  # cached per type
+        except DefinitionNotFoundError as exc:
+            self._warn_once(f"definition:{type_name}", f"no message definition for {name}: "
+                            f"{exc}; Foxglove clients cannot decode it")
+            schema_encoding, schema = "", ""
         return _OfferedTopic(
             TopicDescription(name, type_name, Priority(priority), qos.transient_local,
-                             c.latched_depth),
+                             c.latched_depth, qos.reliable, schema_encoding, schema),
             message_class, qos)
 
     # -- subscriptions -----------------------------------------------------------------------

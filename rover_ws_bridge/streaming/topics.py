@@ -15,6 +15,11 @@ class TopicDescription:
     priority: Priority
     transient_local: bool = False  # the bridge's subscription is transient_local (latched)
     latched_depth: int = 1  # how many latched samples a late client gets
+    reliable: bool = False  # the bridge's subscription is reliable
+    # The full message definition ("ros2msg": the .msg and its dependencies, as Foxglove
+    # clients expect it; "ros2idl" where only .idl files exist; "" when not found).
+    schema_encoding: str = ""
+    schema: str = ""
 
 
 @dataclass(frozen=True)
@@ -31,4 +36,4 @@ class TopicInfo:
     def to_json(self) -> dict:
         d = self.description
         return {"id": self.id, "name": d.name, "type": d.type_name, "priority": d.priority.name,
-                "transient_local": d.transient_local}
+                "transient_local": d.transient_local, "reliable": d.reliable}
