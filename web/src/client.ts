@@ -683,7 +683,7 @@ export class OptimizedTelemetryClient {
    * and an `error` event (a `PublishError` naming the topic). Returns false, sending nothing,
    * when the client is not open.
    */
-  publish(topic: string, msg: Record<string, unknown>): boolean {
+  publish(topic: string, msg: object): boolean {
     const ws = this.openSocket();
     if (ws === null) return false;
     const id = this.nextId++;

@@ -5,13 +5,18 @@
  * Messages only update state (latest message per topic, chart arrays, the camera's latest
  * frame); drawing happens in one requestAnimationFrame loop, so the page costs the same at
  * 10 or 1000 messages/s. Tables and figures refresh 4 times a second.
+ *
+ * Controls (a teleop pad for /cmd_vel, e-stop buttons) show only when the bridge's `hello`
+ * allows this connection to publish or call them.
  */
 import { OptimizedTelemetryClient, type ConnectionState, type StateDetail, type TelemetryMessage, type TopicInfo } from "../index.js";
 import type { BackpressureInfo } from "../protocol.js";
 import { CameraView } from "./camera.js";
 import { TopicChart } from "./chart.js";
+import { EstopControl, ESTOP_SERVICE, ESTOP_TOPIC } from "./estop.js";
 import { numericPaths } from "./fields.js";
 import { bytes, el, fixed, setText, value } from "./format.js";
+import { CMD_VEL_TOPIC, TeleopDrive, TeleopPad, TWIST_TYPE } from "./teleop.js";
 import "./style.css";
 
 const TEXT_REFRESH_MS = 250;
@@ -22,6 +27,9 @@ const DEFAULT_PLOTS: Record<string, string[]> = {
 };
 const IMAGE_TYPE = "sensor_msgs/msg/CompressedImage";
 const PRIORITY_ORDER = { CRITICAL: 0, HIGH: 1, NORMAL: 2, LOW: 3 } as const;
+/** The node whose max_speed_mps parameter bounds the teleop pad (the simulated rover). */
+const ROVER_NODE = "/rover_sim";
+const MAX_SPEED_PARAMETER = "max_speed_mps";
 
 const params = new URLSearchParams(location.search);
 const url = params.get("url") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
@@ -34,6 +42,12 @@ const client = new OptimizedTelemetryClient({
 const latest = new Map<string, TelemetryMessage>();
 const charts = new Map<string, TopicChart>();
 const camera = new CameraView();
+const drive = new TeleopDrive({
+  advertise: () => client.advertise(CMD_VEL_TOPIC, TWIST_TYPE),
+  publish: (message) => client.publish(CMD_VEL_TOPIC, message),
+});
+const teleop = new TeleopPad(drive);
+const estop = new EstopControl((data) => client.callService(ESTOP_SERVICE, { data }, { type: "std_srvs/srv/SetBool" }));
 let selectedTopic = "/imu";
 let connection: { state: ConnectionState; detail: StateDetail; since: number; retryAt: number | null } = {
   state: "connecting", detail: {}, since: Date.now(), retryAt: null,
@@ -94,6 +108,9 @@ document.querySelector("#app")!.innerHTML = `
   </div>
   <div class="column center" id="charts"></div>
   <div class="column right">
+    <section class="card control" id="control" data-testid="control" hidden>
+      <h3>Control <span class="hint">this dashboard may drive the rover</span></h3>
+    </section>
     <div id="camera-slot"></div>
     <section class="card fields">
       <h3>Fields of <span class="topic-name" id="fields-topic"></span></h3>
@@ -103,6 +120,33 @@ document.querySelector("#app")!.innerHTML = `
 </main>`;
 
 $("camera-slot").append(camera.root);
+$("control").append(estop.root, teleop.root);
+
+// -- control -----------------------------------------------------------------------------------
+
+/** Show the controls this connection may use (from `hello.permissions`). */
+function renderControls(): void {
+  const canDrive = client.mayPublish(CMD_VEL_TOPIC);
+  const canEstop = client.mayCall(ESTOP_SERVICE);
+  teleop.root.hidden = !canDrive;
+  estop.root.hidden = !canEstop;
+  $("control").hidden = !canDrive && !canEstop;
+}
+
+/** The pad's range: the rover's own max speed, when it can be read. */
+function loadMaxSpeed(): void {
+  if (!client.mayPublish(CMD_VEL_TOPIC) || !client.permissions.get_parameters) return;
+  client.getParameters(ROVER_NODE, [MAX_SPEED_PARAMETER]).then((parameters) => {
+    const value = parameters.find((p) => p.name === MAX_SPEED_PARAMETER)?.value;
+    if (typeof value === "number") drive.setMaxSpeed(value);
+  }, (error: Error) => console.info(`teleop: ${ROVER_NODE} ${MAX_SPEED_PARAMETER} not read (${error.message})`));
+}
+
+// Let go when the page loses focus or is hidden: a held key's keyup would never come.
+window.addEventListener("blur", () => drive.stop());
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") drive.stop();
+});
 
 // -- charts ------------------------------------------------------------------------------------
 
@@ -154,6 +198,7 @@ client.on("topics", (topics) => {
 client.on("hello", (hello) => {
   setText($("server"), `${hello.server} ${hello.version} · ${url.replace(/^wss?:\/\//, "")}`);
   backpressure = null;
+  renderControls();
 });
 
 client.on("backpressure", (info) => {
@@ -170,6 +215,10 @@ client.on("state", (state, detail) => {
   };
   if (lostNow) lostAt = now;
   if (state === "open") lostAt = null;
+  // A lost link stops the drive; after the reconnection it waits for a new press.
+  drive.setLinkUp(state === "open");
+  estop.setEnabled(state === "open");
+  if (state === "open") loadMaxSpeed();
   renderConnection();
 });
 
@@ -296,13 +345,14 @@ function renderTopics(): void {
 
 function renderRover(): void {
   const figures: [string, string][] = [];
-  const estop = latest.get("/estop")?.data as { data?: boolean } | undefined;
+  const estopState = latest.get(ESTOP_TOPIC)?.data as { data?: boolean } | undefined;
   const estopPill = $("estop");
-  if (estop !== undefined && typeof estop.data === "boolean") {
+  if (estopState !== undefined && typeof estopState.data === "boolean") {
     estopPill.hidden = false;
-    estopPill.className = `pill estop ${estop.data ? "engaged" : "released"}`;
-    setText(estopPill, estop.data ? "E-STOP ENGAGED" : "e-stop released");
+    estopPill.className = `pill estop ${estopState.data ? "engaged" : "released"}`;
+    setText(estopPill, estopState.data ? "E-STOP ENGAGED" : "e-stop released");
   }
+  estop.setState(typeof estopState?.data === "boolean" ? estopState.data : undefined);
   const battery = latest.get("/battery_state")?.data as { percentage?: number; voltage?: number; current?: number } | undefined;
   if (battery !== undefined) {
     figures.push(["battery", `${fixed((battery.percentage ?? NaN) * 100, 0)} % · ${fixed(battery.voltage, 2)} V · ${fixed(battery.current, 1)} A`]);
@@ -372,6 +422,7 @@ function frame(time: number): void {
 }
 
 renderConnection();
+renderControls();
 requestAnimationFrame(frame);
 
 // For debugging from the console, and for the browser test.
