@@ -30,6 +30,8 @@ const PRIORITY_ORDER = { CRITICAL: 0, HIGH: 1, NORMAL: 2, LOW: 3 } as const;
 /** The node whose max_speed_mps parameter bounds the teleop pad (the simulated rover). */
 const ROVER_NODE = "/rover_sim";
 const MAX_SPEED_PARAMETER = "max_speed_mps";
+const MAX_SPEED_RETRY_MS = 3000;
+const MAX_SPEED_ATTEMPTS = 20;
 
 const params = new URLSearchParams(location.search);
 const url = params.get("url") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
@@ -133,13 +135,26 @@ function renderControls(): void {
   $("control").hidden = !canDrive && !canEstop;
 }
 
-/** The pad's range: the rover's own max speed, when it can be read. */
-function loadMaxSpeed(): void {
-  if (!client.mayPublish(CMD_VEL_TOPIC) || !client.permissions.get_parameters) return;
+/**
+ * The pad's range: the rover's own max speed, when it can be read. The node may not be up yet
+ * (or not discovered by the bridge) when the page connects: try again every few seconds while
+ * this connection lasts.
+ */
+let maxSpeedTimer: ReturnType<typeof setTimeout> | null = null;
+function loadMaxSpeed(attempt = 1): void {
+  if (maxSpeedTimer !== null) clearTimeout(maxSpeedTimer);
+  maxSpeedTimer = null;
+  if (client.state !== "open" || !client.mayPublish(CMD_VEL_TOPIC) || !client.permissions.get_parameters) return;
   client.getParameters(ROVER_NODE, [MAX_SPEED_PARAMETER]).then((parameters) => {
     const value = parameters.find((p) => p.name === MAX_SPEED_PARAMETER)?.value;
     if (typeof value === "number") drive.setMaxSpeed(value);
-  }, (error: Error) => console.info(`teleop: ${ROVER_NODE} ${MAX_SPEED_PARAMETER} not read (${error.message})`));
+    else throw new Error("no such parameter");
+  }).catch((error: Error) => {
+    if (attempt === 1) console.info(`teleop: ${ROVER_NODE} ${MAX_SPEED_PARAMETER} not read yet (${error.message}); retrying`);
+    if (attempt < MAX_SPEED_ATTEMPTS && client.state === "open") {
+      maxSpeedTimer = setTimeout(() => loadMaxSpeed(attempt + 1), MAX_SPEED_RETRY_MS);
+    }
+  });
 }
 
 // Let go when the page loses focus or is hidden: a held key's keyup would never come.

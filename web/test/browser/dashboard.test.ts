@@ -1,11 +1,16 @@
 // The dashboard in a real browser: headless Chromium (Debian's package, /usr/bin/chromium or
 // $CHROMIUM) driven by playwright-core loads the page the bridge serves, with the simulated
-// rover running. Checks that values update and the plots draw, that the link-lost banner shows
-// while the bridge is away and goes when it is back, and saves screenshots to test-output/.
+// rover running. Checks that values update and the plots draw, that the teleop pad drives the
+// simulated rover and the e-stop buttons work (as a second client, from Node.js, sees on
+// /odom and /estop), that the link-lost banner shows while the bridge is away and goes when it
+// is back, and saves screenshots to test-output/.
 import { existsSync, mkdirSync } from "node:fs";
+import WebSocket from "ws";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { OptimizedTelemetryClient, type WebSocketConstructor } from "../../src/index.js";
 import { REPO_ROOT, startBridge, type RunningBridge } from "../support/bridge.js";
+import { waitFor } from "../support/fake-bridge.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const OUTPUT = `${REPO_ROOT}test-output/`;
@@ -21,12 +26,46 @@ let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
 
+/** A second client of the bridge (Node.js), watching what the rover does. */
+let observer: OptimizedTelemetryClient;
+const rover = { speed: NaN, yawRate: NaN, estop: undefined as boolean | undefined, odomMessages: 0 };
+
+function watchRover(url: string): OptimizedTelemetryClient {
+  const client = new OptimizedTelemetryClient({
+    url, topics: ["/odom", "/estop"], statsIntervalMs: 0, WebSocket: WebSocket as unknown as WebSocketConstructor,
+    reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
+  });
+  client.onTelemetry((messages) => {
+    for (const m of messages) {
+      if (m.topic === "/odom") {
+        const t = (m.data as { twist: { twist: { linear: { x: number }; angular: { z: number } } } }).twist.twist;
+        rover.speed = t.linear.x;
+        rover.yawRate = t.angular.z;
+        rover.odomMessages++;
+      } else if (m.topic === "/estop") {
+        rover.estop = (m.data as { data: boolean }).data;
+      }
+    }
+  });
+  return client;
+}
+
+/** The pad's point for a command: x, y in -1..1 (y up), in page pixels. */
+async function padPoint(x: number, y: number): Promise<{ x: number; y: number }> {
+  const box = await page.locator('[data-testid="teleop-pad"]').boundingBox();
+  if (box === null) throw new Error("the teleop pad is not shown");
+  return { x: box.x + ((x + 1) / 2) * box.width, y: box.y + ((1 - y) / 2) * box.height };
+}
+
+const near = (value: number, target: number) => Math.abs(value - target) < 0.02;
+
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no Chromium at ${CHROMIUM}: run scripts/install_web_test_deps.sh (as root it installs Debian's chromium), or set CHROMIUM`);
   }
   mkdirSync(OUTPUT, { recursive: true });
   bridge = await startBridge();
+  observer = watchRover(bridge.url);
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
   page = await browser.newPage({ viewport: { width: 1440, height: 960 } });
   page.on("pageerror", (error) => pageErrors.push(error.message));
@@ -43,6 +82,7 @@ afterEach(async (context) => {
 });
 
 afterAll(async () => {
+  observer?.close();
   await browser?.close();
   await bridge?.stop();
 });
@@ -163,10 +203,94 @@ describe("dashboard served by the bridge", () => {
     console.log(`dashboard rendering: ${smooth}`);
   });
 
+  it("drives the rover with the teleop pad and the keys while held; released, it returns to its loop", async () => {
+    await observer.ready(LONG);
+    // The controls show: the demo lets loopback clients publish /cmd_vel and call /rover_sim/*.
+    await page.locator('[data-testid="teleop-pad"]').waitFor({ state: "visible", timeout: LONG });
+    await page.locator('[data-testid="estop-engage"]').waitFor({ state: "visible", timeout: LONG });
+    // The pad's range comes from the sim's max_speed_mps parameter (2.0); the limit starts at 1.0.
+    await page.locator('[data-testid="teleop-max-speed"]', { hasText: "1.0 of 2.0 m/s" }).waitFor({ timeout: LONG });
+    await waitFor(() => rover.odomMessages > 0, "odometry", LONG);
+    await waitFor(() => rover.speed > 0.7, "the rover on its loop (~1 m/s)", LONG);
+    expect(rover.estop).toBe(false);
+
+    // Hold the pad halfway up, on the centre line: 0.5 m/s straight ahead, for ~1.5 s.
+    const half = await padPoint(0, 0.5);
+    await page.mouse.move(half.x, half.y);
+    await page.mouse.down();
+    await page.locator('[data-testid="teleop-status"]', { hasText: "driving" }).waitFor({ timeout: LONG });
+    await expect(page.locator('[data-testid="teleop-command"]').textContent()).resolves.toMatch(/^0\.5\d m\/s · -?0\.0\d rad\/s$/);
+    await waitFor(() => near(rover.speed, 0.5), "odometry at the commanded 0.5 m/s", LONG);
+    const heldFrom = Date.now();
+    const during: number[] = [];
+    while (Date.now() - heldFrom < 1500) {
+      during.push(rover.speed);
+      await page.waitForTimeout(100);
+    }
+    // Commands keep coming (10 Hz): the rover does not fall back to its loop while held
+    // (it would 0.5 s after the last one).
+    expect(during.every((v) => near(v, 0.5))).toBe(true);
+    expect(Math.abs(rover.yawRate)).toBeLessThan(0.1);
+    await page.screenshot({ path: `${OUTPUT}dashboard-teleop.png` });
+
+    // Released: a zero twist (the rover stops), then, with no more commands, its loop again.
+    await page.mouse.up();
+    await page.locator('[data-testid="teleop-status"]', { hasText: "hold to drive" }).waitFor({ timeout: LONG });
+    await waitFor(() => near(rover.speed, 0), "the rover stopped by the zero twist", LONG);
+    await waitFor(() => rover.speed > 0.7, "the rover back on its loop", LONG);
+
+    // The keys, while the pad has focus, at a raised limit: W = forward at the limit.
+    await page.locator('[data-testid="teleop-limit"]').fill("1.5");
+    await page.locator('[data-testid="teleop-max-speed"]', { hasText: "1.5 of 2.0 m/s" }).waitFor({ timeout: LONG });
+    await page.locator('[data-testid="teleop-pad"]').focus();
+    await page.keyboard.down("w");
+    await waitFor(() => near(rover.speed, 1.5), "odometry at 1.5 m/s from the W key", LONG);
+    await page.keyboard.down("ArrowLeft");
+    await waitFor(() => near(rover.yawRate, 1.5), "turning left at 1.5 rad/s", LONG);
+    await page.keyboard.up("ArrowLeft");
+    await page.keyboard.up("w");
+    await waitFor(() => near(rover.speed, 0), "stopped after the keys' release", LONG);
+    await waitFor(() => rover.speed > 0.7, "back on the loop after the keys", LONG);
+
+    // Focus lost while a key is held: a zero twist, and the rover goes back to its loop.
+    await page.locator('[data-testid="teleop-pad"]').focus();
+    await page.keyboard.down("s");
+    await waitFor(() => near(rover.speed, -1.5), "reversing at 1.5 m/s", LONG);
+    await page.locator('[data-testid="estop-release"]').focus(); // the pad loses focus, S still down
+    await waitFor(() => near(rover.speed, 0), "stopped when the pad lost focus", LONG);
+    await waitFor(() => rover.speed > 0.7, "back on the loop after the blur", LONG);
+    await page.keyboard.up("s");
+    await page.locator('[data-testid="teleop-limit"]').fill("1");
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("the e-stop button engages the rover's e-stop (/estop true); release releases it", async () => {
+    await page.locator('[data-testid="estop-engage"]').click();
+    await waitFor(() => rover.estop === true, "/estop true", LONG);
+    await page.locator('[data-testid="estop-state"]', { hasText: "E-STOP ENGAGED" }).waitFor({ timeout: LONG });
+    await page.locator('[data-testid="estop"]', { hasText: "E-STOP ENGAGED" }).waitFor({ timeout: LONG });
+    await expect(page.locator('[data-testid="estop-result"]').textContent()).resolves.toMatch(/engage accepted/);
+    // Engaged, the rover stands still and ignores /cmd_vel.
+    await waitFor(() => near(rover.speed, 0), "the rover standing still", LONG);
+    await page.locator('[data-testid="control"]').screenshot({ path: `${OUTPUT}dashboard-estop.png` });
+    // Release from the keyboard: the buttons take focus and Enter.
+    await page.locator('[data-testid="estop-release"]').focus();
+    await page.keyboard.press("Enter");
+    await waitFor(() => rover.estop === false, "/estop false", LONG);
+    await page.locator('[data-testid="estop-state"]', { hasText: "e-stop released" }).waitFor({ timeout: LONG });
+    await waitFor(() => rover.speed > 0.7, "the rover back on its loop", LONG);
+    expect(pageErrors).toEqual([]);
+  });
+
   it("shows a banner while the link is down, and recovers when the bridge is back", async () => {
     const banner = page.locator('[data-testid="banner"]');
     await expect(banner.isHidden()).resolves.toBe(true);
     const port = bridge.port;
+    // Driving when the link drops: the pad stays pressed through the outage.
+    const half = await padPoint(0, 0.5);
+    await page.mouse.move(half.x, half.y);
+    await page.mouse.down();
+    await waitFor(() => near(rover.speed, 0.5), "driving at 0.5 m/s", LONG);
     await bridge.stop();
     await banner.filter({ hasText: "Link to the rover lost" }).waitFor({ state: "visible", timeout: LONG });
     await page.locator('[data-testid="connection-state"]', { hasText: "reconnecting" }).waitFor({ timeout: LONG });
@@ -179,6 +303,25 @@ describe("dashboard served by the bridge", () => {
     await banner.waitFor({ state: "hidden", timeout: LONG });
     // Subscribed again: data flows anew.
     await page.waitForFunction((n) => (window as unknown as { roverClient: { metrics(): { messages: number } } }).roverClient.metrics().messages > n + 200, messagesBefore, { timeout: LONG });
+    expect(pageErrors).toEqual([]);
+
+    // The pad is still pressed, but nothing resumes after the reconnection: the rover (a new
+    // sim) drives its loop until the user presses again.
+    await expect(page.locator('[data-testid="teleop-status"]').textContent()).resolves.toBe("hold to drive");
+    const odomBefore = rover.odomMessages;
+    await waitFor(() => rover.odomMessages > odomBefore + 100, "odometry from the new sim", LONG);
+    expect(rover.speed).toBeGreaterThan(0.7);
+    await page.mouse.move(half.x + 5, half.y - 5); // dragging the old press: still nothing
+    await page.waitForTimeout(300);
+    expect(rover.speed).toBeGreaterThan(0.7);
+    await page.mouse.up();
+
+    // A new press drives again: the client advertised /cmd_vel again on the new connection.
+    await page.mouse.move(half.x, half.y);
+    await page.mouse.down();
+    await waitFor(() => near(rover.speed, 0.5), "driving again after the reconnection", LONG);
+    await page.mouse.up();
+    await waitFor(() => rover.speed > 0.7, "back on the loop", LONG);
     expect(pageErrors).toEqual([]);
   });
 });
