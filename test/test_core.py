@@ -192,19 +192,43 @@ def test_service_call_answer_timeout_and_in_flight_bound():
 
 def test_set_parameters_reads_the_types_first_so_an_integer_sets_a_double():
     async def scenario():
-        core, queue, _ = make_core()
+        core, queue, _ = make_core(parameter_write_allow=["/sim:*"])
         conn = FakeConnection()
-        core.execute(conn, p.SetParameters(1, "/sim", (("speed", 2),)))
-        [get] = queue.take_all()
+        core.execute(conn, p.SetParameters(1, "/sim", (("speed", 2), ("ghost", 1))))
+        [listing] = queue.take_all()
+        assert listing.service == "/sim/list_parameters"
+        listing.done("ok", {"result": {"names": ["speed", "other"]}})
+        await asyncio.sleep(0)
+        [get] = queue.take_all()  # only the declared one: a node answers nothing otherwise
         assert get.service == "/sim/get_parameters" and get.request == {"names": ["speed"]}
         get.done("ok", {"values": [{"type": 3, "double_value": 1.0}]})
         await asyncio.sleep(0)
         [set_] = queue.take_all()
-        assert set_.request == {"parameters": [{"name": "speed", "value": {
-            "type": 3, "double_value": 2.0}}]}
-        set_.done("ok", {"results": [{"successful": True, "reason": ""}]})
+        assert set_.request == {"parameters": [
+            {"name": "speed", "value": {"type": 3, "double_value": 2.0}},
+            {"name": "ghost", "value": {"type": 2, "integer_value": 1}}]}
+        set_.done("ok", {"results": [{"successful": True, "reason": ""},
+                                     {"successful": False, "reason": "not declared"}]})
         await asyncio.sleep(0)
-        assert last(conn) == p.ParametersSet(1, "/sim", (("speed", True, ""),))
+        assert last(conn) == p.ParametersSet(1, "/sim", (("speed", True, ""),
+                                                         ("ghost", False, "not declared")))
+    run(scenario)
+
+
+def test_get_parameters_answers_an_undeclared_name_as_not_set():
+    async def scenario():
+        core, queue, _ = make_core()
+        conn = FakeConnection()
+        core.execute(conn, p.GetParameters(1, "/sim", ("speed", "ghost")))
+        [listing] = queue.take_all()
+        listing.done("ok", {"result": {"names": ["speed"]}})
+        await asyncio.sleep(0)
+        [get] = queue.take_all()
+        assert get.request == {"names": ["speed"]}
+        get.done("ok", {"values": [{"type": 3, "double_value": 1.5}]})
+        await asyncio.sleep(0)
+        assert last(conn) == p.ParameterValues(1, "/sim", (("speed", 1.5, "double"),
+                                                           ("ghost", None, "not_set")))
     run(scenario)
 
 

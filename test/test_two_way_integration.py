@@ -124,7 +124,7 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
         **FAST_PARAMS,
         "publish_allow": f'["{CMD_VEL}", "{TOPIC_PREFIX}/free/*"]',
         "service_allow": f'["{TOPIC_PREFIX}/*"]',
-        "parameter_write_allow": f'["/{PARAM_NODE}:max_speed_mps"]',
+        "parameter_write_allow": f'["/{PARAM_NODE}:max_speed_mps", "/{PARAM_NODE}:nope*"]',
         "service_timeout_s": "1.0",
     }, tmp_path_factory.mktemp("two_way_bridge"))
     process.wait_ready()
@@ -299,8 +299,17 @@ def test_parameters_of_another_node_are_listed_read_and_set(bridge: BridgeProces
             [result] = await client.set_parameters(node, {"max_speed_mps": 3})
             assert result == {"name": "max_speed_mps", "successful": True, "reason": ""}
             assert target.get_parameter("max_speed_mps").value == 3.0
+            undeclared = await client.set_parameters(node, {"nope_undeclared": 1})
+            assert undeclared[0]["name"] == "nope_undeclared"
+            assert undeclared[0]["successful"] is False and undeclared[0]["reason"]
             [result] = await client.set_parameters(node, {"max_speed_mps": 9.0})
             assert result["successful"] is False and "at most 5" in result["reason"]
+            # An undeclared name is answered, and does not hide the others.
+            reply = await client.request({"op": "get_parameters", "node": node,
+                                          "names": ["max_speed_mps", "nope"]})
+            assert reply["parameters"] == [
+                {"name": "max_speed_mps", "value": 3.0, "type": "double"},
+                {"name": "nope", "value": None, "type": "not_set"}]
             with pytest.raises(BridgeError) as not_allowed:
                 await client.set_parameters(node, {"label": "x"})
             assert not_allowed.value.code == "not_allowed"

@@ -317,18 +317,8 @@ class BridgeCore:
         if refusal is not None:
             requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
             return
-        ref = request.ref
-
-        def listed(code: str, detail: Any) -> None:
-            if code != "ok":
-                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
-                return
-            names = tuple(sorted(detail.get("result", {}).get("names", [])))
-            requester.deliver(p.ParameterNames(ref, request.node, names))
-
-        self._start_call(requester, ref, request.node, f"{node}/list_parameters",
-                         "rcl_interfaces/srv/ListParameters", {"prefixes": [], "depth": 0},
-                         None, listed)
+        self._declared(requester, request.ref, request.node, lambda names: requester.deliver(
+            p.ParameterNames(request.ref, request.node, tuple(sorted(names)))))
 
     def _get_parameters(self, requester: Requester, request: p.GetParameters) -> None:
         node = _absolute(request.node)
@@ -338,32 +328,19 @@ class BridgeCore:
             return
         ref = request.ref
 
-        def got(names: tuple[str, ...], code: str, detail: Any) -> None:
-            if code != "ok":
-                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
-                return
-            values = tuple((name, *parameters.from_parameter_value(value))
-                           for name, value in zip(names, detail.get("values", [])))
-            requester.deliver(p.ParameterValues(ref, request.node, values))
+        def with_declared(declared: set[str]) -> None:
+            wanted = request.names or tuple(sorted(declared))
+            present = [n for n in wanted if n in declared]
 
-        def get(names: tuple[str, ...]) -> None:
-            self._start_call(requester, ref, request.node, f"{node}/get_parameters",
-                             "rcl_interfaces/srv/GetParameters", {"names": list(names)}, None,
-                             lambda code, detail: got(names, code, detail))
+            def got(values: dict[str, dict]) -> None:
+                # An undeclared name is answered as not set, not dropped.
+                result = tuple((name, *parameters.from_parameter_value(values.get(name, {})))
+                               for name in wanted)
+                requester.deliver(p.ParameterValues(ref, request.node, result))
 
-        if request.names:
-            get(request.names)
-            return
+            self._values(requester, ref, request.node, present, got)
 
-        def listed(code: str, detail: Any) -> None:
-            if code != "ok":
-                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
-            else:
-                get(tuple(sorted(detail.get("result", {}).get("names", []))))
-
-        self._start_call(requester, ref, request.node, f"{node}/list_parameters",
-                         "rcl_interfaces/srv/ListParameters", {"prefixes": [], "depth": 0},
-                         None, listed)
+        self._declared(requester, ref, request.node, with_declared)
 
     def _set_parameters(self, requester: Requester, request: p.SetParameters) -> None:
         node = _absolute(request.node)
@@ -383,15 +360,12 @@ class BridgeCore:
                             for name, r in zip(names, detail.get("results", [])))
             requester.deliver(p.ParametersSet(ref, request.node, results))
 
-        def got_types(code: str, detail: Any) -> None:
+        def with_types(current: dict[str, dict]) -> None:
             # The current types let `2` set a double parameter (JSON has one number type).
-            if code != "ok":
-                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
-                return
-            current = [v.get("type") for v in detail.get("values", [])]
+            # An undeclared name is sent as it is: the node itself says why it refuses it.
             try:
-                plain = [{"name": name, "value": parameters.to_parameter_value(value, kind)}
-                         for (name, value), kind in zip(request.values, current)]
+                plain = [{"name": name, "value": parameters.to_parameter_value(
+                    value, current.get(name, {}).get("type"))} for name, value in request.values]
             except parameters.ParameterValueError as exc:
                 requester.deliver(p.Refused(ref, "bad_request", str(exc), request.node))
                 return
@@ -399,8 +373,39 @@ class BridgeCore:
                              "rcl_interfaces/srv/SetParameters", {"parameters": plain}, None,
                              set_done)
 
-        self._start_call(requester, ref, request.node, f"{node}/get_parameters",
-                         "rcl_interfaces/srv/GetParameters", {"names": names}, None, got_types)
+        self._declared(requester, ref, request.node, lambda declared: self._values(
+            requester, ref, request.node, [n for n in names if n in declared], with_types))
+
+    def _declared(self, requester: Requester, ref: Any, node: str,
+                  then: Callable[[set[str]], None]) -> None:
+        """The node's declared parameter names (its list_parameters service), then `then`.
+        Asked first because a node answers get_parameters with nothing at all when one of
+        the names is not declared."""
+        def listed(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, node, code, detail))
+            else:
+                then(set(detail.get("result", {}).get("names", [])))
+
+        self._start_call(requester, ref, node, f"{_absolute(node)}/list_parameters",
+                         "rcl_interfaces/srv/ListParameters", {"prefixes": [], "depth": 0},
+                         None, listed)
+
+    def _values(self, requester: Requester, ref: Any, node: str, names: list[str],
+                then: Callable[[dict[str, dict]], None]) -> None:
+        """Plain ParameterValues of declared `names`, by name, then `then`."""
+        if not names:
+            then({})
+            return
+
+        def got(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, node, code, detail))
+            else:
+                then(dict(zip(names, detail.get("values", []))))
+
+        self._start_call(requester, ref, node, f"{_absolute(node)}/get_parameters",
+                         "rcl_interfaces/srv/GetParameters", {"names": list(names)}, None, got)
 
     # -- helpers -------------------------------------------------------------------------------
 
