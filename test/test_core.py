@@ -102,7 +102,7 @@ def test_one_publisher_per_topic_shared_and_released_after_the_grace_period():
         a, b = FakeConnection(), FakeConnection()
         core.execute(a, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
         core.execute(b, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
-        created = queue.take_all()
+        created = queue.take()
         assert [type(x) for x in created] == [c.CreatePublisher]
         assert created[0].qos == p.QosRequest(True, False, 10)
         assert last(a).channel_id != last(b).channel_id
@@ -111,9 +111,9 @@ def test_one_publisher_per_topic_shared_and_released_after_the_grace_period():
         core.forget(a)
         core.execute(b, p.Unadvertise(3, "/cmd_vel"))
         assert isinstance(last(b), p.Unadvertised)
-        assert queue.take_all() == []  # still within the grace period
+        assert queue.take() == []  # still within the grace period
         await asyncio.sleep(0.1)
-        assert [type(x) for x in queue.take_all()] == [c.DestroyPublisher]
+        assert [type(x) for x in queue.take()] == [c.DestroyPublisher]
     run(scenario)
 
 
@@ -124,9 +124,9 @@ def test_publish_needs_an_advertise_and_goes_out_as_a_command():
         core.execute(conn, p.Publish(1, "/cmd_vel", {"linear": {"x": 1}}))
         assert last(conn).code == "not_advertised"
         core.execute(conn, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist"))
-        queue.take_all()
+        queue.take()
         core.execute(conn, p.Publish(3, "/cmd_vel", {"linear": {"x": 1}}))
-        [command] = queue.take_all()
+        [command] = queue.take()
         assert isinstance(command, c.PublishMessage) and command.message == {"linear": {"x": 1}}
         command.done("bad_message", "linear.q: no such field")  # the ROS side refuses it
         await asyncio.sleep(0)
@@ -143,7 +143,7 @@ def test_publish_qos_rules_win_over_what_the_client_asks():
                                        p.QosRequest(False, False, 5)))
         core.execute(conn, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist",
                                        p.QosRequest(False, False, 5)))
-        estop, cmd_vel = queue.take_all()
+        estop, cmd_vel = queue.take()
         assert estop.qos == p.QosRequest(True, True, 1)
         assert cmd_vel.qos == p.QosRequest(False, False, 5)
     run(scenario)
@@ -169,21 +169,21 @@ def test_service_call_answer_timeout_and_in_flight_bound():
         core.execute(conn, p.CallService(2, "/sim/slow", {}, timeout_s=10))
         core.execute(conn, p.CallService(3, "/sim/third", {}))
         assert last(conn).code == "too_many_calls"
-        first, second = queue.take_all()
+        first, second = queue.take()
         first.done("ok", {"success": True})
         await asyncio.sleep(0)
         assert last(conn) == p.ServiceResult(1, "/sim/reset", {"success": True})
         core.execute(conn, p.CallService(4, "sim/relative", {}, timeout_s=0.05))
-        [fourth] = queue.take_all()
+        [fourth] = queue.take()
         assert fourth.service == "/sim/relative"  # relative names expand
         await asyncio.sleep(0.1)
         assert last(conn).code == "timeout" and last(conn).ref == 4
-        assert isinstance(queue.take_all()[0], c.CancelRosService)
+        assert isinstance(queue.take()[0], c.CancelRosService)
         fourth.done("ok", {})  # too late: ignored
         await asyncio.sleep(0)
         assert last(conn).code == "timeout"
         core.forget(conn)  # the slow call is cancelled with the connection
-        assert [type(x) for x in queue.take_all()] == [c.CancelRosService]
+        assert [type(x) for x in queue.take()] == [c.CancelRosService]
         second.done("ok", {})
         await asyncio.sleep(0)
         assert len(conn.outcomes) == 3  # nothing for the call of a connection that left
@@ -195,15 +195,15 @@ def test_set_parameters_reads_the_types_first_so_an_integer_sets_a_double():
         core, queue, _ = make_core(parameter_write_allow=["/sim:*"])
         conn = FakeConnection()
         core.execute(conn, p.SetParameters(1, "/sim", (("speed", 2), ("ghost", 1))))
-        [listing] = queue.take_all()
+        [listing] = queue.take()
         assert listing.service == "/sim/list_parameters"
         listing.done("ok", {"result": {"names": ["speed", "other"]}})
         await asyncio.sleep(0)
-        [get] = queue.take_all()  # only the declared one: a node answers nothing otherwise
+        [get] = queue.take()  # only the declared one: a node answers nothing otherwise
         assert get.service == "/sim/get_parameters" and get.request == {"names": ["speed"]}
         get.done("ok", {"values": [{"type": 3, "double_value": 1.0}]})
         await asyncio.sleep(0)
-        [set_] = queue.take_all()
+        [set_] = queue.take()
         assert set_.request == {"parameters": [
             {"name": "speed", "value": {"type": 3, "double_value": 2.0}},
             {"name": "ghost", "value": {"type": 2, "integer_value": 1}}]}
@@ -220,10 +220,10 @@ def test_get_parameters_answers_an_undeclared_name_as_not_set():
         core, queue, _ = make_core()
         conn = FakeConnection()
         core.execute(conn, p.GetParameters(1, "/sim", ("speed", "ghost")))
-        [listing] = queue.take_all()
+        [listing] = queue.take()
         listing.done("ok", {"result": {"names": ["speed"]}})
         await asyncio.sleep(0)
-        [get] = queue.take_all()
+        [get] = queue.take()
         assert get.request == {"names": ["speed"]}
         get.done("ok", {"values": [{"type": 3, "double_value": 1.5}]})
         await asyncio.sleep(0)
@@ -237,7 +237,7 @@ def test_parameters_of_a_missing_node_are_no_such_node():
         core, queue, _ = make_core()
         conn = FakeConnection()
         core.execute(conn, p.GetParameters(1, "/ghost"))
-        [listing] = queue.take_all()
+        [listing] = queue.take()
         assert listing.service == "/ghost/list_parameters"
         listing.done("no_such_service", "none")
         await asyncio.sleep(0)
@@ -284,5 +284,5 @@ def test_a_client_cannot_make_the_bridge_wait_for_endless_topics_or_advertise_en
         assert isinstance(last(conn), p.Subscribed)  # changing one it already has is fine
         for i in range(70):
             core.execute(conn, p.Advertise(i, f"/free/t{i}", "std_msgs/msg/Bool"))
-        assert len(queue.take_all()) == 64 and last(conn).code == "too_many_topics"
+        assert len(queue.take()) == 64 and last(conn).code == "too_many_topics"
     run(scenario)

@@ -4,8 +4,7 @@ rclpy publishers, services and a parameter node in this process.
 Each test is an attack that found something, or one that guards an important bound (DESIGN.md:
 every input goes through the policy, work at most linear in its size, every buffer bounded; a
 malformed message gets an error status and the connection stays up; a hostile client never
-stalls the others). Attacks that still succeed are marked xfail(strict=True): they flip to
-failures, to be unmarked, once the bug is fixed. No test asserts a time; waits have deadlines.
+stalls the others). No test asserts a time; waits have deadlines.
 """
 from __future__ import annotations
 
@@ -164,8 +163,6 @@ def make_core(**config: Any) -> tuple[BridgeCore, c.CommandQueue]:
     return BridgeCore(router, Policy(cfg), queue, cfg), queue
 
 
-@pytest.mark.xfail(strict=True, reason="service_allow '/sim/*' also lets a client call "
-                   "/sim/set_parameters directly, around parameter_write_allow")
 def test_service_allow_does_not_open_a_nodes_parameter_services() -> None:
     async def scenario() -> None:
         core, queue = make_core(service_allow=["/sim/*"], parameter_write_allow=["/sim:speed"])
@@ -180,14 +177,12 @@ def test_service_allow_does_not_open_a_nodes_parameter_services() -> None:
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="the failure callback of a publisher creation pops "
-                   "whatever channel has the topic now, also a newer one (no identity check)")
 def test_a_failed_publisher_creation_does_not_take_down_a_newer_channel() -> None:
     async def scenario() -> None:
         core, queue = make_core(publish_allow=["/free/*"])
         client = FakeConnection()
         core.execute(client, p.Advertise(1, "/free/x", "nope_msgs/msg/Missing"))
-        [create_missing] = queue.take_all()
+        [create_missing] = queue.take()
         # The ROS thread is slow: the client leaves the topic and the grace period passes
         # before the creation of the first publisher has failed.
         core.execute(client, p.Unadvertise(2, "/free/x"))
@@ -202,9 +197,6 @@ def test_a_failed_publisher_creation_does_not_take_down_a_newer_channel() -> Non
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="NativeProtocol._channels keeps the channel id of every "
-                   "advertise whose publisher could not be created: one entry per attempt, for "
-                   "the connection's life (and unadvertise rebuilds that map each time)")
 def test_failed_advertises_leave_nothing_behind_in_the_protocol() -> None:
     async def scenario() -> None:
         core, queue = make_core(publish_allow=["/free/*"])
@@ -220,7 +212,7 @@ def test_failed_advertises_leave_nothing_behind_in_the_protocol() -> None:
             request = {"op": "advertise", "topic": "/free/x", "type": f"nope{i}/msg/X"}
             for action in protocol.on_text(json.dumps(request)):
                 core.execute(connection, action)
-            for command in queue.take_all():
+            for command in queue.take():
                 command.done("unknown_type", "not installed")
             await asyncio.sleep(0)  # the answers hop onto the loop
         assert core.stats()["client_channels"] == 0
@@ -373,9 +365,6 @@ def test_malformed_two_way_input_is_answered_and_others_keep_their_data(
     assert "Traceback" not in bridge.stderr()[stderr_before:]
 
 
-@pytest.mark.xfail(strict=True, reason="the 32-topic wait cap counts only topics not offered "
-                   "yet, and the bridge offers a waited-for topic at its next graph scan: "
-                   "32 more ROS subscriptions per scan, for any read-only client")
 def test_the_waiting_cap_holds_once_the_bridge_offers_the_topics_itself(
         bridge: BridgeProcess) -> None:
     async def scenario() -> int:
@@ -403,9 +392,6 @@ def test_the_waiting_cap_holds_once_the_bridge_offers_the_topics_itself(
     assert run(scenario()) <= MAX_WAITING_TOPICS_PER_CLIENT
 
 
-@pytest.mark.xfail(strict=True, reason="topic names are not made absolute before the policy: "
-                   "'it_x/secret' (relative) passes topic_deny '/it_x/secret', and ROS resolves "
-                   "it to the denied topic")
 def test_a_relative_name_does_not_get_around_topic_deny(
         bridge: BridgeProcess, periodic_publisher: Callable[..., Any]) -> None:
     periodic_publisher(Int32, f"{P}/secret", BEST_EFFORT, 50.0, lambda n: Int32(data=n))
@@ -424,9 +410,6 @@ def test_a_relative_name_does_not_get_around_topic_deny(
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="a client's type name is imported as a Python module "
-                   "path: 'this/msg/X' runs `import this` in the bridge (any importable module, "
-                   "any side effect), from a read-only client")
 def test_a_type_name_imports_nothing_but_interface_packages(bridge: BridgeProcess) -> None:
     async def scenario() -> None:
         async with BridgeClient(bridge.url) as client:
@@ -439,9 +422,6 @@ def test_a_type_name_imports_nothing_but_interface_packages(bridge: BridgeProces
     assert not any("Zen of Python" in line for line in bridge.stdout_lines)
 
 
-@pytest.mark.xfail(strict=True, reason="subscribe's topic names have no length bound and the "
-                   "node keeps one warning per bad name forever (_warned) and logs each, name "
-                   "included: a read-only client grows the bridge's memory and log at will")
 def test_bad_topic_names_do_not_grow_the_log_without_bound(bridge: BridgeProcess) -> None:
     before = len(bridge.stderr())
     long_tail = "a" * 20_000
@@ -465,9 +445,6 @@ def test_bad_topic_names_do_not_grow_the_log_without_bound(bridge: BridgeProcess
     assert len(bridge.stderr()) - before < 256 * 1024
 
 
-@pytest.mark.xfail(strict=True, reason="a listed-many-times topic makes a 'subscribed' answer "
-                   "over the 4 MiB control buffer, and the connection is closed (1008 'too many "
-                   "unanswered requests') instead of answered")
 def test_subscribe_listing_one_topic_many_times_keeps_the_connection(
         bridge: BridgeProcess, periodic_publisher: Callable[..., Any]) -> None:
     topic = f"{P}/i"
@@ -486,9 +463,6 @@ def test_subscribe_listing_one_topic_many_times_keeps_the_connection(
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="a service response bigger than the 4 MiB control "
-                   "buffer closes the connection (1008 'too many unanswered requests') instead "
-                   "of answering result false")
 def test_a_service_response_too_big_to_send_is_an_error_not_a_disconnect(
         bridge: BridgeProcess, ros_side: dict) -> None:
     async def scenario() -> None:
@@ -500,9 +474,6 @@ def test_a_service_response_too_big_to_send_is_an_error_not_a_disconnect(
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="to_plain makes uint8[]/int8[]/byte[] fields bytes, "
-                   "which json.dumps cannot write: the service_response raises TypeError in a "
-                   "loop callback and the client is never answered")
 def test_a_service_response_with_a_byte_array_is_answered(
         bridge: BridgeProcess, ros_side: dict) -> None:
     async def scenario() -> None:
@@ -543,9 +514,6 @@ def test_get_parameters_with_an_undeclared_name_is_not_silently_empty(
     assert values is None or "max_speed" in values
 
 
-@pytest.mark.xfail(strict=True, reason="JSON's NaN/Infinity extensions are accepted from "
-                   "clients; a stats report with NaN makes /api/performance/connections "
-                   "invalid JSON for every reader")
 def test_a_stats_report_cannot_make_the_http_api_invalid_json(bridge: BridgeProcess) -> None:
     async def scenario() -> None:
         async with BridgeClient(bridge.url) as client:
@@ -566,9 +534,6 @@ def test_a_stats_report_cannot_make_the_http_api_invalid_json(bridge: BridgeProc
 # Attacks that need a bridge of their own.
 
 
-@pytest.mark.xfail(strict=True, reason="type 'unittest.__main__/msg/X' imports unittest's "
-                   "__main__, whose SystemExit (not an Exception) ends the ROS executor thread: "
-                   "the bridge stays up and answers pings but never delivers data again")
 def test_a_type_name_cannot_stop_the_bridges_ros_thread(
         start_bridge: Callable[..., BridgeProcess], beat: str) -> None:
     bridge = start_bridge()
@@ -585,9 +550,6 @@ def test_a_type_name_cannot_stop_the_bridges_ros_thread(
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="the 64-channel cap counts channels advertised now; "
-                   "each unadvertised one keeps its ROS publisher for unadvertise_grace_s, so "
-                   "advertise/unadvertise cycles create publishers without bound")
 def test_advertise_unadvertise_cycles_do_not_multiply_ros_publishers(
         start_bridge: Callable[..., BridgeProcess], ros: RosHarness) -> None:
     bridge = start_bridge(publish_allow=f'["{P}/cycle/*"]', unadvertise_grace_s="30.0")
@@ -611,9 +573,6 @@ def test_advertise_unadvertise_cycles_do_not_multiply_ros_publishers(
     assert run(scenario()), f"{bridge_publishers()} ROS publishers for one client"
 
 
-@pytest.mark.xfail(strict=True, reason="with discover_topics false only `topics` should be "
-                   "offered, but a subscribe with a type makes the bridge subscribe to, and "
-                   "offer to everyone, any name that topic_allow matches")
 def test_discover_topics_false_is_not_undone_by_a_subscribe_with_a_type(
         start_bridge: Callable[..., BridgeProcess],
         periodic_publisher: Callable[..., Any]) -> None:

@@ -23,6 +23,7 @@ from ..priority import Priority
 from ..streaming.outbox import BackpressureState
 from ..streaming.topics import TopicInfo
 from ..wire.compression import Compression
+from ..wire.encoding import to_json_text
 from ..wire.frame import HEADER_SIZE, Encoding, Record, encode_frame, frame_compression
 from .base import (
     Action,
@@ -65,6 +66,10 @@ MAX_RATE_HZ = 10_000.0
 MAX_ID_CHARS = 256
 MAX_NAME_CHARS = 1024  # topic, service, node and parameter names
 MAX_TIMEOUT_S = 300.0
+MAX_TOPICS_PER_REQUEST = 1000
+# A single answer larger than this is refused (`too_large`) rather than queued: the control
+# queue holds at most 4 MiB per connection, and one answer must not close the connection.
+MAX_ANSWER_CHARS = 1024 * 1024
 
 # Client binary frames: opcode, encoding, channel id (docs/PROTOCOL.md).
 CLIENT_PUBLISH = 1
@@ -111,6 +116,7 @@ class NativeProtocol(Protocol):
         self._requests: dict[int, tuple[Any, Callable[[Any, Outcome], list[Action]]]] = {}
         # channel id -> topic, for binary publish frames
         self._channels: dict[int, str] = {}
+        self._channel_of: dict[str, int] = {}
         self.batching = True
 
     # -- greeting ------------------------------------------------------------------------------
@@ -186,7 +192,7 @@ class NativeProtocol(Protocol):
         request_id = None
         try:
             try:
-                message = json.loads(text)
+                message = json.loads(text, parse_constant=_reject_constant)
             except (ValueError, RecursionError) as exc:
                 raise RequestError("bad_json",
                                    f"message is not valid JSON: {str(exc)[:200]}") from None
@@ -361,16 +367,17 @@ class NativeProtocol(Protocol):
             return []
         if isinstance(ref, tuple):
             return self._subscribe_outcome(outcome)
+        if isinstance(outcome, Advertised):
+            self._channels[outcome.channel_id] = outcome.topic
+            self._channel_of[outcome.topic] = outcome.channel_id
+        elif isinstance(outcome, Unadvertised):
+            self._channels.pop(self._channel_of.pop(outcome.topic, -1), None)
         pending = self._requests.pop(ref, None)
         if pending is None:
             if isinstance(outcome, Refused):  # about no request of this client's (ref None)
                 return [self._error(None, outcome.code, outcome.message)]
             return []
         request_id, answer = pending
-        if isinstance(outcome, Advertised):
-            self._channels[outcome.channel_id] = outcome.topic
-        elif isinstance(outcome, Unadvertised):
-            self._channels = {c: t for c, t in self._channels.items() if t != outcome.topic}
         if isinstance(outcome, Refused) and answer is not _answer_service:
             return [self._error(request_id, outcome.code, outcome.message)]
         return answer(request_id, outcome)
@@ -478,7 +485,10 @@ class NativeProtocol(Protocol):
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise RequestError("bad_request",
                                "give 'topics' as a non-empty list of topic names (or 'topic')")
-        return names
+        if len(names) > MAX_TOPICS_PER_REQUEST:
+            raise RequestError("bad_request", f"at most {MAX_TOPICS_PER_REQUEST} topics in one "
+                               f"request, not {len(names)}")
+        return list(dict.fromkeys(_check_name(n, "topics[]") for n in names))
 
     def _error(self, request_id: Any, code: str, message: str, level: str = "error") -> Action:
         return _text({"op": "status", "level": level, "code": code, "message": message,
@@ -516,9 +526,13 @@ def _answer_parameters(request_id: Any, outcome: Outcome) -> list[Action]:
 def _answer_service(request_id: Any, outcome: Outcome) -> list[Action]:
     """Service calls answer a refusal in `service_response` too, as clients wait for one."""
     if isinstance(outcome, ServiceResult):
-        return [_text({"op": "service_response", "id": request_id, "service": outcome.service,
-                       "result": True, "values": outcome.values})]
-    assert isinstance(outcome, Refused)
+        answer = _text({"op": "service_response", "id": request_id, "service": outcome.service,
+                        "result": True, "values": outcome.values})
+        if len(answer.text) <= MAX_ANSWER_CHARS:
+            return [answer]
+        outcome = Refused(outcome.ref, "too_large", f"the response is {len(answer.text)} "
+                          f"characters as JSON; answers are limited to {MAX_ANSWER_CHARS}",
+                          outcome.service)
     return [_text({"op": "service_response", "id": request_id, "service": outcome.subject,
                    "result": False, "error": {"code": outcome.code, "message": outcome.message}})]
 
@@ -527,7 +541,13 @@ def _answer_service(request_id: Any, outcome: Outcome) -> list[Action]:
 
 
 def _text(message: dict) -> SendText:
-    return SendText(json.dumps(message, separators=(",", ":")))
+    # ROS values in answers (service responses, parameters) may hold bytes (uint8[] fields,
+    # as base64, like data records) and NaN or infinities (as null): JSON has neither.
+    return SendText(to_json_text(message))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (NaN and infinities are written as null)")
 
 
 def _parse_qos(value: Any) -> QosRequest | None:

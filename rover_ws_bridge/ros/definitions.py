@@ -412,6 +412,12 @@ def _read(package: str, subfolder: str, filename: str, name: str) -> str:
         raise _Missing(name, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def is_interface_package(package: str) -> bool:
+    """Whether `package` is an installed ROS interface package (its share/ files exist).
+    Checked before a client's type name is imported: nothing else may be imported."""
+    return _package(package) is not None
+
+
 def _package(package: str) -> _Package | None:
     found = _packages.get(package)
     if found is None and _PACKAGE.fullmatch(package):

@@ -9,6 +9,7 @@ import array
 import base64
 import importlib
 import math
+import re
 import reprlib
 from typing import Any, Callable
 
@@ -16,17 +17,30 @@ import numpy
 import rosidl_parser.definition as idl
 from rclpy.serialization import deserialize_message, serialize_message
 
+from .definitions import is_interface_package
+
 
 class UnknownMessageType(LookupError):
     pass
 
 
+_PACKAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_INTERFACE_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
+
+
 def _import_interface(type_name: str, kind: str) -> type:
+    """The class of an installed interface. Type names come from clients: only an installed
+    ROS interface package is ever imported (a name like 'this/msg/X' must not import `this`)."""
     kind_name = {"msg": "message", "srv": "service"}[kind]
     parts = type_name.split("/")
-    if len(parts) != 3 or parts[1] != kind or not parts[0] or not parts[2]:
-        raise UnknownMessageType(f"{type_name!r} is not a {kind_name} type name (pkg/{kind}/Type)")
+    if len(parts) != 3 or parts[1] != kind or not _PACKAGE_NAME.fullmatch(parts[0]) \
+            or not _INTERFACE_NAME.fullmatch(parts[2]):
+        raise UnknownMessageType(f"{type_name[:200]!r} is not a {kind_name} type name "
+                                 f"(pkg/{kind}/Type)")
     package, _, name = parts
+    if not is_interface_package(package):
+        raise UnknownMessageType(f"{kind_name} type {type_name} is not installed (no ROS "
+                                 f"interface package {package})")
     try:
         module = importlib.import_module(f"{package}.{kind}")
         return getattr(module, name)

@@ -60,6 +60,7 @@ from .ros_commands import RosCommands
 log = logging.getLogger(__name__)
 
 NODE_NAME = "rover_ws_bridge"
+MAX_WARNINGS = 1000
 DEFAULT_DEPTH = 10  # when the graph does not tell the publishers' depth (Fast DDS reports 0)
 # Parameters every ROS node may be given; not ours, not typos.
 ROS_STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides")
@@ -186,9 +187,14 @@ class BridgeNode(Node):
     # -- graph -------------------------------------------------------------------------------
 
     def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            self.get_logger().warning(text)
+        """Each warning once. Keys can come from clients' names (typed waits), so the set is
+        bounded: past MAX_WARNINGS, the rest are dropped (said once)."""
+        if key in self._warned or len(self._warned) > MAX_WARNINGS:
+            return
+        self._warned.add(key)
+        if len(self._warned) > MAX_WARNINGS:
+            text = f"more than {MAX_WARNINGS} distinct warnings: no more are logged"
+        self.get_logger().warning(text[:1000])
 
     def scan_graph(self) -> None:
         """Offered topics, their types, QoS and priorities, from the graph (about 1 Hz)."""
@@ -204,7 +210,7 @@ class BridgeNode(Node):
         # Topics clients asked for with a type before anyone published them: subscribed with
         # that type, so data flows as soon as a publisher appears. The graph's type wins.
         for name, type_name in self._wanted.items():
-            if type_name and name not in candidates and self.policy.topic_offered(name):
+            if type_name and name not in candidates and self.policy.may_wait_for(name):
                 candidates[name] = type_name
         offered: dict[str, _OfferedTopic] = {}
         for name, configured_type in candidates.items():
@@ -216,7 +222,10 @@ class BridgeNode(Node):
             if topic is not None:
                 offered[name] = topic
         self._offered = offered
-        self._priorities = {name: int(o.description.priority) for name, o in offered.items()}
+        # In place: the message callbacks hold this very dict.
+        self._priorities.clear()
+        self._priorities.update((name, int(o.description.priority))
+                                for name, o in offered.items())
         descriptions = sorted((o.description for o in offered.values()), key=lambda d: d.name)
         if descriptions != self._last_published and self._loop is not None:
             self._last_published = descriptions

@@ -29,6 +29,8 @@ from .qos_events import no_publisher_events
 
 log = logging.getLogger(__name__)
 
+COMMANDS_PER_WAKE = 50
+
 
 def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfile:
     return QoSProfile(
@@ -43,13 +45,20 @@ class RosCommands:
         """`wake`: triggers the node's guard condition, whose callback calls `run` (one
         guard condition for the node: each one more is work on every executor wake-up)."""
         self._node = node
+        self._wake_again = wake
         self.queue = CommandQueue(max_commands, wake)
         self._publishers: dict[str, tuple[Any, type]] = {}  # topic -> (publisher, class)
         self._clients: dict[tuple[str, str], tuple[Any, type]] = {}  # (service, type) -> ...
         self._pending: dict[int, tuple[Any, Any]] = {}  # call id -> (client, future)
 
     def run(self) -> None:
-        for command in self.queue.take_all():
+        """Carry out up to COMMANDS_PER_WAKE commands, then wake again for the rest, so the
+        executor serves the subscriptions (other clients' data) between two chunks of a
+        flood."""
+        commands = self.queue.take(COMMANDS_PER_WAKE)
+        if len(self.queue):
+            self._wake_again()
+        for command in commands:
             try:
                 _RUN[type(command)](self, command)
             except Exception:  # noqa: BLE001 - one bad command must not stop the others

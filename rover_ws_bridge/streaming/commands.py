@@ -85,14 +85,15 @@ class CommandQueue:
             self._wake()
         return True
 
-    def take_all(self) -> list[Command]:
-        """ROS thread, on the wake-up."""
+    def take(self, limit: int | None = None) -> list[Command]:
+        """ROS thread, on the wake-up: up to `limit` commands (all without one). When some
+        are left, the caller wakes itself again."""
         # Cleared before reading: a put() that sees True appended before this line, so its
         # command is taken below; one that sees False triggers another wake-up.
         self._woken = False
         queue = self._queue
         taken = []
-        while queue:
+        while queue and (limit is None or len(taken) < limit):
             taken.append(queue.popleft())
         return taken
 

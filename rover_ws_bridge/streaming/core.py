@@ -35,7 +35,7 @@ from .commands import (
     DestroyPublisher,
     PublishMessage,
 )
-from .policy import Client, Policy
+from .policy import Client, Policy, is_absolute_name, is_interface_type
 
 if TYPE_CHECKING:
     from .router import Router
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PUBLISH_QOS = p.QosRequest(reliable=True, transient_local=False, depth=10)
 MAX_CHANNELS_PER_CLIENT = 64
+MAX_CLIENT_CHANNELS = 256  # all clients together, those in their grace period included
 MAX_WAITING_TOPICS_PER_CLIENT = 32
 
 
@@ -62,6 +63,7 @@ class _ClientChannel:
     topic: str
     type_name: str
     qos: p.QosRequest
+    creator: Any = None  # who made the publisher exist: counted against it while it lives
     advertisers: dict[Any, int] = field(default_factory=dict)  # requester -> channel id
     release: asyncio.TimerHandle | None = None  # destruction scheduled after the grace period
 
@@ -85,6 +87,8 @@ class BridgeCore:
         self._call_ids = itertools.count(1)
         self._calls: dict[int, _Call] = {}
         self._in_flight: dict[Any, int] = {}
+        # Topics each client made the bridge subscribe to before anyone offered them.
+        self._introduced: dict[Any, set[str]] = {}
         self.published = 0
         self.publish_errors = 0
 
@@ -97,6 +101,10 @@ class BridgeCore:
     def forget(self, requester: Requester) -> None:
         """The connection is gone: its subscriptions, channels and calls go with it."""
         self.router.remove_session(requester)
+        self._introduced.pop(requester, None)
+        for channel in self._channels.values():
+            if channel.creator is requester:
+                channel.creator = None  # gone: its publishers count for the total cap only
         for channel in list(self._channels.values()):
             if requester in channel.advertisers:
                 self._drop_advertiser(channel, requester)
@@ -109,32 +117,41 @@ class BridgeCore:
 
     def _subscribe(self, requester: Requester, request: p.Subscribe) -> None:
         name = request.topic
-        if not self.policy.may_see(requester.client, name):
+        if not is_absolute_name(name) or not self.policy.may_see(requester.client, name):
             requester.deliver(p.Refused(request.ref, "unknown_topic",
-                                        f"unknown topic {name}", name))
+                                        f"unknown topic {_short(name)}", _short(name)))
             return
         info = self.router.topic(name)
-        if info is None and request.type_name is None:
-            requester.deliver(p.Refused(request.ref, "unknown_topic", f"unknown topic {name}; "
-                                        "give a type to wait for it", name))
-            return
-        if info is None and request.type_name.count("/") != 2:
-            requester.deliver(p.Refused(request.ref, "unknown_type", f"type "
-                                        f"{request.type_name!r} is not pkg/msg/Type", name))
-            return
-        if info is None and name not in self.router.subscriptions_of(requester):
-            waiting = sum(1 for n in self.router.subscriptions_of(requester)
-                          if self.router.topic(n) is None)
-            if waiting >= MAX_WAITING_TOPICS_PER_CLIENT:
-                requester.deliver(p.Refused(request.ref, "too_many_topics", f"this connection "
-                                            f"already waits for {waiting} topics that are not "
-                                            "offered", name))
+        introduced = self._introduced.setdefault(requester, set())
+        if info is None and name not in introduced:
+            refusal = self._may_introduce(name, request.type_name, len(introduced))
+            if refusal is not None:
+                requester.deliver(p.Refused(request.ref, *refusal, name))
                 return
+            introduced.add(name)
         info = self.router.subscribe(requester, name, request.encoding, request.max_rate_hz,
-                                     request.type_name)
+                                     request.type_name if name in introduced else None)
         requester.deliver(p.Subscribed(request.ref, name, info))
 
+    def _may_introduce(self, name: str, type_name: str | None,
+                       introduced: int) -> tuple[str, str] | None:
+        """A topic nobody offers: the bridge subscribes to it on the client's word (its type),
+        so that data flows once a publisher appears. Counted per client, as each is a ROS
+        subscription (and stays one while the client wants it, offered or not)."""
+        if type_name is None:
+            return "unknown_topic", f"unknown topic {name}; give a type to wait for it"
+        if not is_interface_type(type_name, "msg"):
+            return "unknown_type", f"type {_short(type_name)!r} is not pkg/msg/Type"
+        if not self.policy.may_wait_for(name):
+            return "unknown_topic", f"unknown topic {name}; topics not offered yet can be " \
+                "waited for only where discovery would offer them"
+        if introduced >= MAX_WAITING_TOPICS_PER_CLIENT:
+            return "too_many_topics", f"this connection already made the bridge subscribe to " \
+                f"{introduced} topics nobody offered (at most {MAX_WAITING_TOPICS_PER_CLIENT})"
+        return None
+
     def _unsubscribe(self, requester: Requester, request: p.Unsubscribe) -> None:
+        self._introduced.get(requester, set()).discard(request.topic)
         if self.router.unsubscribe(requester, request.topic):
             requester.deliver(p.Unsubscribed(request.ref, request.topic))
         else:
@@ -145,13 +162,18 @@ class BridgeCore:
 
     def _advertise(self, requester: Requester, request: p.Advertise) -> None:
         topic, type_name = request.topic, request.type_name
+        if not is_absolute_name(topic):
+            requester.deliver(p.Refused(request.ref, "bad_request", f"{_short(topic)!r} is not "
+                                        "an absolute ROS topic name ('/' then letters, digits "
+                                        "and '_')", _short(topic)))
+            return
         refusal = self.policy.may_publish(requester.client, topic)
         if refusal is not None:
             requester.deliver(p.Refused(request.ref, "not_allowed", refusal, topic))
             return
-        if type_name.count("/") != 2:
-            requester.deliver(p.Refused(request.ref, "unknown_type",
-                                        f"type {type_name!r} is not pkg/msg/Type", topic))
+        if not is_interface_type(type_name, "msg"):
+            requester.deliver(p.Refused(request.ref, "unknown_type", f"type "
+                                        f"{_short(type_name)!r} is not pkg/msg/Type", topic))
             return
         channel = self._channels.get(topic)
         if channel is not None and channel.type_name != type_name:
@@ -159,23 +181,36 @@ class BridgeCore:
                                         f"advertised with type {channel.type_name}", topic))
             return
         if channel is None or requester not in channel.advertisers:
-            mine = sum(1 for c in self._channels.values() if requester in c.advertisers)
+            # Publishers in their grace period count for whoever created them: advertise and
+            # unadvertise in a loop does not pile up ROS publishers.
+            mine = sum(1 for c in self._channels.values()
+                       if requester in c.advertisers or c.creator is requester)
             if mine >= MAX_CHANNELS_PER_CLIENT:
                 requester.deliver(p.Refused(request.ref, "too_many_topics", f"this connection "
                                             f"already advertises {mine} topics", topic))
                 return
+        if channel is None and len(self._channels) >= MAX_CLIENT_CHANNELS:
+            # Counts publishers in their grace period too: advertise/unadvertise cycles
+            # cannot pile up ROS publishers.
+            requester.deliver(p.Refused(request.ref, "too_many_topics", f"the bridge already "
+                                        f"publishes {len(self._channels)} topics for clients "
+                                        f"(at most {MAX_CLIENT_CHANNELS})", topic))
+            return
         if channel is None:
             qos = self._publish_qos(topic, request.qos)
-            channel = self._channels[topic] = _ClientChannel(topic, type_name, qos)
+            channel = self._channels[topic] = _ClientChannel(topic, type_name, qos, requester)
+            new = channel
 
             def created(code: str, detail: Any) -> None:
-                if code != "ok":
+                if code != "ok" and self._channels.get(topic) is new:
                     # The type does not exist here (or rclpy refused): nobody keeps it, and
                     # every advertiser hears why (no request of theirs waits for it any more).
-                    failed = self._channels.pop(topic, None)
-                    if failed is not None:
-                        for who in list(failed.advertisers):
-                            who.deliver(p.Refused(None, code, str(detail), topic))
+                    del self._channels[topic]
+                    if new.release is not None:
+                        new.release.cancel()
+                    for who in list(new.advertisers):
+                        who.deliver(p.Unadvertised(None, topic))
+                        who.deliver(p.Refused(None, code, str(detail), topic))
 
             if not self.commands.put(CreatePublisher(topic, type_name, qos,
                                                      self._on_loop(created))):
@@ -248,6 +283,9 @@ class BridgeCore:
 
     def _call_service(self, requester: Requester, request: p.CallService) -> None:
         service = _absolute(request.service)
+        if not is_absolute_name(service):
+            requester.deliver(_bad_name(request.ref, request.service, "service"))
+            return
         refusal = self.policy.may_call(requester.client, service)
         if refusal is not None:
             requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.service))
@@ -313,6 +351,9 @@ class BridgeCore:
 
     def _list_parameters(self, requester: Requester, request: p.ListParameters) -> None:
         node = _absolute(request.node)
+        if not is_absolute_name(node):
+            requester.deliver(_bad_name(request.ref, request.node, "node"))
+            return
         refusal = self.policy.may_get_parameters(requester.client, node)
         if refusal is not None:
             requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
@@ -322,6 +363,9 @@ class BridgeCore:
 
     def _get_parameters(self, requester: Requester, request: p.GetParameters) -> None:
         node = _absolute(request.node)
+        if not is_absolute_name(node):
+            requester.deliver(_bad_name(request.ref, request.node, "node"))
+            return
         refusal = self.policy.may_get_parameters(requester.client, node)
         if refusal is not None:
             requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
@@ -344,6 +388,9 @@ class BridgeCore:
 
     def _set_parameters(self, requester: Requester, request: p.SetParameters) -> None:
         node = _absolute(request.node)
+        if not is_absolute_name(node):
+            requester.deliver(_bad_name(request.ref, request.node, "node"))
+            return
         for name, _ in request.values:
             refusal = self.policy.may_set_parameter(requester.client, node, name)
             if refusal is not None:
@@ -429,6 +476,17 @@ class BridgeCore:
 
 def _absolute(name: str) -> str:
     return name if name.startswith("/") else "/" + name
+
+
+def _bad_name(ref: Any, name: str, what: str) -> p.Refused:
+    return p.Refused(ref, "bad_request", f"{_short(name)!r} is not a ROS {what} name ('/' then "
+                     "letters, digits and '_'; a relative name is taken from the root)",
+                     _short(name))
+
+
+def _short(name: str, limit: int = 200) -> str:
+    """A client's name as it goes into answers and logs: cut short."""
+    return name if len(name) <= limit else name[:limit] + "..."
 
 
 def _parameter_refusal(ref: Any, node: str, code: str, detail: Any) -> p.Refused:

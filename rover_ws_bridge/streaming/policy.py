@@ -16,10 +16,29 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
 from ..config import BridgeConfig
+
+# A fully qualified ROS name: what the policy's globs are matched against, so a relative name
+# ("imu", "{ns}imu", "~/x") that ROS would expand to a denied one cannot get past them.
+_ABSOLUTE_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
+# pkg/msg/Type or pkg/srv/Type: nothing else is ever imported for a client.
+_INTERFACE_TYPE = re.compile(r"[a-z][a-z0-9_]*/(msg|srv)/[A-Z][A-Za-z0-9_]*")
+# A node's parameter-writing services: reachable only through the set_parameters op, where
+# parameter_write_allow applies, not as plain services under service_allow.
+_PARAMETER_WRITE_SERVICES = ("/set_parameters", "/set_parameters_atomically")
+
+
+def is_absolute_name(name: str) -> bool:
+    return len(name) <= 1024 and _ABSOLUTE_NAME.fullmatch(name) is not None
+
+
+def is_interface_type(type_name: str, kind: str) -> bool:
+    match = _INTERFACE_TYPE.fullmatch(type_name)
+    return match is not None and match[1] == kind
 
 
 def is_hidden(name: str) -> bool:
@@ -61,6 +80,13 @@ class Policy:
     def may_see(self, client: Client, topic: str) -> bool:
         return self.topic_offered(topic)
 
+    def may_wait_for(self, topic: str) -> bool:
+        """Whether a client may make the bridge subscribe to a topic nobody offers yet: only
+        where discovery would offer it (with discover_topics off, only the `topics` list)."""
+        if topic in self._explicit_topics:
+            return True
+        return self.config.discover_topics and self.topic_offered(topic)
+
     # -- writes (None: allowed; else the reason it is not) ------------------------------------
 
     def may_publish(self, client: Client, topic: str) -> str | None:
@@ -68,6 +94,9 @@ class Policy:
                            f"publishing to {topic}")
 
     def may_call(self, client: Client, service: str) -> str | None:
+        if service.endswith(_PARAMETER_WRITE_SERVICES):
+            return (f"calling {service} is not allowed: parameters are set with the "
+                    "set_parameters request, under 'parameter_write_allow'")
         return self._write(client, service, self.config.service_allow, "service_allow",
                            f"calling {service}")
 
