@@ -17,13 +17,16 @@ ROS_ENV = {
 os.environ.update(ROS_ENV)
 
 # ruff: noqa: E402 - the imports below must see the environment set above.
+import asyncio
+import inspect
 import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 import rclpy
@@ -36,6 +39,9 @@ BRIDGE_NODE_NAME = "rover_ws_bridge"
 READY_MARKER = "rover_ws_bridge: listening on ws://"
 START_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 15.0
+
+# How long a test waits for something that must happen (never asserted as a bound).
+WAIT_S = 20.0
 
 # Prefix of the topics the tests create: even a run that happens to share our domain cannot
 # publish on them or subscribe to them.
@@ -213,3 +219,25 @@ def start_bridge(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
     yield start
     for bridge in started:
         bridge.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Waiting in async tests.
+
+
+def run(scenario: Awaitable[Any]) -> Any:
+    return asyncio.run(scenario)
+
+
+async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+    """The first true value of `predicate()` (which may return an awaitable)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)

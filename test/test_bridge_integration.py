@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
-import inspect
 import json
 import os
 import signal
@@ -18,10 +17,10 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import FAST_PARAMS, TOPIC_PREFIX, BridgeProcess, RosHarness
+from conftest import FAST_PARAMS, TOPIC_PREFIX, WAIT_S, BridgeProcess, RosHarness, run, wait_until
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -40,7 +39,6 @@ from rover_ws_bridge.client import BridgeClient, BridgeError, Message, TopicInfo
 
 pytestmark = pytest.mark.timeout(120)
 
-WAIT_S = 20.0  # how long we wait for something that must happen (never asserted as a bound)
 IMU_RATE_HZ = 200.0
 WINDOW_S = 2.0
 
@@ -56,24 +54,6 @@ PRIORITY_VALUES = {"LOW": 0, "NORMAL": 1, "HIGH": 2, "CRITICAL": 3}
 
 # --------------------------------------------------------------------------------------------
 # Helpers
-
-
-def run(scenario: Awaitable[Any]) -> Any:
-    return asyncio.run(scenario)
-
-
-async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    """The first true value of `predicate()` (which may return an awaitable)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def stays(predicate: Callable[[], bool], what: str, duration: float = 1.0) -> None:

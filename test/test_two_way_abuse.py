@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import msgpack
 import pytest
-from conftest import FAST_PARAMS, TOPIC_PREFIX, BridgeProcess, RosHarness
+from conftest import FAST_PARAMS, TOPIC_PREFIX, BridgeProcess, RosHarness, run, wait_until
 from nav_msgs.srv import GetMap
 from rcl_interfaces.msg import ParameterValue
 from rcl_interfaces.srv import GetParameters
@@ -52,21 +52,6 @@ PARAM_NODE = f"abuse_params_{uuid.uuid4().hex[:8]}"
 BEST_EFFORT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.VOLATILE)
-
-
-def run(scenario: Any) -> Any:
-    return asyncio.run(scenario)
-
-
-async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def holds_for(predicate: Callable[[], Any], seconds: float) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import msgpack
 import pytest
-from conftest import TOPIC_PREFIX, BridgeProcess, RosHarness
+from conftest import TOPIC_PREFIX, WAIT_S, BridgeProcess, RosHarness, run, wait_until
 from geometry_msgs.msg import Twist
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
@@ -29,7 +29,6 @@ from rover_ws_bridge.client import BridgeClient, BridgeError
 
 pytestmark = pytest.mark.timeout(120)
 
-WAIT_S = 20.0
 CMD_VEL = f"{TOPIC_PREFIX}/cmd_vel"
 SERVICE = f"{TOPIC_PREFIX}/set_flag"
 SLOW_SERVICE = f"{TOPIC_PREFIX}/slow"
@@ -37,17 +36,6 @@ PARAM_NODE = "two_way_param_target"
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
-
-
-async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Received:
@@ -133,10 +121,6 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
     stderr = process.stderr()
     assert "Traceback" not in stderr, stderr
     assert returncode == 0, stderr
-
-
-def run(scenario: Any) -> Any:
-    return asyncio.run(scenario)
 
 
 def test_hello_tells_the_client_what_it_may_do(bridge: BridgeProcess) -> None:

@@ -349,26 +349,27 @@ class BridgeCore:
 
     # -- parameters (through the target node's own parameter services) -----------------------
 
-    def _list_parameters(self, requester: Requester, request: p.ListParameters) -> None:
-        node = _absolute(request.node)
+    def _readable_node(self, requester: Requester, ref: Any, name: str) -> str | None:
+        """The node's absolute name if this client may read its parameters; else None, and
+        the refusal is delivered."""
+        node = _absolute(name)
         if not is_absolute_name(node):
-            requester.deliver(_bad_name(request.ref, request.node, "node"))
-            return
+            requester.deliver(_bad_name(ref, name, "node"))
+            return None
         refusal = self.policy.may_get_parameters(requester.client, node)
         if refusal is not None:
-            requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
+            requester.deliver(p.Refused(ref, "not_allowed", refusal, name))
+            return None
+        return node
+
+    def _list_parameters(self, requester: Requester, request: p.ListParameters) -> None:
+        if self._readable_node(requester, request.ref, request.node) is None:
             return
         self._declared(requester, request.ref, request.node, lambda names: requester.deliver(
             p.ParameterNames(request.ref, request.node, tuple(sorted(names)))))
 
     def _get_parameters(self, requester: Requester, request: p.GetParameters) -> None:
-        node = _absolute(request.node)
-        if not is_absolute_name(node):
-            requester.deliver(_bad_name(request.ref, request.node, "node"))
-            return
-        refusal = self.policy.may_get_parameters(requester.client, node)
-        if refusal is not None:
-            requester.deliver(p.Refused(request.ref, "not_allowed", refusal, request.node))
+        if self._readable_node(requester, request.ref, request.node) is None:
             return
         ref = request.ref
 
@@ -387,9 +388,9 @@ class BridgeCore:
         self._declared(requester, ref, request.node, with_declared)
 
     def _set_parameters(self, requester: Requester, request: p.SetParameters) -> None:
-        node = _absolute(request.node)
-        if not is_absolute_name(node):
-            requester.deliver(_bad_name(request.ref, request.node, "node"))
+        # Reading the current types first is a read: it needs what reading needs, too.
+        node = self._readable_node(requester, request.ref, request.node)
+        if node is None:
             return
         for name, _ in request.values:
             refusal = self.policy.may_set_parameter(requester.client, node, name)
