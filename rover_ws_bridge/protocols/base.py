@@ -8,8 +8,11 @@ out the actions it returns, in order. So a protocol test is a table: event -> ac
 
 Requests to the core (subscribe, publish, call a service, ...) carry a `ref` the protocol
 chooses; the core answers each with exactly one outcome event carrying the same `ref`
-(`Refused` when the policy or the core says no). Most answers arrive at once, within the same
-call; service calls and parameter requests arrive later.
+(`Refused` when the policy or the core says no), except `Publish`, which is answered only
+when refused (a teleop client publishes 20 times a second). Most answers arrive at once,
+within the same call; service calls and parameter requests arrive later. An outcome with
+`ref` None concerns no pending request (e.g. a publisher that could not be created after its
+topic was advertised).
 """
 from __future__ import annotations
 
@@ -106,7 +109,8 @@ class Unadvertise:
 @dataclass(frozen=True)
 class Publish:
     """A message for a topic this connection advertised: `message` is a plain value (dict of
-    fields, from JSON or msgpack) or, with `serialized`, CDR bytes."""
+    fields, from JSON or msgpack) or, with `serialized`, CDR bytes. Answered only if
+    refused."""
 
     ref: Ref
     topic: str
@@ -190,12 +194,6 @@ class Unadvertised:
 
 
 @dataclass(frozen=True)
-class Published:
-    ref: Ref
-    topic: str
-
-
-@dataclass(frozen=True)
 class ServiceResult:
     ref: Ref
     service: str
@@ -223,8 +221,8 @@ class ParametersSet:
     results: tuple[tuple[str, bool, str], ...]  # (name, successful, reason)
 
 
-Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, Published,
-                ServiceResult, ParameterNames, ParameterValues, ParametersSet]
+Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, ServiceResult,
+                ParameterNames, ParameterValues, ParametersSet]
 
 
 # -- what a protocol may read ----------------------------------------------------------------
