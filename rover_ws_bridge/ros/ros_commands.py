@@ -169,14 +169,6 @@ class RosCommands:
                                           service_class)
         return entry
 
-    def shutdown(self) -> None:
-        for publisher, _ in self._publishers.values():
-            self._node.destroy_publisher(publisher)
-        self._publishers.clear()
-        for client, _ in self._clients.values():
-            self._node.destroy_client(client)
-        self._clients.clear()
-
 
 def _type_name(message_class: type) -> str:
     module = message_class.__module__.split(".")
