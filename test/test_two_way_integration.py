@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -349,3 +351,28 @@ def test_a_read_only_bridge_refuses_every_write(start_bridge: Callable[..., Brid
             assert (await client.ping())["op"] == "pong"
 
     run(scenario())
+
+
+def test_the_watch_cli_waits_for_a_named_topic_that_is_not_offered_yet(
+        bridge: BridgeProcess, periodic_publisher: Callable[..., Any]) -> None:
+    topic = f"{TOPIC_PREFIX}/watched_later"
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "rover_ws_bridge.client", bridge.url, topic, "--seconds", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert watcher.stdout is not None
+        lines: list[str] = []
+        for line in watcher.stdout:
+            lines.append(line)
+            if line.startswith("waiting for:"):
+                break
+        assert lines and lines[-1].startswith("waiting for:") and topic in lines[-1], lines
+        periodic_publisher(Int32, topic, RELIABLE, 20.0, lambda n: Int32(data=n))
+        for line in watcher.stdout:
+            lines.append(line)
+            if line.startswith(topic):
+                break
+        assert lines[-1].startswith(topic), "".join(lines[-20:])
+    finally:
+        watcher.kill()
+        watcher.wait()
