@@ -199,7 +199,7 @@ COMPONENTS = {
     "batching": "how records share binary frames",
     "encoding": "how messages are encoded and frames compressed",
     "outbox": "each client's backlog, and how it drains to a slow or stalled client",
-    "policy": "which clients may publish, call services and set parameters",
+    "policy": "who may connect (token, role, Origin, Host), and what clients may read and write",
     "core": "the queues between ROS and the clients, the bridge's publishers and service calls",
     "telemetry": "latency statistics, /diagnostics and the benchmark endpoint",
 }
@@ -308,6 +308,30 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "A client whose connection accepts no data for this long (a frozen or vanished "
                   "peer) is disconnected; it may reconnect.", InRange(1.0, 3600.0)),
 
+    ParameterSpec("auth_tokens_file", "policy", str, "",
+                  "Token file (YAML: roles and hashed tokens; manage it with python -m "
+                  "rover_ws_bridge.auth). Set: every client needs a token (Authorization: "
+                  "Bearer, ?token= or the login page's cookie) and its role's globs decide what "
+                  "it may see, publish, call and set. Empty: no authentication; anyone who "
+                  "reaches the port reads, and writes where the allowlists below allow.",
+                  note="a file path, or empty"),
+    ParameterSpec("public_http_paths", "policy", list, ["/health", "/metrics"],
+                  "HTTP routes served without a token when auth_tokens_file is set (the "
+                  "dashboard's static files and /login are always public).",
+                  note="exact paths", example=["/health"]),
+    ParameterSpec("allowed_origins", "policy", list, [],
+                  "Browser origins accepted besides the defaults (an Origin naming the "
+                  "request's own Host, and http(s)://localhost, 127.0.0.1 and [::1] on any "
+                  "port); a request with another Origin gets 403. Clients that send no Origin "
+                  "(non-browser) pass. \"*\" accepts any origin.",
+                  note=_GLOBS + " of scheme://host[:port]",
+                  example=["https://app.foxglove.dev", "http://192.168.1.*:8080"]),
+    ParameterSpec("allowed_hosts", "policy", list, [],
+                  "Host header names accepted besides the defaults (the bound address, "
+                  "localhost names, this machine's host name and its IP addresses), against "
+                  "DNS rebinding; a request with another Host gets 403. \"*\" accepts any.",
+                  note=_GLOBS + " of host names, without the port",
+                  example=["rover.example.com", "*.local"]),
     ParameterSpec("publish_allow", "policy", list, [],
                   "Globs of topics clients may advertise and publish to. Empty: no client "
                   "publishes.", note=_GLOBS, example=["/cmd_vel", "/goal_pose"]),
@@ -320,7 +344,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   note=_GLOBS + " of node:parameter"),
     ParameterSpec("write_allowed_networks", "policy", list, ["127.0.0.0/8", "::1/128"],
                   "Client addresses (CIDR) to which publish_allow, service_allow and "
-                  "parameter_write_allow apply; other clients may only read.",
+                  "parameter_write_allow (or, with a token file, the role's write globs) "
+                  "apply; other clients may only read.",
                   CidrNetworks(), example=["127.0.0.0/8", "::1/128", "192.168.1.0/24"]),
 
     ParameterSpec("handoff_max_messages", "core", int, 20000,

@@ -357,7 +357,10 @@ class BridgeRuntime:
                                    self.core, node_name=NODE_NAME,
                                    target_latency_ms=c.target_latency_ms,
                                    baselines=load_regression_baselines(c.regression_baseline_file))
-        self.server.http_routes.update(http_api.routes(self.telemetry.read))
+        self.server.http_routes.update(http_api.routes(
+            self.telemetry.read,
+            lambda connection: self.node.policy.may_see_addresses(
+                self.server.client_of(connection))))
         self.server.http_routes[bench_endpoint.PATH] = bench_endpoint.route(
             c.benchmark_endpoint_enabled, lambda: self.server.port,
             lambda name: self.router.topic(name) is not None)

@@ -60,7 +60,8 @@ class SessionSettings:
 
 class Connection:
     def __init__(self, websocket: "ServerConnection", protocol_class: type[p.Protocol],
-                 core: "BridgeCore", settings: SessionSettings) -> None:
+                 core: "BridgeCore", settings: SessionSettings,
+                 client: Client | None = None) -> None:
         self.id = next(_connection_ids)
         self.websocket = websocket
         self.core = core
@@ -69,7 +70,9 @@ class Connection:
         self.batching = True
         remote = getattr(websocket, "remote_address", None)
         self.remote = f"{remote[0]}:{remote[1]}" if remote else "?"
-        self.client = Client(address=str(remote[0]) if remote else "")
+        # Who the policy said this client is at the handshake (its token's role, if any).
+        self.client = client if client is not None else \
+            Client(address=str(remote[0]) if remote else "")
         self.outbox = Outbox(settings.outbox, on_state_change=self._backpressure_changed)
         view = p.ConnectionView(
             session_id=self.id,

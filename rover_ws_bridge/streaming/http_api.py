@@ -51,14 +51,25 @@ def is_loopback(connection: ServerConnection) -> bool:
     return (mapped or address).is_loopback
 
 
-def routes(read: Callable[[], "Reading"]) -> dict[str, Route]:
-    """`read`: a fresh Reading (Telemetry.read)."""
+def routes(read: Callable[[], "Reading"],
+           shows_addresses: Callable[[ServerConnection], bool] = lambda connection: True
+           ) -> dict[str, Route]:
+    """`read`: a fresh Reading (Telemetry.read); `shows_addresses`: whether the caller may see
+    client addresses (the policy's may_see_addresses; others get them masked)."""
     def get_only(handler: Callable[["Reading"], Response]) -> Route:
         def route(connection: ServerConnection, request: Request) -> Response:
             if request.method != "GET":
                 return json_response(HTTPStatus.METHOD_NOT_ALLOWED,
                                      {"error": f"{request.method} not allowed; use GET"})
             return handler(read())
+        return route
+
+    def with_addresses(handler: Callable[["Reading", bool], Any]) -> Route:
+        def route(connection: ServerConnection, request: Request) -> Response:
+            if request.method != "GET":
+                return json_response(HTTPStatus.METHOD_NOT_ALLOWED,
+                                     {"error": f"{request.method} not allowed; use GET"})
+            return json_response(HTTPStatus.OK, handler(read(), shows_addresses(connection)))
         return route
 
     def health(r: "Reading") -> Response:
@@ -70,10 +81,8 @@ def routes(read: Callable[[], "Reading"]) -> dict[str, Route]:
         "/health": get_only(health),
         "/api/performance/metrics": get_only(
             lambda r: json_response(HTTPStatus.OK, snapshot.metrics(r))),
-        "/api/performance/connections": get_only(
-            lambda r: json_response(HTTPStatus.OK, snapshot.connections(r))),
-        "/api/performance/backpressure": get_only(
-            lambda r: json_response(HTTPStatus.OK, snapshot.backpressure(r))),
+        "/api/performance/connections": with_addresses(snapshot.connections),
+        "/api/performance/backpressure": with_addresses(snapshot.backpressure),
         "/metrics": get_only(lambda r: _response(
             HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8",
             prometheus.render(r).encode())),

@@ -2,9 +2,21 @@
 
 Every protocol goes through it, and the core enforces it (protocols/ never check a
 permission themselves): may this connection see a topic, publish to it, call a service, read
-or set a parameter. Authentication, roles and rate limits land here too.
+or set a parameter; and before that, whether a request may connect at all (`authenticate`:
+Host, Origin, token). Rate limits land here too.
 
 What is decided here and why:
+- Host header (DNS rebinding): a web page whose name the attacker re-points at the rover makes
+  the browser send the attacker's name as Host; only the names and addresses of this machine
+  (`allowed_hosts` adds more) are answered, else 403.
+- Origin: a browser page from another site must not reach the bridge with the operator's
+  cookie or from the operator's network; same host and localhost by default (`allowed_origins`
+  adds more), else 403. Clients that send no Origin are not browsers and pass.
+- Token (`auth_tokens_file`): from `Authorization: Bearer`, a `?token=` query parameter or the
+  login page's cookie; none or a wrong one: 401. The token's role then decides what the client
+  sees and writes (its globs replace the allowlists below; write_allowed_networks still
+  applies). Without a token file there is no authentication. `/health`, `/metrics`
+  (`public_http_paths`), `/login` and the dashboard's static files need no token.
 - Topics offered at all: `topic_allow` / `topic_deny` globs and `include_hidden_topics`.
 - Writes (publish, service calls, parameter writes) are off until an allowlist names them
   (`publish_allow`, `service_allow`, `parameter_write_allow`), and then only for clients whose
@@ -16,11 +28,18 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import logging
+import os
 import re
+import socket
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
+from urllib.parse import unquote, urlsplit
 
-from ..config import BridgeConfig
+from ..auth import COOKIE_NAME, Role, TokenFileError, TokenStore, token_shape_ok
+from ..config import BridgeConfig, ConfigError
+
+log = logging.getLogger(__name__)
 
 # A fully qualified ROS name: what the policy's globs are matched against, so a relative name
 # ("imu", "{ns}imu", "~/x") that ROS would expand to a denied one cannot get past them.
@@ -55,6 +74,69 @@ class Client:
     """Who is asking: what the policy knows of a connection."""
 
     address: str  # the peer's IP address as text ("" when unknown)
+    # The token's role; None when the bridge has no token file (then the allowlists decide),
+    # or for an unauthenticated HTTP request to a public path (then nothing is allowed).
+    role: Role | None = None
+    name: str = ""  # the token's name, for the log ("" without one)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request may not connect: an HTTP status (401, 403) and a one-line reason."""
+
+    status: int
+    reason: str
+
+
+_LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost",
+                              "ip6-loopback"})
+_LOCAL_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+NEEDS_TOKEN = ("this bridge needs a token: send 'Authorization: Bearer <token>', add "
+               "?token=<token> to the URL, or log in at /login")
+WRONG_TOKEN = "the token is not valid (unknown or revoked)"
+MAX_HOST_CHARS = 255
+
+
+def find_token(headers: Any, path: str) -> str | None:
+    """The token a request presents: Authorization: Bearer, else ?token=, else the cookie.
+    Each source is scanned once, linearly (headers and path are bounded by the HTTP parser)."""
+    authorization = headers.get("Authorization") or ""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    _, _, query = path.partition("?")
+    for part in query.split("&"):
+        if part.startswith("token="):
+            return unquote(part[6:])
+    get_all = getattr(headers, "get_all", None)
+    cookies = get_all("Cookie") if get_all is not None else [headers.get("Cookie") or ""]
+    for header in cookies:
+        for pair in header.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name == COOKIE_NAME and value:
+                return value
+    return None
+
+
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s;\"']*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """A path or header line with any token replaced: what may be logged."""
+    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", text)
+
+
+def _host_name(header: str) -> str | None:
+    """The name or address of a Host header, lower case, without port or brackets."""
+    header = header.strip().lower()
+    if not header or len(header) > MAX_HOST_CHARS:
+        return None
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else None
+    if header.count(":") == 1:
+        header = header.split(":", 1)[0]
+    return header.rstrip(".") or None
 
 
 class Policy:
@@ -63,6 +145,164 @@ class Policy:
         self._explicit_topics = frozenset(t.name for t in config.topics)
         self._write_networks = tuple(ipaddress.ip_network(n, strict=False)
                                      for n in config.write_allowed_networks)
+        self._tokens_path = config.auth_tokens_file
+        self._tokens: TokenStore | None = None
+        self._tokens_mtime: int | None = None
+        if self._tokens_path:
+            try:
+                self._tokens = TokenStore.load(self._tokens_path)
+                self._tokens_mtime = os.stat(self._tokens_path).st_mtime_ns
+            except (TokenFileError, OSError) as exc:
+                raise ConfigError("auth_tokens_file", self._tokens_path,
+                                  f"a readable token file ({exc})") from None
+        self._allowed_hosts = tuple(h.lower().rstrip(".") for h in config.allowed_hosts)
+        self._allowed_origins = tuple(o.lower() for o in config.allowed_origins)
+        self._own_names = self._machine_names()
+        self._local_addresses: dict[str, bool] = {}  # IP -> whether it is this machine's
+
+    @property
+    def authenticating(self) -> bool:
+        return self._tokens is not None
+
+    # -- may this request connect (WebSocket handshake and HTTP alike) -------------------------
+
+    def authenticate(self, headers: Any, path: str, remote: str, *,
+                     public: bool = False) -> Client | Refusal:
+        """Host, then Origin, then token. `public`: a path served without a token (the server
+        asks `http_path_public`); a valid token still gives its role there."""
+        host = headers.get("Host")
+        problem = self.host_problem(host)
+        if problem is not None:
+            return Refusal(403, problem)
+        problem = self.origin_problem(headers.get("Origin"), _host_name(host or "") or "")
+        if problem is not None:
+            return Refusal(403, problem)
+        if self._current_tokens() is None:
+            return Client(address=remote)
+        token = find_token(headers, path)
+        client = self.identify(token, remote) if token else None
+        if client is not None:
+            return client
+        if public:
+            return Client(address=remote)  # no role: may see and do nothing
+        return Refusal(401, WRONG_TOKEN if token else NEEDS_TOKEN)
+
+    def identify(self, token: str, remote: str) -> Client | None:
+        """The Client a token makes of a request (None: not a valid token)."""
+        store = self._current_tokens()
+        if store is None or not token_shape_ok(token):
+            return None
+        found = store.identify(token)
+        if found is None:
+            return None
+        entry, role = found
+        return Client(address=remote, role=role, name=entry.name)
+
+    def http_path_public(self, path: str) -> bool:
+        """HTTP routes served without a token (static files are public too: the server knows
+        which paths are files)."""
+        bare = path.split("?", 1)[0]
+        return bare in ("/login", "/logout") or bare in self.config.public_http_paths
+
+    def host_problem(self, header: str | None) -> str | None:
+        if "*" in self._allowed_hosts:
+            return None
+        if header is None:
+            return "no Host header: this bridge answers only requests naming one of its hosts"
+        name = _host_name(header)
+        if name is not None:
+            if name in self._own_names or name in _LOCALHOST_NAMES:
+                return None
+            if any(fnmatch.fnmatchcase(name, glob) for glob in self._allowed_hosts):
+                return None
+            if self._is_local_address(name):
+                return None
+        shown = header[:80].encode("ascii", "backslashreplace").decode()
+        return (f"Host {shown!r} is not a name of this bridge (DNS rebinding guard); add it to "
+                "the bridge's 'allowed_hosts' parameter")
+
+    def origin_problem(self, origin: str | None, host: str) -> str | None:
+        if origin is None or "*" in self._allowed_origins:
+            return None
+        lowered = origin.strip().lower()
+        try:
+            parts = urlsplit(lowered)
+            name = parts.hostname
+        except ValueError:
+            name = None
+        if name is not None and parts.scheme in ("http", "https"):
+            if name in _LOCAL_ORIGIN_HOSTS or (host and name == host):
+                return None
+        if any(fnmatch.fnmatchcase(lowered, glob) for glob in self._allowed_origins):
+            return None
+        shown = origin[:120].encode("ascii", "backslashreplace").decode()
+        return (f"Origin {shown!r} is not allowed; add it to the bridge's 'allowed_origins' "
+                "parameter")
+
+    def may_see_addresses(self, client: Client) -> bool:
+        """Client addresses in the HTTP API: an admin role's; without a token file, callers on
+        this machine (who could read them with ss anyway)."""
+        if self._tokens is None:
+            return _is_loopback(client.address)
+        return client.role is not None and client.role.admin
+
+    def _current_tokens(self) -> TokenStore | None:
+        """The token file, read again when it changes (a removed token is refused from the
+        next handshake). A file that became invalid keeps the last good one, said in the log."""
+        if self._tokens is None:
+            return None
+        try:
+            mtime = os.stat(self._tokens_path).st_mtime_ns
+        except OSError as exc:
+            if self._tokens_mtime is not None:
+                log.error("auth_tokens_file %s: %s; keeping the tokens read before",
+                          self._tokens_path, exc.strerror)
+                self._tokens_mtime = None
+            return self._tokens
+        if mtime != self._tokens_mtime:
+            self._tokens_mtime = mtime
+            try:
+                self._tokens = TokenStore.load(self._tokens_path)
+                log.info("auth_tokens_file %s read again: %d token(s)", self._tokens_path,
+                         len(self._tokens.tokens))
+            except TokenFileError as exc:
+                log.error("auth_tokens_file: %s; keeping the tokens read before", exc)
+        return self._tokens
+
+    def _machine_names(self) -> frozenset[str]:
+        names = set()
+        address = self.config.address.strip().lower()
+        if address not in ("", "0.0.0.0", "::"):
+            names.add(address.strip("[]"))
+        try:
+            hostname = socket.gethostname().lower()
+            names.update({hostname, hostname + ".local", socket.getfqdn().lower()})
+        except OSError:
+            pass
+        return frozenset(n.rstrip(".") for n in names if n)
+
+    def _is_local_address(self, name: str) -> bool:
+        """Whether an IP literal is one of this machine's addresses: binding to it works only
+        then. An IP in the Host header is no rebinding (the page's origin is that IP)."""
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        if address.is_loopback:
+            return True
+        known = self._local_addresses.get(name)
+        if known is None:
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as probe:
+                    probe.bind((name, 0))
+                known = True
+            except OSError:
+                known = False
+            if len(self._local_addresses) >= 256:  # a client choosing Hosts cannot grow it
+                self._local_addresses.clear()
+            self._local_addresses[name] = known
+        return known
 
     # -- topics ------------------------------------------------------------------------------
 
@@ -78,7 +318,11 @@ class Policy:
         return _matches(name, c.topic_allow)
 
     def may_see(self, client: Client, topic: str) -> bool:
-        return self.topic_offered(topic)
+        if not self.topic_offered(topic):
+            return False
+        if self._tokens is None:
+            return True
+        return client.role is not None and client.role.may_see(topic)
 
     def may_wait_for(self, topic: str) -> bool:
         """Whether a client may make the bridge subscribe to a topic nobody offers yet: only
@@ -90,41 +334,51 @@ class Policy:
     # -- writes (None: allowed; else the reason it is not) ------------------------------------
 
     def may_publish(self, client: Client, topic: str) -> str | None:
-        return self._write(client, topic, self.config.publish_allow, "publish_allow",
-                           f"publishing to {topic}")
+        return self._write(client, topic, "publish", f"publishing to {topic}")
 
     def may_call(self, client: Client, service: str) -> str | None:
         if service.endswith(_PARAMETER_WRITE_SERVICES):
             return (f"calling {service} is not allowed: parameters are set with the "
                     "set_parameters request, under 'parameter_write_allow'")
-        return self._write(client, service, self.config.service_allow, "service_allow",
-                           f"calling {service}")
+        return self._write(client, service, "call", f"calling {service}")
 
     def may_set_parameter(self, client: Client, node: str, name: str) -> str | None:
         key = f"{node}:{name}"
-        return self._write(client, key, self.config.parameter_write_allow,
-                           "parameter_write_allow", f"setting {key}")
+        return self._write(client, key, "set_parameters", f"setting {key}")
 
     def may_get_parameters(self, client: Client, node: str) -> str | None:
+        if self._tokens is not None and client.role is None:
+            return "reading parameters needs a token"
         return None
 
     def permissions(self, client: Client) -> dict:
         """What this client may do, for the protocols' greeting (a dashboard shows its
         controls only when they can work)."""
         writes = self._from_write_network(client)
-        c = self.config
         return {
-            "publish": list(c.publish_allow) if writes else [],
-            "call_service": list(c.service_allow) if writes else [],
-            "set_parameters": list(c.parameter_write_allow) if writes else [],
-            "get_parameters": True,
+            "publish": list(self._allowed(client, "publish")[0]) if writes else [],
+            "call_service": list(self._allowed(client, "call")[0]) if writes else [],
+            "set_parameters": list(self._allowed(client, "set_parameters")[0]) if writes else [],
+            "get_parameters": self._tokens is None or client.role is not None,
         }
 
-    def _write(self, client: Client, name: str, allow: tuple[str, ...], parameter: str,
-               what: str) -> str | None:
+    # A write kind -> (the allowlist parameter without a token file, the role's field).
+    _WRITE_KINDS = {"publish": "publish_allow", "call": "service_allow",
+                    "set_parameters": "parameter_write_allow"}
+
+    def _allowed(self, client: Client, kind: str) -> tuple[tuple[str, ...], str]:
+        """The globs that decide a write, and where they come from (for the refusal)."""
+        parameter = self._WRITE_KINDS[kind]
+        if self._tokens is None:
+            return getattr(self.config, parameter), f"the bridge's '{parameter}' parameter"
+        if client.role is None:
+            return (), "no role (no token)"
+        return getattr(client.role, kind), f"the role '{client.role.name}' ('{kind}')"
+
+    def _write(self, client: Client, name: str, kind: str, what: str) -> str | None:
+        allow, source = self._allowed(client, kind)
         if not _matches(name, allow):
-            return (f"{what} is not allowed: no glob in the bridge's '{parameter}' parameter "
-                    "matches it")
+            return f"{what} is not allowed: no glob in {source} matches it"
         if not self._from_write_network(client):
             return (f"{what} is not allowed from {client.address or 'this address'}: it is not "
                     "in the bridge's 'write_allowed_networks'")
@@ -138,3 +392,12 @@ class Policy:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self._write_networks)
+
+
+def _is_loopback(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback

@@ -1,8 +1,10 @@
 """The WebSocket (and plain HTTP) server: one port, every protocol.
 
 Runs on the asyncio thread. ROS-free: it serves the core. The handshake is decided in one
-place (`_process_request` + `_select_subprotocol`, with protocols.select_protocol), where
-authentication and the origin allowlist will land.
+place (`_process_request` + `_select_subprotocol`, with protocols.select_protocol). Whether a
+request may connect at all (Host, Origin, token) is the policy's answer (Policy.authenticate),
+asked once per request, WebSocket and HTTP alike: this module only carries it out (401/403
+with the reason, or the Client handed to the connection and to the HTTP routes).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from .. import PROTOCOL_NAME
+from ..auth import COOKIE_NAME
 from ..config import BridgeConfig
 from ..priority import Priority
 from ..protocols import PROTOCOLS, ProtocolRefused, select_protocol
@@ -32,6 +35,7 @@ from ..wire.compression import Compression
 from .connection import Connection, SessionSettings
 from .core import BridgeCore
 from .outbox import OutboxLimits
+from .policy import Client, Refusal, find_token, redact
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,40 @@ class ServerStats:
     connections_total: int = 0
     connections_rejected: int = 0
     stalled_disconnects: int = 0
+
+
+class _RedactTokens(logging.Filter):
+    """websockets logs request lines and headers at DEBUG: never a token (?token=, the
+    Authorization header, the login cookie)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            args = list(record.args)
+            if (len(args) == 2 and isinstance(args[0], str)
+                    and args[0].lower() in ("authorization", "cookie", "set-cookie")):
+                args[1] = "[redacted]"
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+_REDACT = _RedactTokens()
+
+_LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rover_ws_bridge: log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:sans-serif;max-width:28em;margin:4em auto;padding:0 1em}}
+input{{width:100%;padding:.4em;margin:.4em 0;box-sizing:border-box}}
+.error{{color:#b00}}</style></head>
+<body><h1>rover_ws_bridge</h1>{message}
+<form method="get" action="/login">
+<label for="token">Token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
+<input type="submit" value="Log in"></form>
+<p><small>Tokens are made with <code>python -m rover_ws_bridge.auth add NAME --role ROLE
+--file TOKENS.yaml</code> on the rover.</small></p></body></html>
+"""
 
 
 def settings_from_config(config: BridgeConfig) -> SessionSettings:
@@ -77,6 +115,14 @@ class BridgeServer:
         self._selected: weakref.WeakKeyDictionary[ServerConnection, str] = \
             weakref.WeakKeyDictionary()
         self.stats = ServerStats()
+        self.policy = core.policy
+        # Who each request is (the policy's answer in the handshake), for _handle and the HTTP
+        # routes; weak like _selected.
+        self._clients: weakref.WeakKeyDictionary[ServerConnection, Client] = \
+            weakref.WeakKeyDictionary()
+        # Whether clients reach us over TLS (the login cookie is then Secure). The TLS part of
+        # the server sets it; plain ws:// and http:// until then.
+        self.tls = False
         self._server: Server | None = None
         self.port: int | None = None
         # HTTP routes served on the WebSocket port: path -> handler(connection, request),
@@ -86,6 +132,10 @@ class BridgeServer:
         self.static_root: Path | None = DASHBOARD_DIR if DASHBOARD_DIR.is_dir() else None
 
     async def start(self) -> int:
+        for name in ("websockets", "websockets.server"):
+            logger = logging.getLogger(name)
+            if _REDACT not in logger.filters:
+                logger.addFilter(_REDACT)
         try:
             self._server = await serve(
                 self._handle, self.config.address, self.config.port,
@@ -106,7 +156,20 @@ class BridgeServer:
             raise
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
+        if not self.policy.authenticating:
+            log.warning("no auth_tokens_file: anyone who reaches port %d can read every offered "
+                        "topic, and publish, call services and set parameters where "
+                        "publish_allow, service_allow and parameter_write_allow allow (from "
+                        "write_allowed_networks)", self.port)
         return self.port
+
+    def client_of(self, connection: ServerConnection) -> Client:
+        """The policy's Client of a request in progress (an HTTP route's caller)."""
+        client = self._clients.get(connection)
+        if client is None:
+            remote = connection.remote_address
+            client = Client(address=str(remote[0]) if remote else "")
+        return client
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away), then stop listening."""
@@ -147,9 +210,27 @@ class BridgeServer:
 
     async def _process_request(self, connection: ServerConnection,
                                request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         path = request.path.split("?", 1)[0]
+        public = not websocket and (self.policy.http_path_public(path)
+                                    or self._static_target(path) is not None)
+        remote = connection.remote_address
+        decision = self.policy.authenticate(request.headers, request.path,
+                                            str(remote[0]) if remote else "", public=public)
+        if isinstance(decision, Refusal):
+            if websocket:
+                self.stats.connections_rejected += 1
+            log.info("refused %s %s from %s: %d %s", "WebSocket" if websocket else "HTTP",
+                     redact(path)[:200], remote[0] if remote else "?", decision.status,
+                     decision.reason)
+            return self._refusal(connection, decision)
+        self._clients[connection] = decision
+        if websocket:
+            return None
+        if path == "/login":
+            return self._login(connection, request, decision)
+        if path == "/logout":
+            return self._redirect("/login", self._cookie("", max_age=0))
         route = self.http_routes.get(path)
         if route is not None:
             response = route(connection, request)
@@ -161,15 +242,63 @@ class BridgeServer:
                                   f"no page at {path}; WebSocket clients connect with the "
                                   f"subprotocol {PROTOCOL_NAME}\n")
 
-    def _static_file(self, path: str) -> Response | None:
-        """The dashboard bundle shipped in the package (rover_ws_bridge/dashboard/)."""
+    def _refusal(self, connection: ServerConnection, refusal: Refusal) -> Response:
+        response = connection.respond(HTTPStatus(refusal.status), refusal.reason + "\n")
+        if refusal.status == HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="rover_ws_bridge"'
+        return response
+
+    def _cookie(self, token: str, max_age: int | None = None) -> str:
+        cookie = f"{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/"
+        if max_age is not None:
+            cookie += f"; Max-Age={max_age}"
+        return cookie + ("; Secure" if self.tls else "")
+
+    @staticmethod
+    def _redirect(location: str, cookie: str | None = None) -> Response:
+        headers = Headers([("Location", location), ("Content-Length", "0"),
+                           ("Cache-Control", "no-store")])
+        if cookie is not None:
+            headers["Set-Cookie"] = cookie
+        return Response(HTTPStatus.SEE_OTHER.value, HTTPStatus.SEE_OTHER.phrase, headers, b"")
+
+    def _login(self, connection: ServerConnection, request: Request,
+               client: Client) -> Response:
+        """GET /login: the form; GET /login?token=...: the cookie, then back to the dashboard.
+        (A GET form: the handshake parser cannot read request bodies.)"""
+        if not self.policy.authenticating:
+            return self._redirect("/")
+        _, _, query = request.path.partition("?")
+        token = find_token(Headers(), "?" + query)  # the form's field only, not a cookie
+        if token is not None and self.policy.identify(token, client.address) is not None:
+            return self._redirect("/", self._cookie(token))
+        status = HTTPStatus.UNAUTHORIZED if token is not None else HTTPStatus.OK
+        message = ('<p class="error">That token is not valid.</p>' if token is not None
+                   else "<p>This bridge needs a token.</p>")
+        data = _LOGIN_PAGE.format(message=message).encode()
+        headers = Headers([("Content-Type", "text/html; charset=utf-8"),
+                           ("Content-Length", str(len(data))), ("Cache-Control", "no-store"),
+                           ("Referrer-Policy", "no-referrer")])
+        return Response(status.value, status.phrase, headers, data)
+
+    def _static_target(self, path: str) -> Path | None:
         root = self.static_root
         if root is None:
             return None
         relative = "index.html" if path in ("/", "") else path.lstrip("/")
-        target = (root / relative).resolve()
+        try:
+            target = (root / relative).resolve()
+        except (OSError, ValueError):
+            return None
         if root.resolve() not in target.parents or not target.is_file():
             return None  # also refuses ../ escapes
+        return target
+
+    def _static_file(self, path: str) -> Response | None:
+        """The dashboard bundle shipped in the package (rover_ws_bridge/dashboard/)."""
+        target = self._static_target(path)
+        if target is None:
+            return None
         data = target.read_bytes()
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))),
@@ -188,11 +317,14 @@ class BridgeServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                 self.config.socket_send_buffer_bytes)
         name = self._selected.pop(websocket, self.config.default_protocol)
-        session = Connection(websocket, PROTOCOLS[name], self.core, self.settings)
+        client = self.client_of(websocket)
+        session = Connection(websocket, PROTOCOLS[name], self.core, self.settings, client)
         self.sessions.add(session)
         self.stats.connections_total += 1
-        log.info("client %s connected (%s%s)", session.remote, name,
-                 "" if websocket.subprotocol else ", no subprotocol offered")
+        who = (f", token {client.name}, role {client.role.name}" if client.role is not None
+               else "")
+        log.info("client %s connected (%s%s%s)", session.remote, name,
+                 "" if websocket.subprotocol else ", no subprotocol offered", who)
         try:
             await session.run()
         finally:

@@ -63,9 +63,15 @@ def topics(r: Reading) -> list[dict[str, Any]]:
     return out
 
 
-def connections(r: Reading) -> dict[str, Any]:
+def masked(remote: str) -> str:
+    """A client's address without the IP (the port still tells one's own connection apart)."""
+    return "hidden:" + remote.rsplit(":", 1)[-1]
+
+
+def connections(r: Reading, show_addresses: bool = True) -> dict[str, Any]:
     return {"connections": [{
-        "id": c.id, "remote": c.remote, "protocol": c.protocol,
+        "id": c.id, "remote": c.remote if show_addresses else masked(c.remote),
+        "protocol": c.protocol,
         "connected_s": round(c.connected_s, 1), "subscriptions": list(c.subscriptions),
         "compression": c.compression, "batching": c.batching,
         "frames_sent": c.frames_sent, "bytes_sent": c.bytes_sent,
@@ -75,9 +81,11 @@ def connections(r: Reading) -> dict[str, Any]:
     } for c in r.connections]}
 
 
-def backpressure(r: Reading) -> dict[str, Any]:
+def backpressure(r: Reading, show_addresses: bool = True) -> dict[str, Any]:
     return {**_backpressure_totals(r),
-            "clients": [{"id": c.id, "remote": c.remote, **_outbox(c)} for c in r.connections]}
+            "clients": [{"id": c.id,
+                         "remote": c.remote if show_addresses else masked(c.remote),
+                         **_outbox(c)} for c in r.connections]}
 
 
 def _backpressure_totals(r: Reading) -> dict[str, Any]:
