@@ -297,3 +297,9 @@ def test_host_is_checked_before_origin_and_origin_before_the_token(tmp_path: Pat
                                     "/", LOCAL).reason
     assert p.authenticate(headers(Origin="https://evil.test"), "/", LOCAL).status == 403
     assert p.authenticate(headers(Origin="http://localhost:1234"), "/", LOCAL).status == 401
+
+
+def test_a_header_given_twice_is_refused() -> None:
+    h = Headers([("Host", "localhost"), ("Host", "evil.test")])
+    assert policy().authenticate(h, "/", LOCAL) == Refusal(400, "more than one Host or Origin "
+                                                                "header")

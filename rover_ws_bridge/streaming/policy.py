@@ -126,6 +126,19 @@ def redact(text: str) -> str:
     return _TOKEN_IN_TEXT.sub(r"\1[redacted]", text)
 
 
+_SEVERAL = "\0several"  # a header given more than once: ambiguous, refused
+
+
+def _single(headers: Any, name: str) -> str | None:
+    get_all = getattr(headers, "get_all", None)
+    if get_all is None:
+        return headers.get(name)
+    values = get_all(name)
+    if len(values) > 1:
+        return _SEVERAL
+    return values[0] if values else None
+
+
 def _host_name(header: str) -> str | None:
     """The name or address of a Host header, lower case, without port or brackets."""
     header = header.strip().lower()
@@ -170,11 +183,13 @@ class Policy:
                      public: bool = False) -> Client | Refusal:
         """Host, then Origin, then token. `public`: a path served without a token (the server
         asks `http_path_public`); a valid token still gives its role there."""
-        host = headers.get("Host")
+        host, origin = _single(headers, "Host"), _single(headers, "Origin")
+        if host is _SEVERAL or origin is _SEVERAL:
+            return Refusal(400, "more than one Host or Origin header")
         problem = self.host_problem(host)
         if problem is not None:
             return Refusal(403, problem)
-        problem = self.origin_problem(headers.get("Origin"), _host_name(host or "") or "")
+        problem = self.origin_problem(origin, _host_name(host or "") or "")
         if problem is not None:
             return Refusal(403, problem)
         if self._current_tokens() is None:
