@@ -38,10 +38,21 @@ class ConfigError(ValueError):
     """A parameter has a value outside what is allowed. The message names the parameter."""
 
     def __init__(self, name: str, value: Any, allowed: str) -> None:
-        super().__init__(f"parameter '{name}' = {value!r} is not allowed: expected {allowed}")
+        super().__init__(f"parameter '{name}' = {_short_repr(value)} is not allowed: expected "
+                         f"{allowed}")
         self.name = name
         self.value = value
         self.allowed = allowed
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    """A value as an error quotes it: cut short (an int of 5000 digits cannot even be
+    printed by Python 3.11)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<an integer of about {value.bit_length()} bits>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -434,8 +445,10 @@ def _convert(spec: ParameterSpec, value: Any) -> Any:
 
 def _from_mapping(cls: type, values: Mapping[str, Any]) -> Any:
     """Validate raw parameter values (from ROS parameters or YAML); defaults fill the rest."""
-    unknown = sorted(set(values) - set(_SPECS))
+    unknown = sorted(str(name) for name in set(values) - set(_SPECS))
     if unknown:
+        if unknown[0] not in values:  # a name that is not even a string
+            raise ConfigError(unknown[0], None, "a known parameter name: " + ", ".join(_SPECS))
         raise ConfigError(unknown[0], values[unknown[0]],
                           "a known parameter name: " + ", ".join(_SPECS))
     kwargs: dict[str, Any] = {}

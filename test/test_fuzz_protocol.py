@@ -8,8 +8,8 @@ configuration mapping, the data-frame decoder (client side) and the HTTP static-
 Properties: nothing raises but the parser's own error; every answer is well-formed (strict
 JSON, a status code from docs/PROTOCOL.md, no traceback in the log); answers are bounded
 relative to the input; the converter's work grows linearly with its input (counted in Python
-calls, not measured in seconds). Known bugs found by fuzzing are `xfail(strict=True)` tests at
-the end: each one names the input and what happens.
+calls, not measured in seconds). The bugs fuzzing found are tests at the end, each naming the
+input that found it.
 
 The coverage-guided counterpart (atheris) is test/fuzz/, run by test/test_fuzz_coverage.py.
 """
@@ -655,10 +655,6 @@ def test_decode_frame_raises_only_frame_error(frame):
         decoded = decode_frame(frame, max_body_bytes=1 << 16)
     except FrameError:
         return
-    except Exception:
-        # Known bug (xfail below): a corrupt compressed body escapes as the codec's error.
-        assert len(frame) >= 16 and frame[9] & 3, frame
-        return
     assert decoded.total_size == len(frame) and decoded.body_size <= 1 << 16
     assert decode_frame(encode_frame(decoded.records)).records == decoded.records
 
@@ -694,14 +690,9 @@ def test_static_file_route_never_raises(path):
         assert response.status_code == 200 and "\x00" not in path
 
 
-# -- found by fuzzing: known bugs (each an xfail until fixed) ---------------------------------
+# -- found by fuzzing (fixed; each input kept as a test) ------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="native.py:195 (on_text: json.loads) parses 1e400 as "
-                   "float('inf'): "
-                   "parse_constant rejects only the NaN/Infinity literals, so an infinite stats "
-                   "report is stored and later rendered as Infinity (invalid JSON) by "
-                   "GET /api/performance/connections")
 def test_an_overflowing_number_is_refused_at_parse_time():
     actions = make_protocol().on_text('{"op":"stats","id":1,"report":{"latency_ms":1e400}}')
     stored = [a for a in actions if isinstance(a, p.StoreClientReport)]
@@ -713,21 +704,12 @@ def test_an_overflowing_number_is_refused_at_parse_time():
 
 @pytest.mark.parametrize("field,value", [("batching", "x" * 100_000),
                                          ("max_rate_hz", "x" * 100_000)])
-@pytest.mark.xfail(strict=True, reason="native.py:257 (configure: batching {batching!r}) and "
-                   "native.py:228 (subscribe: max_rate_hz {max_rate!r}) quote the client's "
-                   "value whole in the error, unlike every other error (_short): a 1 MB "
-                   "request gets a 1 MB error back")
 def test_errors_do_not_echo_the_clients_value_whole(field, value):
     op = "configure" if field == "batching" else "subscribe"
     [answer] = make_protocol().on_text(json.dumps({"op": op, "topic": "/imu", field: value}))
     assert len(answer.text) < 2048
 
 
-@pytest.mark.xfail(strict=True, reason="native.py:274-283 (_op_stats) accepts a nested report "
-                   "(depth up "
-                   "to the JSON parser's recursion limit) within 4096 characters; issue 9 asks "
-                   "for stats reports flat and bounded, and an indented rendering of a report "
-                   "950 lists deep is ~450 KB (quadratic in its size)")
 def test_a_nested_stats_report_is_refused():
     depth = 950
     text = '{"op":"stats","report":{"a":' + "[" * depth + "]" * depth + "}}"
@@ -739,10 +721,6 @@ def test_a_nested_stats_report_is_refused():
     (Compression.ZLIB, b"not zlib at all"),
     (Compression.LZ4, b"\x04\x22\x4d\x18\x68\x40" + bytes(12)),  # LZ4 magic, bad descriptor
 ])
-@pytest.mark.xfail(strict=True, reason="wire/frame.py:117 decode_frame -> wire/compression.py:"
-                   "52-53 decompress: a corrupt compressed body raises zlib.error or lz4's "
-                   "RuntimeError, not FrameError, so a client (rover_ws_bridge.client, the "
-                   "bench) that catches FrameError dies on one bad frame")
 def test_a_corrupt_compressed_body_is_a_frame_error(compression, body):
     import struct as s
     frame = s.pack("<IIBBHI", 1, 16 + len(body), 1, int(compression), 0, 30) + body
@@ -750,18 +728,11 @@ def test_a_corrupt_compressed_body_is_a_frame_error(compression, body):
         decode_frame(frame)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py (_from_mapping: sorted(set(values) - "
-                   "set(_SPECS))) sorts the unknown keys, so a "
-                   "mapping with an int key beside a str key raises TypeError ('<' not "
-                   "supported between 'str' and 'int'), not ConfigError")
 def test_config_with_mixed_key_types_is_a_config_error():
     with pytest.raises(ConfigError):
         BridgeConfig.from_mapping({1: 2, "x": 3})
 
 
-@pytest.mark.xfail(strict=True, reason="config.py:ConfigError.__init__ formats the value with "
-                   "!r, and repr of an int over 4300 digits raises ValueError (Python 3.11 "
-                   "int_max_str_digits), so a huge port gives ValueError, not ConfigError")
 def test_a_huge_integer_is_a_config_error():
     with pytest.raises(ConfigError):
         BridgeConfig.from_mapping({"port": 10 ** 5000})

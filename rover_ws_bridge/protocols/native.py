@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 import time
 from dataclasses import dataclass, field
@@ -192,7 +193,8 @@ class NativeProtocol(Protocol):
         request_id = None
         try:
             try:
-                message = json.loads(text, parse_constant=_reject_constant)
+                message = json.loads(text, parse_constant=_reject_constant,
+                                     parse_float=_finite_float)
             except (ValueError, RecursionError) as exc:
                 raise RequestError("bad_json",
                                    f"message is not valid JSON: {str(exc)[:200]}") from None
@@ -225,7 +227,7 @@ class NativeProtocol(Protocol):
                                      or not isinstance(max_rate, (int, float))
                                      or not 0 < max_rate <= MAX_RATE_HZ):
             raise RequestError("bad_request", "max_rate_hz must be a number in "
-                               f"(0, {MAX_RATE_HZ:g}] or null, not {max_rate!r}")
+                               f"(0, {MAX_RATE_HZ:g}] or null, not {_short(max_rate)}")
         type_name = message.get("type")
         if type_name is not None:
             _check_name(type_name, "type")
@@ -254,7 +256,8 @@ class NativeProtocol(Protocol):
             raise RequestError("unknown_compression", f"unknown compression {_short(compression)}; "
                                f"expected one of: {', '.join(COMPRESSIONS)}")
         if batching is not None and not isinstance(batching, bool):
-            raise RequestError("bad_request", f"batching must be true or false, not {batching!r}")
+            raise RequestError("bad_request", "batching must be true or false, not "
+                               f"{_short(batching)}")
         actions: list[Action] = []
         if compression is not None:
             self.compression = Compression.from_name(compression)
@@ -277,6 +280,9 @@ class NativeProtocol(Protocol):
         report = message.get("report")
         if not isinstance(report, dict):
             raise RequestError("bad_request", "stats needs a 'report' object")
+        if not _is_flat_report(report):
+            raise RequestError("bad_request", "a stats report is an object of numbers, strings "
+                               "and objects or lists of those, nested no deeper")
         if len(json.dumps(report)) > MAX_STATS_BYTES:
             raise RequestError("bad_request",
                                f"stats report over {MAX_STATS_BYTES} characters as JSON")
@@ -548,6 +554,26 @@ def _text(message: dict) -> SendText:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (NaN and infinities are written as null)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON, but no double holds it
+        raise ValueError(f"{text[:50]} does not fit a double")
+    return value
+
+
+def _is_flat_report(report: dict) -> bool:
+    """A stats report: an object of scalars or of objects of scalars (e.g. latency_ms {p50,
+    p95}). Anything deeper is refused: it is stored and rendered for every HTTP reader."""
+    for value in report.values():
+        if isinstance(value, dict):
+            if any(isinstance(v, (dict, list)) for v in value.values()):
+                return False
+        elif isinstance(value, list):
+            if any(isinstance(v, (dict, list)) for v in value):
+                return False
+    return True
 
 
 def _parse_qos(value: Any) -> QosRequest | None:

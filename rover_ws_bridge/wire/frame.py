@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -114,7 +115,11 @@ def decode_frame(frame: bytes | bytearray | memoryview, max_body_bytes: int = 25
         compression = Compression(flags & COMPRESSION_MASK)
     except ValueError:
         raise FrameError(f"unknown compression code {flags & COMPRESSION_MASK}") from None
-    body = decompress(bytes(view[HEADER_SIZE:]), compression, body_size)
+    try:
+        body = decompress(bytes(view[HEADER_SIZE:]), compression, body_size)
+    except (zlib.error, RuntimeError, ValueError) as exc:  # what zlib and lz4 raise on junk
+        raise FrameError(f"the {compression.name.lower()} body does not decompress: "
+                         f"{str(exc)[:200]}") from None
     if len(body) != body_size:
         raise FrameError(f"body is {len(body)} bytes, header says {body_size}")
     records: list[Record] = []
