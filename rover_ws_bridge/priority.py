@@ -49,6 +49,15 @@ DEFAULT_LARGE_MESSAGE_TYPES: tuple[str, ...] = (
 )
 
 
+# ROS infrastructure topics every node publishes: by their QoS /rosout (reliable +
+# transient_local) would be CRITICAL and /parameter_events (reliable) HIGH, but a log storm or
+# a parameter sweep must always be sheddable. After the user's overrides, before the QoS rules.
+INFRASTRUCTURE_PRIORITIES: tuple[tuple[str, "Priority"], ...] = (
+    ("/rosout", Priority.NORMAL),
+    ("/parameter_events", Priority.LOW),
+)
+
+
 @dataclass(frozen=True)
 class PriorityOverride:
     pattern: str
@@ -68,6 +77,7 @@ class QosPriorityRules:
 
     The rules, in order:
       1. the first override whose glob matches the topic name wins;
+      1b. ROS infrastructure topics: /rosout NORMAL, /parameter_events LOW;
       2. all publishers reliable and transient_local -> CRITICAL;
       3. all publishers reliable (some volatile) -> HIGH;
       4. otherwise (some best_effort publisher): LOW for large message types, else NORMAL.
@@ -92,6 +102,9 @@ class QosPriorityRules:
         override = self.override_for(topic)
         if override is not None:
             return override
+        for name, priority in INFRASTRUCTURE_PRIORITIES:
+            if topic == name:
+                return priority
         if not publishers:
             return Priority.NORMAL
         if all(p.reliable for p in publishers):

@@ -159,3 +159,16 @@ def test_rules_from_config():
     assert rules.priority("/estop", "std_msgs/msg/Bool", [BEST_EFFORT]) is Priority.CRITICAL
     assert rules.priority("/blob", "my_msgs/msg/Blob", [BEST_EFFORT]) is Priority.LOW
     assert rules.priority("/image", IMAGE, [BEST_EFFORT]) is Priority.NORMAL
+
+
+def test_ros_infrastructure_topics_are_sheddable_unless_overridden():
+    from rover_ws_bridge.priority import PriorityOverride, PublisherQos, QosPriorityRules
+
+    latched = [PublisherQos(reliable=True, transient_local=True)]
+    rules = QosPriorityRules()
+    assert rules.priority("/rosout", "rcl_interfaces/msg/Log", latched) == Priority.NORMAL
+    assert rules.priority("/parameter_events", "rcl_interfaces/msg/ParameterEvent",
+                          latched) == Priority.LOW
+    assert rules.priority("/ns/rosout", "rcl_interfaces/msg/Log", latched) == Priority.CRITICAL
+    mine = QosPriorityRules([PriorityOverride.parse("/rosout=HIGH")])
+    assert mine.priority("/rosout", "rcl_interfaces/msg/Log", latched) == Priority.HIGH
