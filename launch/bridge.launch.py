@@ -28,7 +28,14 @@ LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
 def _bridge_node(context, *args, **kwargs):
     # Resolved at launch time so that an override is added only when the user gave one.
     overrides = {}
-    if LaunchConfiguration('port').perform(context).strip():
+    port = LaunchConfiguration('port').perform(context).strip()
+    if port and not (port.isdigit() and int(port) <= 65535):
+        # launch would only say "invalid literal for int()": name the argument instead.
+        # (launch prints an exception raised here as one line and starts nothing.)
+        raise ValueError(f"launch argument 'port' = '{port}' is not allowed: expected an "
+                         "integer 0..65535 (0 = chosen by the OS), or empty for the value "
+                         "in params_file")
+    if port:
         # A launch argument is a string; the node declares `port` as an integer parameter.
         overrides['port'] = ParameterValue(LaunchConfiguration('port'), value_type=int)
     if LaunchConfiguration('address').perform(context).strip():
@@ -42,6 +49,9 @@ def _bridge_node(context, *args, **kwargs):
             executable='bridge',
             name='rover_ws_bridge',
             parameters=parameters,
+            # launch_ros leaves out a params file that does not exist (with a warning) and the
+            # node would start on its defaults: the node refuses to start without it.
+            arguments=['--require-params-file', LaunchConfiguration('params_file')],
             ros_arguments=['--log-level', LaunchConfiguration('log_level')],
             output='screen',
             emulate_tty=True,  # line-buffered output, so log lines show as they happen

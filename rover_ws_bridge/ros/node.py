@@ -22,6 +22,8 @@ import fnmatch
 import itertools
 import json
 import logging
+import os
+import re
 import signal
 import socket
 import sys
@@ -31,8 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import rclpy
+import yaml
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -57,7 +62,9 @@ from .message_codec import UnknownMessageType, import_message_type, make_decoder
 from .qos_events import no_subscription_events
 from .ros_commands import RosCommands
 
-log = logging.getLogger(__name__)
+# Not __name__: run as `python -m rover_ws_bridge.ros.node` that is "__main__", outside the
+# rover_ws_bridge.* loggers whose level --log-level sets.
+log = logging.getLogger("rover_ws_bridge.ros.node")
 
 NODE_NAME = "rover_ws_bridge"
 MAX_WARNINGS = 1000
@@ -423,11 +430,152 @@ def _print_parameters() -> None:
     print(render_help())
 
 
-async def _serve(node: BridgeNode) -> int:
+# -- start-up checks ------------------------------------------------------------------------
+# Each bad start-up input stops the bridge with one line on stderr (exit code 2) naming the
+# parameter or file and what is allowed: never a traceback, never a start on silent defaults.
+# `ros2 launch` hands the node its params file and its port/address overrides (written by
+# launch_ros into a temporary YAML file under the node's name) as `--ros-args --params-file`;
+# rcl refuses a YAML error while parsing the arguments, but ignores a file whose top key names
+# another node, and launch_ros drops a params file that does not exist (with a warning): the
+# launch file passes it again as `--require-params-file` so that the node can refuse it.
+
+
+class StartupError(Exception):
+    """A start-up input the bridge cannot run with; its text is the one line the user sees."""
+
+
+def _ros_params_files(args: list[str]) -> list[str]:
+    """The paths given as `--params-file PATH` inside the `--ros-args` sections of args."""
+    paths, in_ros = [], False
+    for i, token in enumerate(args):
+        if token == "--ros-args":
+            in_ros = True
+        elif token == "--":
+            in_ros = False
+        elif in_ros and token == "--params-file" and i + 1 < len(args):
+            paths.append(args[i + 1])
+    return paths
+
+
+def read_params_file(path: str) -> dict:
+    """The parsed params file, or StartupError saying what is wrong with it."""
+    expected = f"a YAML parameters file whose top key is '{NODE_NAME}' (see config/bridge.yaml)"
+    if not os.path.exists(path):
+        raise StartupError(f"params file '{path}' does not exist: expected {expected}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StartupError(f"params file '{path}' is not valid YAML ({problem}{where}): "
+                           f"expected {expected}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise StartupError(f"params file '{path}' cannot be read ({reason}): "
+                           f"expected {expected}") from None
+    if not isinstance(data, dict) or not data:
+        raise StartupError(f"params file '{path}' holds no parameters: expected {expected}")
+    return data
+
+
+def _node_key_matches(key: str, fully_qualified_name: str) -> bool:
+    """rcl's rule for a params file's top key: a node name, absolute or relative to the root,
+    where `*` stands for one name token and `**` for any number of them (`/**` = every node)."""
+    want = [t for t in fully_qualified_name.split("/") if t]
+    pattern = [t for t in str(key).split("/") if t]
+
+    def match(p: list[str], w: list[str]) -> bool:
+        if not p:
+            return not w
+        if p[0] == "**":
+            return any(match(p[1:], w[i:]) for i in range(len(w) + 1))
+        return bool(w) and (p[0] == "*" or p[0] == w[0]) and match(p[1:], w[1:])
+
+    return match(pattern, want)
+
+
+def check_params_file_keys(path: str, data: dict, fully_qualified_name: str) -> None:
+    """Refuse a params file none of whose top keys is this node: rcl would ignore it and the
+    bridge would start on its defaults."""
+    if any(_node_key_matches(key, fully_qualified_name) for key in data):
+        return
+    found = ", ".join(f"'{key}'" for key in list(data)[:5])
+    raise StartupError(f"params file '{path}' has no parameters for this node: top key {found} "
+                       f"found, expected '{NODE_NAME}' (or '/**', or '{fully_qualified_name}')")
+
+
+def check_address(address: str) -> None:
+    """The server's address must resolve and be an address of this machine (0.0.0.0, :: and
+    empty = every interface): refused here, before anything starts, instead of a bind error."""
+    allowed = ("expected an address of this machine, e.g. 0.0.0.0 (every IPv4 interface), "
+               ":: (every interface) or 127.0.0.1 (this machine only)")
+    if address in ("", "0.0.0.0", "::"):
+        return
+    try:
+        infos = socket.getaddrinfo(address, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise StartupError(f"parameter 'address' = '{address}' does not resolve ({reason}): "
+                           f"{allowed}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(sockaddr[:1] + (0,) + tuple(sockaddr[2:]))
+            except OSError as exc:
+                raise StartupError(
+                    f"parameter 'address' = '{address}' ({sockaddr[0]}) is not an address of "
+                    f"this machine ({exc.strerror}): {allowed}") from None
+
+
+def _rcl_error_line(exc: Exception) -> str:
+    """rcl's error text without its C source locations, on one line."""
+    text = " ".join(str(exc).split())
+    return re.sub(r", at /\S+:\d+", "", text)
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM request a clean stop; any further one while stopping is ignored (a
+    process-group Ctrl-C from `ros2 launch` arrives twice). Installed with signal.signal before
+    anything starts, so that neither rclpy nor asyncio turns one into a KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._wake: Callable[[], None] | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        # Ignored by the OS from now on: even during interpreter exit, when Python puts back
+        # the default action for signals that have a Python handler (killed by SIGINT, -2).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.requested:
+            return
+        self.requested = True
+        if self._wake is not None:
+            self._wake()
+
+    def bind(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        self._wake = lambda: loop.call_soon_threadsafe(event.set)
+        if self.requested:
+            event.set()
+
+
+def _python_log_level() -> int:
+    """The level `--ros-args --log-level` gave the node's logger, for our Python loggers."""
+    level = int(rclpy.logging.get_logger_effective_level(NODE_NAME))
+    return level if level > 0 else logging.INFO
+
+
+async def _serve(node: BridgeNode, signals: _StopSignals) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    signals.bind(loop, stop)
+    if signals.requested:
+        return 0
     runtime = BridgeRuntime(node)
     try:
         port = await runtime.start()
@@ -448,11 +596,54 @@ async def _serve(node: BridgeNode) -> int:
     return 0
 
 
+def _start_node(args: list[str], required_files: list[str]) -> BridgeNode:
+    """rclpy.init and the node, after the start-up checks; StartupError says what is wrong."""
+    files = list(dict.fromkeys(required_files + _ros_params_files(args)))
+    parsed = {path: read_params_file(path) for path in files}
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except rclpy_implementation.RCLError as exc:
+        raise StartupError(_rcl_error_line(exc)) from None
+    level = _python_log_level()
+    logging.getLogger("rover_ws_bridge").setLevel(level)
+    try:
+        node = BridgeNode()
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    except (ParameterException, rclpy_implementation.RCLError) as exc:
+        raise StartupError(_rcl_error_line(exc)) from None
+    try:
+        for path, data in parsed.items():
+            check_params_file_keys(path, data, node.get_fully_qualified_name())
+        check_address(node.config.address)
+    except StartupError:
+        node.destroy_node()
+        raise
+    log.debug("log level %s; parameters from %s; config %s", logging.getLevelName(level),
+              ", ".join(files) or "the defaults", node.config)
+    return node
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv if argv is None else argv)
-    own_args = rclpy.utilities.remove_ros_args(args)[1:]
+    signals = _StopSignals()
+    signals.install()
+    try:
+        own_args = rclpy.utilities.remove_ros_args(args)[1:]
+    except rclpy_implementation.RCLError as exc:
+        # A params file rcl cannot parse: say which, and why, in our own words if we can.
+        line = _rcl_error_line(exc)
+        try:
+            for path in _ros_params_files(args):
+                read_params_file(path)
+        except StartupError as bad_file:
+            line = str(bad_file)
+        print(f"{NODE_NAME}: {line}", file=sys.stderr, flush=True)
+        return 2
     parser = argparse.ArgumentParser(prog=NODE_NAME, add_help=False)
     parser.add_argument("-h", "--help", action="store_true")
+    # The launch file's params_file, which launch_ros leaves out when it does not exist.
+    parser.add_argument("--require-params-file", action="append", default=[])
     known, _ = parser.parse_known_args(own_args)
     if known.help:
         _print_parameters()
@@ -461,16 +652,18 @@ def main(argv: list[str] | None = None) -> int:
     # websockets logs every HTTP request and connection at INFO: a polled dashboard or scraper
     # would flood the log. Our own connect/disconnect lines remain.
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         try:
-            node = BridgeNode()
-        except ConfigError as exc:
+            node = _start_node(args, known.require_params_file)
+        except StartupError as exc:
             print(f"{NODE_NAME}: {exc}", file=sys.stderr, flush=True)
             return 2
-        return asyncio.run(_serve(node))
+        return asyncio.run(_serve(node, signals))
     finally:
+        # Stopping: a Ctrl-C from here on is ignored.
+        signals.requested = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
