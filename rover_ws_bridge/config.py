@@ -229,7 +229,36 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "Protocol of a client that offers no WebSocket subprotocol and whose URL path "
                   "names none (a browser console, roslibjs).", OneOf(_protocol_names)),
     ParameterSpec("max_client_message_bytes", "server", int, 1024 * 1024,
-                  "Largest control message accepted from a client.", InRange(1024, 1 << 28)),
+                  "Largest message accepted from a client (larger: closed with 1009). Memory: "
+                  "websockets keeps up to 16 received messages per client unread, so 16 x this "
+                  "per client at the very worst (16 MiB at the default). Lists inside a control "
+                  "message hold at most 1000 items (a protocol constant, MAX_LIST_ITEMS).",
+                  InRange(1024, 1 << 28)),
+    ParameterSpec("max_clients", "server", int, 100,
+                  "WebSocket clients connected at once; one more is refused with HTTP 503 at the "
+                  "handshake. Memory: an idle client costs about 100 KiB, one that is behind up "
+                  "to its outbox (2 x outbox_max_bytes) and its pending bytes "
+                  "(write_limit_bytes + max_pending_bytes) on top. 0 = no limit.",
+                  InRange(0, 100000)),
+    ParameterSpec("max_clients_per_address", "server", int, 20,
+                  "WebSocket clients from one IP address at once (browser tabs, scripts); one "
+                  "more gets HTTP 503. 0 = no limit.", InRange(0, 100000)),
+    ParameterSpec("max_handshakes_per_second", "server", float, 50.0,
+                  "WebSocket handshakes accepted per second, all clients together (a token "
+                  "bucket holding one second's worth); past it HTTP 503 with Retry-After. CPU: a "
+                  "handshake (HTTP parse, Host/Origin/token checks, the first messages) costs "
+                  "about 1 ms of the event loop, so a burst of them stalls every client; 50/s "
+                  "is at most about 5 % of a core. 0 = no limit.", InRange(0.0, 100000.0)),
+    ParameterSpec("handshake_timeout_s", "server", float, 10.0,
+                  "A connection that has not finished its opening handshake in this time is "
+                  "closed (websockets' open_timeout). Memory: at most one HTTP request "
+                  "(a few KiB) per such connection while it waits.", InRange(0.1, 300.0)),
+    ParameterSpec("idle_timeout_s", "server", float, 40.0,
+                  "A client that answers no ping for this long is closed (a ping every half of "
+                  "it, each answered within the other half: websockets' ping_interval and "
+                  "ping_timeout). A client paused for a rate limit is not pinged-out meanwhile "
+                  "(it is not read). Cost: one ping per client per half period.",
+                  InRange(1.0, 3600.0)),
 
     ParameterSpec("topics", "topics", list, [],
                   "Topics always offered to clients, as 'name' or 'name:pkg/msg/Type'. A type "
@@ -318,6 +347,18 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("client_send_timeout_s", "outbox", float, 30.0,
                   "A client whose connection accepts no data for this long (a frozen or vanished "
                   "peer) is disconnected; it may reconnect.", InRange(1.0, 3600.0)),
+    ParameterSpec("max_pending_bytes", "outbox", int, 1024 * 1024,
+                  "Bytes a connection's transport may hold beyond what the bridge itself is "
+                  "writing (write_limit_bytes plus the frame being written): pongs and other "
+                  "frames websockets writes for us, which nothing else bounds (a client that "
+                  "sends pings and never reads). Over it, the client is no longer read (so it "
+                  "makes no more of them) and, still over after max_pending_grace_s, closed "
+                  "with 1008. Memory: up to about this much per such client, plus what "
+                  "arrives between two checks (every quarter of the grace, at most 0.25 s).",
+                  InRange(64 * 1024, 1 << 30)),
+    ParameterSpec("max_pending_grace_s", "outbox", float, 2.0,
+                  "How long a connection may stay over max_pending_bytes before it is closed.",
+                  InRange(0.1, 3600.0)),
 
     ParameterSpec("auth_tokens_file", "policy", str, "",
                   "Token file (YAML: roles and hashed tokens; manage it with python -m "
@@ -358,6 +399,33 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "parameter_write_allow (or, with a token file, the role's write globs) "
                   "apply; other clients may only read.",
                   CidrNetworks(), example=["127.0.0.0/8", "::1/128", "192.168.1.0/24"]),
+    ParameterSpec("max_control_messages_per_second", "policy", float, 50.0,
+                  "Control messages (anything but a publish) one client may send per second "
+                  "(a token bucket holding one second's worth). Over it the progressive "
+                  "penalties apply: told (status warning), then the excess dropped and counted "
+                  "(status error), then paused (not read) for penalty_pause_s, 10x and 60x it, "
+                  "then closed with 1008. CPU: a small control message costs 20-100 us of the "
+                  "event loop, so 50/s per client is at most about 0.5 % of a core each. "
+                  "0 = no limit.", InRange(0.0, 1e6)),
+    ParameterSpec("max_published_messages_per_second", "policy", float, 200.0,
+                  "Messages one client may publish into ROS per second (text or binary), with "
+                  "the same penalties. CPU: a publish (decode, convert, rclpy publish) costs "
+                  "about 50-100 us split between the loop and the ROS thread: 200/s is up to "
+                  "about 2 % of a core per client. 0 = no limit.", InRange(0.0, 1e6)),
+    ParameterSpec("max_bytes_in_per_second", "policy", int, 2 * 1024 * 1024,
+                  "Bytes of messages one client may send per second (the bucket holds one "
+                  "second's worth, and at least max_client_message_bytes), with the same "
+                  "penalties; bounds the parsing CPU a client can make the bridge spend (JSON "
+                  "parses at roughly 100-300 MB/s: 2 MiB/s is about 1-2 % of a core). "
+                  "0 = no limit.", InRange(0, 1 << 30)),
+    ParameterSpec("penalty_pause_s", "policy", float, 1.0,
+                  "The first pause of a client that keeps exceeding a rate limit; the next "
+                  "pauses are 10x and 60x it (1, 10, 60 s), then it is closed. While paused it "
+                  "is not read: its data waits in the kernel's buffers and TCP slows its "
+                  "sender, at no cost to the bridge.", InRange(0.01, 3600.0)),
+    ParameterSpec("penalty_quiet_s", "policy", float, 30.0,
+                  "A client that stays within its rates this long (after its last excess or "
+                  "pause) starts again from no penalty.", InRange(0.1, 86400.0)),
 
     ParameterSpec("handoff_max_messages", "core", int, 20000,
                   "Bound of the ROS-thread -> asyncio handoff queue. Past it, non-CRITICAL "

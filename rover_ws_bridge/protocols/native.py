@@ -67,7 +67,10 @@ MAX_RATE_HZ = 10_000.0
 MAX_ID_CHARS = 256
 MAX_NAME_CHARS = 1024  # topic, service, node and parameter names
 MAX_TIMEOUT_S = 300.0
-MAX_TOPICS_PER_REQUEST = 1000
+# Items in any list of a control message (topics, names, parameters): each costs a name
+# check, so a request stays linear and small however it is built.
+MAX_LIST_ITEMS = 1000
+MAX_TOPICS_PER_REQUEST = MAX_LIST_ITEMS  # the name docs and older code use
 # A single answer larger than this is refused (`too_large`) rather than queued: the control
 # queue holds at most 4 MiB per connection, and one answer must not close the connection.
 MAX_ANSWER_CHARS = 1024 * 1024
@@ -118,6 +121,7 @@ class NativeProtocol(Protocol):
         # channel id -> topic, for binary publish frames
         self._channels: dict[int, str] = {}
         self._channel_of: dict[str, int] = {}
+        self._failures = 0  # unforeseen request failures: the first is logged with traceback
         self.batching = True
 
     # -- greeting ------------------------------------------------------------------------------
@@ -213,7 +217,12 @@ class NativeProtocol(Protocol):
         except RequestError as exc:
             return [self._error(request_id, exc.code, exc.message)]
         except Exception:  # noqa: BLE001 - a request we did not foresee: answer, stay up
-            log.exception("session %s: request failed", self.view.session_id)
+            self._failures += 1
+            if self._failures == 1:
+                log.exception("session %s: request failed", self.view.session_id)
+            else:  # at most one traceback per client in the log
+                log.warning("session %s: request failed again (%d so far; traceback above)",
+                            self.view.session_id, self._failures)
             return [self._error(request_id, "bad_request", "the request could not be handled")]
 
     def _op_subscribe(self, message: dict, request_id: Any) -> list[Action]:
@@ -343,6 +352,7 @@ class NativeProtocol(Protocol):
         names = message.get("names") or []
         if not isinstance(names, list):
             raise RequestError("bad_request", "'names' must be a list of parameter names")
+        _check_list_length(names, "names")
         names = tuple(_check_name(n, "names[]") for n in names)
         return [self._request(request_id, _answer_parameters,
                               lambda ref: GetParameters(ref, node, names))]
@@ -353,6 +363,7 @@ class NativeProtocol(Protocol):
         if not isinstance(parameters, list) or not parameters:
             raise RequestError("bad_request", "'parameters' must be a non-empty list of "
                                "{name, value}")
+        _check_list_length(parameters, "parameters")
         values = []
         for p in parameters:
             if not isinstance(p, dict) or "value" not in p:
@@ -491,9 +502,7 @@ class NativeProtocol(Protocol):
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise RequestError("bad_request",
                                "give 'topics' as a non-empty list of topic names (or 'topic')")
-        if len(names) > MAX_TOPICS_PER_REQUEST:
-            raise RequestError("bad_request", f"at most {MAX_TOPICS_PER_REQUEST} topics in one "
-                               f"request, not {len(names)}")
+        _check_list_length(names, "topics")
         return list(dict.fromkeys(_check_name(n, "topics[]") for n in names))
 
     def _error(self, request_id: Any, code: str, message: str, level: str = "error") -> Action:
@@ -629,3 +638,9 @@ def _is_short_scalar(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float)):
         return True
     return isinstance(value, str) and len(value) <= MAX_ID_CHARS
+
+
+def _check_list_length(items: list, what: str) -> None:
+    if len(items) > MAX_LIST_ITEMS:
+        raise RequestError("bad_request", f"at most {MAX_LIST_ITEMS} items in '{what}', not "
+                           f"{len(items)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from collections import deque
@@ -25,6 +26,7 @@ from ..protocols import base as p
 from ..wire.compression import Compression
 from ..wire.frame import Record
 from .batcher import linger_s
+from .limits import PASS, Act, Verdict
 from .outbox import BackpressureState, Outbox, OutboxLimits, OutboxOverflow
 from .policy import Client
 
@@ -95,6 +97,14 @@ class Connection:
         self.connected_at = time.monotonic()
         # The latest report of what the client observed (e.g. the native `stats` op).
         self.client_report: dict[str, Any] | None = None
+        # Rate buckets and penalty ladder (the policy's; asked per message, O(1)).
+        self.limits = core.policy.client_limits()
+        self.paused_s = 0.0  # reading paused for rate limits, in total
+        # Bytes of the frame being written (they may sit in the transport meanwhile), and
+        # since when the transport holds more than that allows (see check_pending).
+        self.sending_bytes = 0
+        self.pending_over_since: float | None = None
+        self._reading_paused = False
 
     def _visible_topics(self) -> list["TopicInfo"]:
         may_see = self.core.policy.may_see
@@ -171,6 +181,69 @@ class Connection:
         self._control_bytes += len(data)
         self._wakeup.set()
 
+    # -- limits --------------------------------------------------------------------------------
+
+    def _penalise(self, verdict: Verdict) -> Act:
+        """Carry out the ladder's answer: tell, drop, or close (a pause is awaited by run)."""
+        if verdict.notice is not None:
+            level, message = verdict.notice
+            # The native protocol's status message (docs/PROTOCOL.md "Limits and penalties").
+            self._queue_control(json.dumps({
+                "op": "status", "level": level, "code": "rate_limit", "id": None,
+                "message": message, "limit": verdict.limit, "penalty": self.limits.stats()}))
+        if verdict.act is Act.CLOSE:
+            log.warning("client %s: over %s after warnings, drops and pauses; closing it "
+                        "(1008)", self.remote, verdict.limit)
+            self.close_soon(CLOSE_POLICY_VIOLATION, f"over {verdict.limit}")
+        elif verdict.act is Act.PAUSE:
+            log.warning("client %s: over %s; not reading it for %g s", self.remote,
+                        verdict.limit, verdict.pause_s)
+        return verdict.act
+
+    async def _pause(self, seconds: float) -> None:
+        """Stop reading: the client's frames wait in websockets' small queue, then in the
+        kernel, and TCP slows its sender. It cannot answer pings meanwhile: not a reason to
+        close it (keepalive waits no pong during the pause)."""
+        ws = self.websocket
+        saved = ws.ping_timeout
+        ws.ping_timeout = None
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            ws.ping_timeout = saved
+            self.paused_s += seconds
+
+    def check_pending(self, now: float, write_limit: int, bound: int, grace_s: float) -> bool:
+        """The transport's buffer against what we put there: past write_limit plus the frame
+        being written, the rest is frames websockets writes for us (pongs). Over `bound`: stop
+        reading (no more pings read, no more pongs); over for `grace_s`: close with 1008 and
+        abort (the peer reads nothing, so no close handshake). True if it was closed now."""
+        transport = self.websocket.transport
+        if transport is None or self._closing:
+            return False
+        extra = transport.get_write_buffer_size() - write_limit - self.sending_bytes
+        if extra <= bound:
+            if self.pending_over_since is not None:
+                self.pending_over_since = None
+                if self._reading_paused:
+                    self._reading_paused = False
+                    transport.resume_reading()
+            return False
+        if self.pending_over_since is None:
+            self.pending_over_since = now
+            if not self._reading_paused:
+                self._reading_paused = True
+                transport.pause_reading()
+            return False
+        if now - self.pending_over_since < grace_s:
+            return False
+        log.warning("client %s: %d bytes pending that it does not read (over max_pending_bytes "
+                    "for %.1f s); closing it (1008)", self.remote, extra,
+                    now - self.pending_over_since)
+        self.close_soon(CLOSE_POLICY_VIOLATION, "pending bytes over max_pending_bytes")
+        asyncio.get_running_loop().call_later(2.0, transport.abort)
+        return True
+
     # -- the connection's life -----------------------------------------------------------------
 
     async def run(self) -> None:
@@ -178,11 +251,26 @@ class Connection:
         sender = asyncio.get_running_loop().create_task(self._send_loop())
         try:
             self.perform(self.protocol.on_connect())
+            limits = self.limits
+            protocol = self.protocol
             async for message in self.websocket:
-                if isinstance(message, str):
-                    self.perform(self.protocol.on_text(message))
-                else:
-                    self.perform(self.protocol.on_binary(message))
+                if self._closing:
+                    continue
+                now = time.monotonic()
+                text = isinstance(message, str)
+                verdict = limits.arrive(len(message), now, not text)
+                if verdict is not PASS and self._penalise(verdict) is not Act.PASS:
+                    if verdict.act is Act.PAUSE:
+                        await self._pause(verdict.pause_s)
+                    continue
+                actions = protocol.on_text(message) if text else protocol.on_binary(message)
+                if text and any(type(a) is p.Publish for a in actions):
+                    verdict = limits.turned_out_publish(now)
+                    if verdict is not PASS and self._penalise(verdict) is not Act.PASS:
+                        if verdict.act is Act.PAUSE:
+                            await self._pause(verdict.pause_s)
+                        continue
+                self.perform(actions)
         except ConnectionClosed:
             pass
         finally:
@@ -208,8 +296,10 @@ class Connection:
                     data = control.popleft()
                     self._control_bytes -= len(data)
                     self.send_started = time.monotonic()
+                    self.sending_bytes = len(data)
                     await ws.send(data)
                     self.send_started = None
+                    self.sending_bytes = 0
                 if len(outbox):
                     limit = settings.max_batch_messages if self.batching else 1
                     transport = ws.transport
@@ -232,11 +322,13 @@ class Connection:
                     raw = wire = compressed = 0
                     self.send_started = time.monotonic()
                     for frame in frames:
+                        self.sending_bytes = len(frame.data)
                         await ws.send(frame.data)
                         raw += frame.raw_size
                         wire += len(frame.data)
                         compressed += frame.compressed
                     self.send_started = None
+                    self.sending_bytes = 0
                     self.frames_sent += len(frames)
                     self.bytes_sent += wire
                     metrics.record_batch(records, len(frames), raw, wire, compressed,

@@ -23,6 +23,9 @@ What is decided here and why:
   address is in `write_allowed_networks` (loopback by default): a bridge that can drive a
   rover must not be driven by whoever reaches its port.
 - Reading parameters is allowed like seeing topics.
+- Limits (streaming/limits.py, owned here): clients in total and per address and handshakes
+  per second (`admit`: 503 with the reason), and each client's rates with the penalty ladder
+  (`client_limits`: one ClientLimits per connection, asked per message by the shell).
 """
 from __future__ import annotations
 
@@ -32,12 +35,14 @@ import logging
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import unquote, urlsplit
 
 from ..auth import COOKIE_NAME, Role, TokenFileError, TokenStore, token_shape_ok
 from ..config import BridgeConfig, ConfigError
+from .limits import Admission, ClientLimits, RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +177,14 @@ class Policy:
         self._allowed_origins = tuple(o.lower() for o in config.allowed_origins)
         self._own_names = self._machine_names()
         self._local_addresses: dict[str, bool] = {}  # IP -> whether it is this machine's
+        self.admission = Admission(config.max_clients, config.max_clients_per_address,
+                                   config.max_handshakes_per_second, time.monotonic())
+        self.rate_limits = RateLimits(
+            control_per_s=config.max_control_messages_per_second,
+            publish_per_s=config.max_published_messages_per_second,
+            bytes_per_s=config.max_bytes_in_per_second,
+            max_message_bytes=config.max_client_message_bytes,
+            pause_s=config.penalty_pause_s, quiet_s=config.penalty_quiet_s)
 
     @property
     def authenticating(self) -> bool:
@@ -201,6 +214,22 @@ class Policy:
         if public:
             return Client(address=remote)  # no role: may see and do nothing
         return Refusal(401, WRONG_TOKEN if token else NEEDS_TOKEN)
+
+    def admit(self, remote: str, now: float | None = None) -> Refusal | None:
+        """Whether one more WebSocket may open (after `authenticate`): the handshake rate, then
+        the caps. None: yes (the server then calls connection_opened/closed)."""
+        reason = self.admission.admit(remote, time.monotonic() if now is None else now)
+        return None if reason is None else Refusal(503, reason)
+
+    def connection_opened(self, client: Client) -> None:
+        self.admission.opened(client.address)
+
+    def connection_closed(self, client: Client) -> None:
+        self.admission.closed(client.address)
+
+    def client_limits(self, now: float | None = None) -> ClientLimits:
+        """A new connection's rate buckets and penalty ladder."""
+        return ClientLimits(self.rate_limits, time.monotonic() if now is None else now)
 
     def identify(self, token: str, remote: str) -> Client | None:
         """The Client a token makes of a request (None: not a valid token)."""

@@ -8,6 +8,7 @@ with the reason, or the Client handed to the connection and to the HTTP routes).
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import inspect
 import logging
@@ -53,6 +54,7 @@ class ServerStats:
     connections_total: int = 0
     connections_rejected: int = 0
     stalled_disconnects: int = 0
+    pending_disconnects: int = 0  # closed for holding over max_pending_bytes (1008)
 
 
 class _RedactTokens(logging.Filter):
@@ -124,6 +126,7 @@ class BridgeServer:
         # the server sets it; plain ws:// and http:// until then.
         self.tls = False
         self._server: Server | None = None
+        self._pending_watch: asyncio.Task | None = None
         self.port: int | None = None
         # HTTP routes served on the WebSocket port: path -> handler(connection, request),
         # which returns a Response or an awaitable of one. The runtime adds them (http_api.py,
@@ -148,6 +151,9 @@ class BridgeServer:
                 # A peer that never answers the close frame must not hold up shutdown
                 # (ros2 launch escalates to SIGKILL after a few seconds).
                 close_timeout=2,
+                open_timeout=self.config.handshake_timeout_s,
+                ping_interval=self.config.idle_timeout_s / 2,
+                ping_timeout=self.config.idle_timeout_s / 2,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -156,6 +162,7 @@ class BridgeServer:
             raise
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
+        self._pending_watch = asyncio.get_running_loop().create_task(self._watch_pending())
         if not self.policy.authenticating:
             log.warning("no auth_tokens_file: anyone who reaches port %d can read every offered "
                         "topic, and publish, call services and set parameters where "
@@ -175,6 +182,8 @@ class BridgeServer:
         """Close every client with 1001 (going away), then stop listening."""
         if self._server is None:
             return
+        if self._pending_watch is not None:
+            self._pending_watch.cancel()
         self._server.close(close_connections=True)
         await self._server.wait_closed()
         self._server = None
@@ -194,6 +203,19 @@ class BridgeServer:
             if transport is not None:
                 transport.abort()
         return len(stalled)
+
+    async def _watch_pending(self) -> None:
+        """Bytes the transports hold for any reason (websockets' pongs included): a timer for
+        the whole server, not per client (a few us per client per tick)."""
+        grace = self.config.max_pending_grace_s
+        period = min(0.25, grace / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for session in list(self.sessions):
+                if session.check_pending(now, self.config.write_limit_bytes,
+                                         self.config.max_pending_bytes, grace):
+                    self.stats.pending_disconnects += 1
 
     # -- handshake ---------------------------------------------------------------------------
 
@@ -226,6 +248,12 @@ class BridgeServer:
             return self._refusal(connection, decision)
         self._clients[connection] = decision
         if websocket:
+            refusal = self.policy.admit(decision.address)
+            if refusal is not None:
+                self.stats.connections_rejected += 1
+                log.info("refused WebSocket from %s: %d %s", remote[0] if remote else "?",
+                         refusal.status, refusal.reason)
+                return self._refusal(connection, refusal)
             return None
         if path == "/login":
             return self._login(connection, request, decision)
@@ -246,6 +274,8 @@ class BridgeServer:
         response = connection.respond(HTTPStatus(refusal.status), refusal.reason + "\n")
         if refusal.status == HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="rover_ws_bridge"'
+        elif refusal.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            response.headers["Retry-After"] = "1"
         return response
 
     def _cookie(self, token: str, max_age: int | None = None) -> str:
@@ -320,6 +350,7 @@ class BridgeServer:
         client = self.client_of(websocket)
         session = Connection(websocket, PROTOCOLS[name], self.core, self.settings, client)
         self.sessions.add(session)
+        self.policy.connection_opened(client)
         self.stats.connections_total += 1
         who = (f", token {client.name}, role {client.role.name}" if client.role is not None
                else "")
@@ -329,5 +360,6 @@ class BridgeServer:
             await session.run()
         finally:
             self.sessions.discard(session)
+            self.policy.connection_closed(client)
             log.info("client %s disconnected", session.remote)
 

@@ -120,8 +120,21 @@ def _throughput(r: Reading) -> _Check:
 
 
 def _clients(r: Reading) -> _Check:
-    return OK, f"{len(r.connections)} connected", {
-        "count": str(len(r.connections)), **{f"client {c.id}": c.remote for c in r.connections}}
+    values = {"count": str(len(r.connections)),
+              "pending_disconnects": str(r.server.pending_disconnects)}
+    penalised = 0
+    for c in r.connections:
+        level = c.penalty.get("penalty_level", "ok")
+        if level == "ok" and not c.penalty.get("dropped"):
+            values[f"client {c.id}"] = c.remote
+            continue
+        penalised += level != "ok"
+        values[f"client {c.id}"] = (f"{c.remote} penalty={level} "
+                                    f"dropped={c.penalty.get('dropped', 0)} "
+                                    f"pauses={c.penalty.get('pauses', 0)}")
+    if penalised:  # OK still: a hostile client must not make the bridge look degraded
+        return OK, f"{len(r.connections)} connected, {penalised} over a rate limit", values
+    return OK, f"{len(r.connections)} connected", values
 
 
 def _input_topics(r: Reading) -> _Check:

@@ -33,9 +33,10 @@ def render(r: Reading) -> str:
            [({}, r.server.connections_rejected)])
     metric("rover_ws_bridge_disconnects_total", "counter",
            "Clients closed by the bridge: CRITICAL backlog over its cap (overflow), or no write "
-           "progress for client_send_timeout_s (stalled).",
+           "progress for client_send_timeout_s (stalled), over max_pending_bytes (pending).",
            [({"reason": "overflow"}, d.overflow_disconnects),
-            ({"reason": "stalled"}, r.server.stalled_disconnects)])
+            ({"reason": "stalled"}, r.server.stalled_disconnects),
+            ({"reason": "pending"}, r.server.pending_disconnects)])
     metric("rover_ws_bridge_messages_received_total", "counter",
            "Messages received from ROS, by topic.",
            [({"topic": n}, c) for n, c in sorted(r.router.received_by_topic.items())])
@@ -64,6 +65,18 @@ def render(r: Reading) -> str:
             discarded.append(({**labels, "reason": "conflated"}, counts.conflated))
     metric("rover_ws_bridge_outbox_discarded_total", "counter",
            "Records dropped or conflated by backpressure.", discarded)
+    levels = ("ok", "warned", "dropping", "paused", "closed")
+    metric("rover_ws_bridge_client_penalty_level", "gauge",
+           "Rate-limit penalty of each client: 0 ok, 1 warned, 2 dropping, 3 paused, 4 closed.",
+           [({"client": str(c.id)}, levels.index(c.penalty.get("penalty_level", "ok")))
+            for c in r.connections])
+    metric("rover_ws_bridge_client_rate_dropped_total", "counter",
+           "Client messages dropped for being over a rate limit, by client and limit.",
+           [({"client": str(c.id), "limit": limit}, n) for c in r.connections
+            for limit, n in c.penalty.get("dropped_by_limit", {}).items()])
+    metric("rover_ws_bridge_client_pending_bytes", "gauge",
+           "Bytes each client's transport holds unsent.",
+           [({"client": str(c.id)}, c.pending_bytes) for c in r.connections])
     metric("rover_ws_bridge_handoff_dropped_total", "counter",
            "Messages dropped at the ROS->asyncio handoff.", [({}, r.handoff.dropped)])
     if r.core:

@@ -78,6 +78,7 @@ def connections(r: Reading, show_addresses: bool = True) -> dict[str, Any]:
         "ping_rtt_ms": None if c.ping_rtt_ms is None else round(c.ping_rtt_ms, 3),
         "client_report": c.client_report,
         "backpressure": _outbox(c),
+        "limits": {**c.penalty, "pending_bytes": c.pending_bytes},
     } for c in r.connections]}
 
 
@@ -98,6 +99,7 @@ def _backpressure_totals(r: Reading) -> dict[str, Any]:
         "handoff_dropped": r.handoff.dropped,
         "overflow_disconnects": r.delivery.overflow_disconnects,
         "stalled_disconnects": r.server.stalled_disconnects,
+        "pending_disconnects": r.server.pending_disconnects,
     }
 
 

@@ -102,6 +102,10 @@ class ConnectionStats:
     ping_rtt_ms: float | None
     client_report: Mapping[str, Any] | None  # the client's own figures (the native `stats` op)
     outbox: OutboxStats
+    # Rate-limit standing (streaming/limits.py): penalty_level, pauses, warnings, dropped,
+    # dropped_by_limit; and the bytes its transport holds now.
+    penalty: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    pending_bytes: int = 0
 
 
 def connection_stats(connection: "Connection", router: "Router", period_peak: float,
@@ -114,4 +118,15 @@ def connection_stats(connection: "Connection", router: "Router", period_peak: fl
         tuple(sorted(router.subscriptions_of(c))),
         compression.name.lower() if compression is not None else None,
         c.batching, c.frames_sent, c.bytes_sent, latency * 1e3 if latency else None,
-        c.client_report, outbox_stats(c.outbox, period_peak))
+        c.client_report, outbox_stats(c.outbox, period_peak),
+        _penalty(c), _pending_bytes(c))
+
+
+def _penalty(connection: "Connection") -> Mapping[str, Any]:
+    limits = getattr(connection, "limits", None)
+    return limits.stats() if limits is not None else {}
+
+
+def _pending_bytes(connection: "Connection") -> int:
+    transport = getattr(connection.websocket, "transport", None)
+    return transport.get_write_buffer_size() if transport is not None else 0
