@@ -8,11 +8,17 @@
  *
  * Controls (a teleop pad for /cmd_vel, e-stop buttons) show only when the bridge's `hello`
  * allows this connection to publish or call them.
+ *
+ * A bridge with a token file refuses the handshake without a token: when the link cannot be
+ * made, the page asks the HTTP API why (access.ts) and, for a 401, shows a notice with a link to
+ * the bridge's /login, while the client keeps retrying (a login in another tab then lets it
+ * in). `?token=` in the page's URL (kiosks) goes on to the WebSocket URL, in memory only.
  */
 import { OptimizedTelemetryClient, type ConnectionState, type StateDetail, type TelemetryMessage, type TopicInfo } from "../index.js";
 import type { BackpressureInfo } from "../protocol.js";
 import { CameraView } from "./camera.js";
 import { TopicChart } from "./chart.js";
+import { loginHref, probeAccess, redactToken, TOKEN_PARAM, withToken, type Access } from "./access.js";
 import { EstopControl, ESTOP_SERVICE, ESTOP_TOPIC } from "./estop.js";
 import { numericPaths } from "./fields.js";
 import { bytes, el, fixed, setText, value } from "./format.js";
@@ -35,11 +41,15 @@ const MAX_SPEED_ATTEMPTS = 20;
 
 const params = new URLSearchParams(location.search);
 const url = params.get("url") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+/** A kiosk's token (`?token=`): only in memory, and in the WebSocket URL. */
+const pageToken = params.get(TOKEN_PARAM);
+/** What the page shows of the bridge's address: never a token. */
+const shownUrl = redactToken(url);
 
 // -- state ---------------------------------------------------------------------------------------
 
 const client = new OptimizedTelemetryClient({
-  url, topics: ["*"], enableCompression: true, enableBatching: true, maxLatency: 100,
+  url: withToken(url, pageToken), topics: ["*"], enableCompression: true, enableBatching: true, maxLatency: 100,
 });
 const latest = new Map<string, TelemetryMessage>();
 const charts = new Map<string, TopicChart>();
@@ -95,6 +105,7 @@ document.querySelector("#app")!.innerHTML = `
     <div><dt>drops</dt><dd id="drops" data-testid="drops">0</dd></div>
   </dl>
 </header>
+<div class="notice" id="auth" data-testid="auth-notice" role="alert" hidden><span id="auth-text"></span> <a id="login-link" data-testid="login-link" href="#">Log in</a></div>
 <div class="banner" id="banner" data-testid="banner" role="alert" hidden></div>
 <main>
   <div class="column left">
@@ -211,7 +222,7 @@ client.on("topics", (topics) => {
 });
 
 client.on("hello", (hello) => {
-  setText($("server"), `${hello.server} ${hello.version} · ${url.replace(/^wss?:\/\//, "")}`);
+  setText($("server"), `${hello.server} ${hello.version} · ${shownUrl.replace(/^wss?:\/\//, "")}`);
   backpressure = null;
   renderControls();
 });
@@ -234,12 +245,52 @@ client.on("state", (state, detail) => {
   drive.setLinkUp(state === "open");
   estop.setEnabled(state === "open");
   if (state === "open") loadMaxSpeed();
+  if (state === "open") setAccess({ kind: "ok" });
+  else if (state === "reconnecting" || state === "closed") void checkAccess();
   renderConnection();
 });
 
 client.on("error", (error) => console.warn("rover_ws_bridge client:", error.message));
 
 let lostAt: number | null = null;
+
+// -- access (token) ------------------------------------------------------------------------------
+
+let access: Access = { kind: "unknown" };
+let probing = false;
+
+/** After a failed attempt: ask the HTTP API whether it is the token (one question at a time). */
+async function checkAccess(): Promise<void> {
+  if (probing) return;
+  probing = true;
+  try {
+    const answer = await probeAccess((u, init) => fetch(u, init), url, pageToken);
+    // The link may have come up meanwhile: an open connection is the better answer.
+    if (client.state !== "open") setAccess(answer);
+  } finally {
+    probing = false;
+  }
+}
+
+function setAccess(next: Access): void {
+  access = next;
+  const notice = $("auth");
+  const refused = next.kind === "needs-token" || next.kind === "bad-token" || next.kind === "forbidden";
+  notice.hidden = !refused;
+  notice.dataset.kind = next.kind;
+  if (!refused) return;
+  const link = $<HTMLAnchorElement>("login-link");
+  link.href = loginHref(url, location.origin);
+  link.hidden = next.kind === "forbidden";
+  setText($("auth-text"), next.kind === "needs-token"
+    ? "This bridge needs a token —"
+    : next.kind === "bad-token"
+      ? pageToken !== null
+        ? "The token in this page's address is not valid (unknown or revoked) —"
+        : "Your login is no longer valid (the token is unknown or revoked) —"
+      : `The bridge refuses this page (403: ${next.reason}).`);
+  renderConnection();
+}
 
 // -- rendering -----------------------------------------------------------------------------------------
 
@@ -260,7 +311,7 @@ function renderConnection(): void {
   banner.hidden = false;
   banner.className = `banner banner-${state}`;
   if (state === "connecting") {
-    setText(banner, `Connecting to the rover at ${url}…`);
+    setText(banner, `Connecting to the rover at ${shownUrl}…`);
     return;
   }
   if (state === "closed") {
@@ -269,11 +320,15 @@ function renderConnection(): void {
   }
   const now = Date.now();
   const lost = lostAt !== null ? ` ${Math.round((now - lostAt) / 1000)} s ago` : "";
-  const why = detail.code !== undefined ? ` (close code ${detail.code}${detail.reason ? `: ${detail.reason}` : ""})` : "";
+  const refused = access.kind === "needs-token" || access.kind === "bad-token" || access.kind === "forbidden";
+  const why = refused
+    ? ` (refused: ${access.kind === "forbidden" ? "403" : "401, no valid token"})`
+    : detail.code !== undefined ? ` (close code ${detail.code}${detail.reason ? `: ${detail.reason}` : ""})` : "";
   const next = retryAt !== null && retryAt > now
     ? `next attempt in ${((retryAt - now) / 1000).toFixed(1)} s`
     : "connecting…";
-  setText(banner, `Link to the rover lost${lost}${why}. Reconnecting: attempt ${detail.attempt ?? 1}, ${next}. Figures below are frozen.`);
+  const what = refused ? "Not connected to the rover" : "Link to the rover lost";
+  setText(banner, `${what}${lost}${why}. Reconnecting: attempt ${detail.attempt ?? 1}, ${next}. Figures below are frozen.`);
 }
 
 let topicsChanged = true;

@@ -50,10 +50,20 @@ process.once("exit", () => {
 
 const READY = /rover_ws_bridge: listening on ws:\/\/[^\s:]+:(\d+)/;
 
-/** Start the demo; resolves once it listens (the sim's topics appear a little later). */
-export async function startBridge(port = 0, timeoutMs = 60_000): Promise<RunningBridge> {
+/** The interpreter the bridge runs with (for the tests' own helpers, e.g. `rover_ws_bridge.auth`). */
+export const PYTHON = python();
+
+/**
+ * Start the demo; resolves once it listens (the sim's topics appear a little later).
+ * `parameters` are the bridge's ROS parameters, passed after `--` as
+ * `--ros-args -p name:=value ... --`, e.g. `{ auth_tokens_file: "/tmp/x/tokens.yaml" }`.
+ */
+export async function startBridge(port = 0, timeoutMs = 60_000, parameters: Record<string, string> = {}): Promise<RunningBridge> {
   const domain = String(1 + Math.floor(Math.random() * 100));
-  const child: ChildProcess = spawn(python(), ["-m", "rover_ws_bridge.demo", "--port", String(port), "--address", "127.0.0.1"], {
+  const bridgeArgs = Object.keys(parameters).length === 0 ? [] : [
+    "--", "--ros-args", ...Object.entries(parameters).flatMap(([name, value]) => ["-p", `${name}:=${value}`]), "--",
+  ];
+  const child: ChildProcess = spawn(PYTHON, ["-m", "rover_ws_bridge.demo", "--port", String(port), "--address", "127.0.0.1", ...bridgeArgs], {
     cwd: REPO_ROOT,
     env: { ...process.env, ROS_DOMAIN_ID: domain, ROS_AUTOMATIC_DISCOVERY_RANGE: "LOCALHOST", PYTHONUNBUFFERED: "1" },
     // Same process group as the test runner: whoever kills the test run's group (pytest on a
