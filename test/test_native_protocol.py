@@ -206,3 +206,12 @@ def test_publishes_keep_no_state_in_the_protocol():
     for i in range(100):
         send(proto, op="publish", id=i, topic="/cmd_vel", msg={})
     assert proto._requests == {} and proto._subscribes == {}
+
+
+def test_stats_reports_may_nest_per_topic_figures_but_no_deeper():
+    report = {"latency_ms": {"p50": 1.0}, "topics": {"/imu": {"rate_hz": 200, "drops": 0}}}
+    assert texts(send(protocol(), op="stats", id=1, report=report)) == [
+        {"op": "stats_ack", "id": 1}]
+    deeper = {"topics": {"/imu": {"latency": {"p50": 1}}}}
+    [status] = texts(send(protocol(), op="stats", id=2, report=deeper))
+    assert status["code"] == "bad_request"

@@ -290,8 +290,8 @@ class NativeProtocol(Protocol):
         if not isinstance(report, dict):
             raise RequestError("bad_request", "stats needs a 'report' object")
         if not _is_flat_report(report):
-            raise RequestError("bad_request", "a stats report is an object of numbers, strings "
-                               "and objects or lists of those, nested no deeper")
+            raise RequestError("bad_request", "a stats report nests objects and lists at most "
+                               f"{MAX_STATS_DEPTH} deep")
         if len(json.dumps(report)) > MAX_STATS_BYTES:
             raise RequestError("bad_request",
                                f"stats report over {MAX_STATS_BYTES} characters as JSON")
@@ -572,17 +572,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
+MAX_STATS_DEPTH = 3  # the report, per-topic objects, their figures: {"topics": {"/imu": {..}}}
+
+
 def _is_flat_report(report: dict) -> bool:
-    """A stats report: an object of scalars or of objects of scalars (e.g. latency_ms {p50,
-    p95}). Anything deeper is refused: it is stored and rendered for every HTTP reader."""
-    for value in report.values():
-        if isinstance(value, dict):
-            if any(isinstance(v, (dict, list)) for v in value.values()):
-                return False
-        elif isinstance(value, list):
-            if any(isinstance(v, (dict, list)) for v in value):
-                return False
-    return True
+    """A stats report nests objects and lists at most MAX_STATS_DEPTH deep (the TypeScript
+    client's `topics` {name: {rate_hz, ...}} is three). Deeper is refused: a report is stored
+    and rendered for every HTTP reader, and its rendered size grows with depth x size."""
+    level = [report]
+    for _ in range(MAX_STATS_DEPTH):
+        level = [v for c in level for v in (c.values() if isinstance(c, dict) else c)
+                 if isinstance(v, (dict, list))]
+        if not level:
+            return True
+    return False
 
 
 def _parse_qos(value: Any) -> QosRequest | None:
