@@ -247,6 +247,11 @@ def bridge(tmp_path_factory: pytest.TempPathFactory, ros_side: dict) -> Iterator
         "parameter_write_allow": f'["/{PARAM_NODE}:*"]',
         "topic_deny": f'["{P}/secret"]',
         "service_timeout_s": "10.0",
+        # These attacks send large and many messages back to back to reach other bounds; the
+        # rate limits and their penalties are tested in test_limits_integration.py.
+        "max_bytes_in_per_second": "0",
+        "max_control_messages_per_second": "0.0",
+        "max_published_messages_per_second": "0.0",
     }, tmp_path_factory.mktemp("abuse_bridge"))
     process.wait_ready()
     yield process
@@ -537,7 +542,10 @@ def test_a_type_name_cannot_stop_the_bridges_ros_thread(
 
 def test_advertise_unadvertise_cycles_do_not_multiply_ros_publishers(
         start_bridge: Callable[..., BridgeProcess], ros: RosHarness) -> None:
-    bridge = start_bridge(publish_allow=f'["{P}/cycle/*"]', unadvertise_grace_s="30.0")
+    # Hundreds of requests back to back: over the default control rate, which is not what
+    # this test is about (test_limits_integration.py is).
+    bridge = start_bridge(publish_allow=f'["{P}/cycle/*"]', unadvertise_grace_s="30.0",
+                          max_control_messages_per_second="0.0")
     names = [f"{P}/cycle/t{i}" for i in range(3 * MAX_CHANNELS_PER_CLIENT)]
 
     def bridge_publishers() -> int:
