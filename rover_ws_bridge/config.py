@@ -362,6 +362,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "How long a connection may stay over max_pending_bytes before it is closed.",
                   InRange(0.1, 3600.0)),
 
+    ParameterSpec("tls_certfile", "server", str, "",
+                  "PEM certificate chain of the server: set with tls_keyfile, the port speaks "
+                  "only TLS (wss:// and https://). Empty: plain ws:// and http:// (tokens then "
+                  "cross the network in clear).", note="a file path, or empty"),
+    ParameterSpec("tls_keyfile", "server", str, "",
+                  "PEM private key of tls_certfile (it may also be in tls_certfile itself: then "
+                  "leave this empty).", note="a file path, or empty"),
     ParameterSpec("auth_tokens_file", "policy", str, "",
                   "Token file (YAML: roles and hashed tokens; manage it with python -m "
                   "rover_ws_bridge.auth). Set: every client needs a token (Authorization: "
@@ -525,6 +532,8 @@ def _from_mapping(cls: type, values: Mapping[str, Any]) -> Any:
     for spec in PARAMETERS:
         value = _coerce(spec, values.get(spec.name, spec.default))
         kwargs[spec.name] = _convert(spec, value)
+    if kwargs["tls_keyfile"] and not kwargs["tls_certfile"]:
+        raise ConfigError("tls_certfile", "", "a certificate file when tls_keyfile is set")
     if kwargs["qos_depth_min"] > kwargs["qos_depth_max"]:
         raise ConfigError("qos_depth_min", kwargs["qos_depth_min"],
                           f"at most qos_depth_max ({kwargs['qos_depth_max']})")

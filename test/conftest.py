@@ -36,7 +36,7 @@ from rclpy.node import Node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BRIDGE_NODE_NAME = "rover_ws_bridge"
-READY_MARKER = "rover_ws_bridge: listening on ws://"
+READY_MARKER = "rover_ws_bridge: listening on "  # ws:// or, with TLS, wss://
 START_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 15.0
 

@@ -588,7 +588,8 @@ async def _serve(node: BridgeNode, signals: _StopSignals) -> int:
         await runtime.stop()
         return 2
     shown = "127.0.0.1" if node.config.address in ("0.0.0.0", "") else node.config.address
-    print(f"{NODE_NAME}: listening on ws://{shown}:{port}", flush=True)
+    scheme = "wss" if runtime.server is not None and runtime.server.tls else "ws"
+    print(f"{NODE_NAME}: listening on {scheme}://{shown}:{port}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -14,6 +14,7 @@ import inspect
 import logging
 import mimetypes
 import socket
+import ssl
 import time
 import weakref
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from websockets.typing import Subprotocol
 
 from .. import PROTOCOL_NAME
 from ..auth import COOKIE_NAME
-from ..config import BridgeConfig
+from ..config import BridgeConfig, ConfigError
 from ..priority import Priority
 from ..protocols import PROTOCOLS, ProtocolRefused, select_protocol
 from ..wire.compression import Compression
@@ -134,11 +135,29 @@ class BridgeServer:
         self.http_routes: dict[str, Callable[[ServerConnection, Request], Any]] = {}
         self.static_root: Path | None = DASHBOARD_DIR if DASHBOARD_DIR.is_dir() else None
 
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """TLS on the same port when a certificate is configured (wss:// and https://)."""
+        certfile, keyfile = self.config.tls_certfile, self.config.tls_keyfile
+        if not certfile:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(certfile, keyfile or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("tls_certfile" if not keyfile else "tls_certfile/tls_keyfile",
+                              f"{certfile}{', ' + keyfile if keyfile else ''}",
+                              f"a readable PEM certificate chain and its key "
+                              f"({getattr(exc, 'strerror', None) or exc})") from None
+        self.tls = True
+        return context
+
     async def start(self) -> int:
         for name in ("websockets", "websockets.server"):
             logger = logging.getLogger(name)
             if _REDACT not in logger.filters:
                 logger.addFilter(_REDACT)
+        ssl_context = self._tls_context()
         try:
             self._server = await serve(
                 self._handle, self.config.address, self.config.port,
@@ -154,6 +173,7 @@ class BridgeServer:
                 open_timeout=self.config.handshake_timeout_s,
                 ping_interval=self.config.idle_timeout_s / 2,
                 ping_timeout=self.config.idle_timeout_s / 2,
+                ssl=ssl_context,  # None: plain TCP
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
