@@ -261,6 +261,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "ping_timeout). A client paused for a rate limit is not pinged-out meanwhile "
                   "(it is not read). Cost: one ping per client per half period.",
                   InRange(1.0, 3600.0)),
+    ParameterSpec("tls_certfile", "server", str, "",
+                  "PEM certificate chain of the server: set with tls_keyfile, the port speaks "
+                  "only TLS (wss:// and https://). Empty: plain ws:// and http:// (tokens then "
+                  "cross the network in clear).", note="a file path, or empty"),
+    ParameterSpec("tls_keyfile", "server", str, "",
+                  "PEM private key of tls_certfile (it may also be in tls_certfile itself: then "
+                  "leave this empty).", note="a file path, or empty"),
 
     ParameterSpec("topics", "topics", list, [],
                   "Topics always offered to clients, as 'name' or 'name:pkg/msg/Type'. A type "
@@ -362,13 +369,6 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "How long a connection may stay over max_pending_bytes before it is closed.",
                   InRange(0.1, 3600.0)),
 
-    ParameterSpec("tls_certfile", "server", str, "",
-                  "PEM certificate chain of the server: set with tls_keyfile, the port speaks "
-                  "only TLS (wss:// and https://). Empty: plain ws:// and http:// (tokens then "
-                  "cross the network in clear).", note="a file path, or empty"),
-    ParameterSpec("tls_keyfile", "server", str, "",
-                  "PEM private key of tls_certfile (it may also be in tls_certfile itself: then "
-                  "leave this empty).", note="a file path, or empty"),
     ParameterSpec("auth_tokens_file", "policy", str, "",
                   "Token file (YAML: roles and hashed tokens; manage it with python -m "
                   "rover_ws_bridge.auth). Set: every client needs a token (Authorization: "
