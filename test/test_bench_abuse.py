@@ -1,0 +1,30 @@
+"""The abuse suite (bench/abuse.py) for real, briefly: a bridge, the publisher, a good client and
+three cheap attacks of 1 s each. It must exit 0 and print one row per attack."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+ATTACKS = ["huge_list", "deep_nesting", "oversized"]
+
+
+def test_abuse_suite_runs_and_prints_a_row_per_attack() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rover_ws_bridge.bench.abuse", "--seconds-per-attack", "1",
+         "--attack", *ATTACKS],
+        capture_output=True, text=True, timeout=45)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = done.stdout.split("\n\n")[-1].splitlines()
+    assert table[0].startswith("attack")
+    rows = {line.split()[0]: line for line in table[1:] if line.split()}
+    for name in ATTACKS:
+        assert name in rows, done.stdout
+        rate = float(rows[name].split()[1])
+        assert rate > 0, rows[name]  # the good client kept receiving /imu
+    assert "bad_request" in rows["huge_list"]
+    assert "1009" in rows["oversized"]
+    assert "bridge alive at the end" in done.stdout
