@@ -47,18 +47,8 @@ FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FEW = settings(FUZZ, max_examples=100)
 
-# docs/PROTOCOL.md: the status codes and the two-way error codes.
-STATUS_CODES = {
-    "bad_json", "bad_request", "unknown_op", "unknown_topic", "unknown_encoding",
-    "unknown_compression", "not_subscribed", "backpressure",
-    "not_allowed", "not_advertised", "unknown_type", "bad_message", "bad_args",
-    "no_such_service", "no_such_node", "timeout", "too_many_calls", "too_many_topics",
-    "too_large", "busy", "failed",
-}
-STATUS_LEVELS = {"error", "warning", "info"}
-# An answer may exceed its request by this much: fixed texts, an echoed id of 256 characters
-# (up to 6 JSON characters each), names of at most 1024 characters quoted in errors.
-ANSWER_SLACK = 16 * 1024
+# The codes PROTOCOL.md lists and the answer bound: one list, shared with the atheris harnesses.
+from fuzz.checks import ANSWER_SLACK, STATUS_CODES, STATUS_LEVELS  # noqa: E402
 
 IMU = TopicInfo(1, TopicDescription("/imu", "sensor_msgs/msg/Imu", Priority.NORMAL))
 ODOM = TopicInfo(2, TopicDescription("/odom", "nav_msgs/msg/Odometry", Priority.HIGH))

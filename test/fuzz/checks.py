@@ -18,6 +18,8 @@ STATUS_CODES = {
     "too_large", "busy", "failed",
 }
 STATUS_LEVELS = {"error", "warning", "info"}
+# An answer may exceed its request by this much: fixed texts, an echoed id of 256 characters
+# (up to 6 JSON characters each), names of at most 1024 characters quoted in errors.
 ANSWER_SLACK = 16 * 1024
 
 _known: dict[str, str] = {}
