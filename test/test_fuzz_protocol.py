@@ -25,6 +25,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from fuzz.checks import ANSWER_SLACK, STATUS_CODES, STATUS_LEVELS  # shared with atheris
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,8 +48,6 @@ FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FEW = settings(FUZZ, max_examples=100)
 
-# The codes PROTOCOL.md lists and the answer bound: one list, shared with the atheris harnesses.
-from fuzz.checks import ANSWER_SLACK, STATUS_CODES, STATUS_LEVELS  # noqa: E402
 
 IMU = TopicInfo(1, TopicDescription("/imu", "sensor_msgs/msg/Imu", Priority.NORMAL))
 ODOM = TopicInfo(2, TopicDescription("/odom", "nav_msgs/msg/Odometry", Priority.HIGH))
