@@ -184,6 +184,15 @@ class BridgeProcess:
             self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
+    def stop_cleanly(self) -> str:
+        """Stop it and check it stopped well: exit code 0 and no traceback, whatever the
+        tests sent it. Returns what it logged (stderr and stdout)."""
+        returncode = self.stop()
+        logged = self.stderr() + "\n".join(self.stdout_lines)
+        assert "Traceback" not in logged, logged
+        assert returncode == 0, logged
+        return logged
+
     def stop(self, sig: int = signal.SIGINT) -> int:
         """Signal the process (if still running) and reap it; kill it if it does not exit."""
         if self.process.poll() is None:
@@ -241,3 +250,30 @@ async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = W
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+class RecordingConnection:
+    """What the core needs of a connection (streaming/core.Requester), recording the outcomes
+    it is given: for tests of the core without sockets."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.outcomes: list[Any] = []
+
+    def deliver(self, outcome: Any) -> None:
+        self.outcomes.append(outcome)
+
+    def enqueue(self, record: Any) -> None:
+        pass
+
+    def topics_changed(self, *changes: Any) -> None:
+        pass

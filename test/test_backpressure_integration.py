@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import TOPIC_PREFIX, BridgeProcess, RosHarness
+from conftest import TOPIC_PREFIX, BridgeProcess, RosHarness, rss_mb
 from diagnostic_msgs.msg import DiagnosticArray
 from prometheus_client.parser import text_string_to_metric_families
 from rclpy.qos import (
@@ -54,14 +54,6 @@ def http_json(port: int, path: str) -> Any:
     with response:
         assert response.headers["Content-Type"].startswith("application/json")
         return json.loads(response.read())
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 class DiagnosticsWatcher:

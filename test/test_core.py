@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import RecordingConnection
+
 from rover_ws_bridge.config import BridgeConfig
 from rover_ws_bridge.priority import Priority
 from rover_ws_bridge.protocols import base as p
@@ -27,21 +29,6 @@ class FakeRos:
 
     def decoder_for(self, type_name):
         return lambda cdr: {}
-
-
-class FakeConnection:
-    def __init__(self, client=LOOPBACK):
-        self.client = client
-        self.outcomes = []
-
-    def deliver(self, outcome):
-        self.outcomes.append(outcome)
-
-    def enqueue(self, record):
-        pass
-
-    def topics_changed(self, *changes):
-        pass
 
 
 def make_core(**config):
@@ -68,7 +55,7 @@ def last(connection):
 def test_writes_need_an_allowlist_and_a_write_network():
     async def scenario():
         core, queue, _ = make_core()
-        local, remote = FakeConnection(), FakeConnection(REMOTE)
+        local, remote = RecordingConnection(LOOPBACK), RecordingConnection(REMOTE)
         core.execute(local, p.Advertise(1, "/other", "std_msgs/msg/Bool"))
         assert last(local).code == "not_allowed" and "publish_allow" in last(local).message
         core.execute(remote, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist"))
@@ -99,7 +86,7 @@ def test_ipv4_mapped_loopback_counts_as_loopback():
 def test_one_publisher_per_topic_shared_and_released_after_the_grace_period():
     async def scenario():
         core, queue, _ = make_core()
-        a, b = FakeConnection(), FakeConnection()
+        a, b = RecordingConnection(LOOPBACK), RecordingConnection(LOOPBACK)
         core.execute(a, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
         core.execute(b, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
         created = queue.take()
@@ -120,7 +107,7 @@ def test_one_publisher_per_topic_shared_and_released_after_the_grace_period():
 def test_publish_needs_an_advertise_and_goes_out_as_a_command():
     async def scenario():
         core, queue, _ = make_core()
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.Publish(1, "/cmd_vel", {"linear": {"x": 1}}))
         assert last(conn).code == "not_advertised"
         core.execute(conn, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist"))
@@ -138,7 +125,7 @@ def test_publish_qos_rules_win_over_what_the_client_asks():
     async def scenario():
         core, queue, _ = make_core(publish_allow=["/estop", "/cmd_vel"],
                                    publish_qos=["/estop=reliable,transient_local,1"])
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.Advertise(1, "/estop", "std_msgs/msg/Bool",
                                        p.QosRequest(False, False, 5)))
         core.execute(conn, p.Advertise(2, "/cmd_vel", "geometry_msgs/msg/Twist",
@@ -152,7 +139,7 @@ def test_publish_qos_rules_win_over_what_the_client_asks():
 def test_a_full_command_queue_refuses_with_busy():
     async def scenario():
         core, queue, _ = make_core(command_queue_max=10)
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.Advertise(1, "/cmd_vel", "geometry_msgs/msg/Twist"))
         for i in range(12):
             core.execute(conn, p.Publish(i, "/cmd_vel", {}))
@@ -164,7 +151,7 @@ def test_a_full_command_queue_refuses_with_busy():
 def test_service_call_answer_timeout_and_in_flight_bound():
     async def scenario():
         core, queue, _ = make_core()
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.CallService(1, "/sim/reset", {}, timeout_s=0.05))
         core.execute(conn, p.CallService(2, "/sim/slow", {}, timeout_s=10))
         core.execute(conn, p.CallService(3, "/sim/third", {}))
@@ -193,7 +180,7 @@ def test_service_call_answer_timeout_and_in_flight_bound():
 def test_set_parameters_reads_the_types_first_so_an_integer_sets_a_double():
     async def scenario():
         core, queue, _ = make_core(parameter_write_allow=["/sim:*"])
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.SetParameters(1, "/sim", (("speed", 2), ("ghost", 1))))
         [listing] = queue.take()
         assert listing.service == "/sim/list_parameters"
@@ -218,7 +205,7 @@ def test_set_parameters_reads_the_types_first_so_an_integer_sets_a_double():
 def test_get_parameters_answers_an_undeclared_name_as_not_set():
     async def scenario():
         core, queue, _ = make_core()
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.GetParameters(1, "/sim", ("speed", "ghost")))
         [listing] = queue.take()
         listing.done("ok", {"result": {"names": ["speed"]}})
@@ -235,7 +222,7 @@ def test_get_parameters_answers_an_undeclared_name_as_not_set():
 def test_parameters_of_a_missing_node_are_no_such_node():
     async def scenario():
         core, queue, _ = make_core()
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.GetParameters(1, "/ghost"))
         [listing] = queue.take()
         assert listing.service == "/ghost/list_parameters"
@@ -248,7 +235,7 @@ def test_parameters_of_a_missing_node_are_no_such_node():
 def test_subscribe_before_a_topic_is_offered_needs_a_type_and_asks_ros_for_it():
     async def scenario():
         core, _, ros = make_core()
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.Subscribe(1, "/later", Encoding.MSGPACK))
         assert last(conn).code == "unknown_topic"
         core.execute(conn, p.Subscribe(2, "/later", Encoding.MSGPACK, None,
@@ -264,7 +251,7 @@ def test_subscribe_before_a_topic_is_offered_needs_a_type_and_asks_ros_for_it():
 def test_topics_the_policy_hides_cannot_be_subscribed():
     async def scenario():
         core, _, _ = make_core(topic_deny=["/imu"])
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         core.execute(conn, p.Subscribe(1, "/imu", Encoding.CDR))
         assert last(conn).code == "unknown_topic"
     run(scenario)
@@ -273,7 +260,7 @@ def test_topics_the_policy_hides_cannot_be_subscribed():
 def test_a_client_cannot_make_the_bridge_wait_for_endless_topics_or_advertise_endlessly():
     async def scenario():
         core, queue, ros = make_core(publish_allow=["/free/*"])
-        conn = FakeConnection()
+        conn = RecordingConnection(LOOPBACK)
         for i in range(40):
             core.execute(conn, p.Subscribe(i, f"/ghost{i}", Encoding.MSGPACK, None,
                                            "std_msgs/msg/Int32"))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from conftest import RecordingConnection
 from fuzz.checks import ANSWER_SLACK, STATUS_CODES, STATUS_LEVELS  # shared with atheris
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -559,20 +560,7 @@ def test_core_requests_built_directly_never_raise(name, type_name, value, params
         queue = c.CommandQueue(cfg.command_queue_max, lambda: None)
         core = BridgeCore(Router(_Ros()), Policy(cfg), queue, cfg)
 
-        class Conn:
-            client = Client("127.0.0.1")
-            outcomes: list = []
-
-            def deliver(self, outcome):
-                self.outcomes.append(outcome)
-
-            def enqueue(self, record):
-                pass
-
-            def topics_changed(self, *changes):
-                pass
-
-        conn = Conn()
+        conn = RecordingConnection(Client("127.0.0.1"))
         requests = [p.Subscribe(1, name, p_encoding(), None, type_name), p.Unsubscribe(2, name),
                     p.Advertise(3, name, type_name or "std_msgs/msg/Bool"),
                     p.Publish(4, name, value), p.Unadvertise(5, name),

@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import TOPIC_PREFIX, BridgeProcess, run, wait_until
+from conftest import TOPIC_PREFIX, BridgeProcess, rss_mb, run, wait_until
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 from websockets.asyncio.client import connect
@@ -36,14 +36,6 @@ IMU_HZ = 50.0
 def http_get(port: int, path: str) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
         return response.read().decode()
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_flooder_is_warned_dropped_paused_then_closed_while_another_keeps_its_rate(

@@ -11,12 +11,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { PYTHON, REPO_ROOT, startBridge, type RunningBridge } from "../support/bridge.js";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const OUTPUT = `${REPO_ROOT}test-output/`;
-const CHROMIUM_ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-];
+import { CHROMIUM, CHROMIUM_ARGS, OUTPUT } from "../support/browser.js";
+
 const LONG = 60_000;
 
 let dir: string;

@@ -9,16 +9,11 @@ import WebSocket from "ws";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { OptimizedTelemetryClient, type WebSocketConstructor } from "../../src/index.js";
-import { REPO_ROOT, startBridge, type RunningBridge } from "../support/bridge.js";
+import { startBridge, type RunningBridge } from "../support/bridge.js";
 import { waitFor } from "../support/fake-bridge.js";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const OUTPUT = `${REPO_ROOT}test-output/`;
-// What this machine's Chromium needs headless as root, without reaching out to the network.
-const CHROMIUM_ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-];
+import { CHROMIUM, CHROMIUM_ARGS, OUTPUT } from "../support/browser.js";
+
 const LONG = 60_000;
 
 let bridge: RunningBridge;
