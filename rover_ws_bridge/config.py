@@ -66,7 +66,7 @@ class ExplicitTopic:
     def parse(cls, text: str) -> "ExplicitTopic":
         name, _, type_name = text.partition(":")
         name, type_name = name.strip(), type_name.strip()
-        if not _TOPIC_NAME.fullmatch(name):
+        if not ABSOLUTE_NAME.fullmatch(name):
             raise ValueError(f"topic {name!r} is not an absolute ROS topic name ('/' then "
                              "letters, digits and '_', parts separated by '/')")
         if type_name and type_name.count("/") != 2:
@@ -74,7 +74,9 @@ class ExplicitTopic:
         return cls(name, type_name or None)
 
 
-_TOPIC_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
+# A fully qualified ROS name ('/' then letters, digits and '_' per part): topics in the
+# configuration, and every name a client gives (streaming/policy.py).
+ABSOLUTE_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import array
 import base64
 import importlib
 import math
-import re
 import reprlib
 from typing import Any, Callable
 
@@ -17,6 +16,7 @@ import numpy
 import rosidl_parser.definition as idl
 from rclpy.serialization import deserialize_message, serialize_message
 
+from ..streaming.policy import is_interface_type
 from .definitions import is_interface_package
 
 
@@ -24,17 +24,12 @@ class UnknownMessageType(LookupError):
     pass
 
 
-_PACKAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
-_INTERFACE_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
-
-
 def _import_interface(type_name: str, kind: str) -> type:
     """The class of an installed interface. Type names come from clients: only an installed
     ROS interface package is ever imported (a name like 'this/msg/X' must not import `this`)."""
     kind_name = {"msg": "message", "srv": "service"}[kind]
     parts = type_name.split("/")
-    if len(parts) != 3 or parts[1] != kind or not _PACKAGE_NAME.fullmatch(parts[0]) \
-            or not _INTERFACE_NAME.fullmatch(parts[2]):
+    if not is_interface_type(type_name, kind):
         raise UnknownMessageType(f"{type_name[:200]!r} is not a {kind_name} type name "
                                  f"(pkg/{kind}/Type)")
     package, _, name = parts

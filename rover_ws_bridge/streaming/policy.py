@@ -41,14 +41,11 @@ from typing import Any, Iterable
 from urllib.parse import unquote, urlsplit
 
 from ..auth import COOKIE_NAME, Role, TokenFileError, TokenStore, token_shape_ok
-from ..config import BridgeConfig, ConfigError
+from ..config import ABSOLUTE_NAME, BridgeConfig, ConfigError
 from .limits import Admission, ClientLimits, RateLimits
 
 log = logging.getLogger(__name__)
 
-# A fully qualified ROS name: what the policy's globs are matched against, so a relative name
-# ("imu", "{ns}imu", "~/x") that ROS would expand to a denied one cannot get past them.
-_ABSOLUTE_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
 # pkg/msg/Type or pkg/srv/Type: nothing else is ever imported for a client.
 _INTERFACE_TYPE = re.compile(r"[a-z][a-z0-9_]*/(msg|srv)/[A-Z][A-Za-z0-9_]*")
 # A node's parameter-writing services: reachable only through the set_parameters op, where
@@ -57,7 +54,9 @@ _PARAMETER_WRITE_SERVICES = ("/set_parameters", "/set_parameters_atomically")
 
 
 def is_absolute_name(name: str) -> bool:
-    return len(name) <= 1024 and _ABSOLUTE_NAME.fullmatch(name) is not None
+    """What the policy's globs are matched against: a relative name ("imu", "{ns}imu", "~/x")
+    that ROS would expand to a denied one cannot get past them."""
+    return len(name) <= 1024 and ABSOLUTE_NAME.fullmatch(name) is not None
 
 
 def is_interface_type(type_name: str, kind: str) -> bool:
