@@ -54,12 +54,14 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _ROLE_KEYS = ("see", "see_except", "publish", "call", "set_parameters", "admin")
 
+# Every node's log lines (with file paths) and every parameter change: offered only to those
+# who ask (a role naming them; without a token file, the `topics` list).
+HIDDEN_BY_DEFAULT = ("/rosout", "/parameter_events")
 # The roles a new token file starts with (and the README's worked example).
-_HIDDEN_BY_DEFAULT = ["/rosout", "/parameter_events"]
 EXAMPLE_ROLES: dict[str, dict[str, Any]] = {
-    "viewer": {"see": ["*"], "see_except": list(_HIDDEN_BY_DEFAULT), "publish": [], "call": [],
+    "viewer": {"see": ["*"], "see_except": list(HIDDEN_BY_DEFAULT), "publish": [], "call": [],
                "set_parameters": [], "admin": False},
-    "operator": {"see": ["*"], "see_except": list(_HIDDEN_BY_DEFAULT), "publish": ["/cmd_vel"],
+    "operator": {"see": ["*"], "see_except": list(HIDDEN_BY_DEFAULT), "publish": ["/cmd_vel"],
                  "call": ["*"], "set_parameters": ["*"], "admin": False},
     "admin": {"see": ["*"], "see_except": [], "publish": ["*"], "call": ["*"],
               "set_parameters": ["*"], "admin": True},

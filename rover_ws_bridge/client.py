@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import struct
 import time
 from collections import deque
@@ -30,6 +31,9 @@ from .wire.frame import decode_frame
 # Data messages not yet read by the user are kept up to this many; past it the oldest go
 # (counted in `dropped_locally`), so a user loop that stops reading cannot exhaust memory.
 DEFAULT_MAX_PENDING = 100_000
+# Where the command line (and the bench's probes) find a token when none is given: an
+# environment variable, not an argument, since arguments are visible to every user in ps.
+TOKEN_VARIABLE = "ROVER_WS_BRIDGE_TOKEN"
 
 
 class BridgeError(Exception):
@@ -68,8 +72,11 @@ class Message:
 class BridgeClient:
     def __init__(self, url: str, *, compression: str | None = None, batching: bool | None = None,
                  decode: bool = True, max_pending: int = DEFAULT_MAX_PENDING,
-                 open_timeout: float = 10.0) -> None:
+                 open_timeout: float = 10.0, token: str | None = None) -> None:
+        """`token`: sent as 'Authorization: Bearer' (a bridge with auth_tokens_file wants one;
+        a ?token= in the URL works too)."""
         self.url = url
+        self._token = token
         self._compression = compression
         self._batching = batching
         self._decode = decode
@@ -101,8 +108,10 @@ class BridgeClient:
         await self.close()
 
     async def connect(self) -> None:
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
         self._ws = await connect(self.url, subprotocols=[PROTOCOL_NAME], compression=None,
-                                 open_timeout=self._open_timeout, max_size=None)
+                                 open_timeout=self._open_timeout, max_size=None,
+                                 additional_headers=headers)
         self.closed = asyncio.get_running_loop().create_future()
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
         await asyncio.wait_for(self._topics_ready.wait(), self._open_timeout)
@@ -341,9 +350,10 @@ class BridgeClient:
                 future.set_result(message)
 
 
-async def _watch(url: str, topics: list[str], encoding: str, seconds: float | None) -> None:
+async def _watch(url: str, topics: list[str], encoding: str, seconds: float | None,
+                 token: str | None = None) -> None:
     """Print what arrives, one line per topic per second: a quick look at a live bridge."""
-    async with BridgeClient(url) as client:
+    async with BridgeClient(url, token=token) as client:
         offered = await client.topics()
         print("topics:", ", ".join(f"{t.name} [{t.type}, {t.priority}]" for t in offered))
         # Named topics that are not offered yet (the rover is still starting): wait for them.
@@ -383,14 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m rover_ws_bridge.client",
-                                     description="Subscribe and print rates and latest values.")
+                                     description="Subscribe and print rates and latest values.",
+                                     epilog=f"A token for a locked bridge: set {TOKEN_VARIABLE}.")
     parser.add_argument("url", nargs="?", default="ws://127.0.0.1:8000")
     parser.add_argument("topics", nargs="*", help="default: every offered topic")
     parser.add_argument("--encoding", default="msgpack", choices=("msgpack", "json", "cdr"))
     parser.add_argument("--seconds", type=float, default=None)
     args = parser.parse_args(argv)
+    token = os.environ.get(TOKEN_VARIABLE)  # a bridge with auth_tokens_file wants one
     try:
-        asyncio.run(_watch(args.url, args.topics, args.encoding, args.seconds))
+        asyncio.run(_watch(args.url, args.topics, args.encoding, args.seconds, token))
     except KeyboardInterrupt:
         pass
     return 0

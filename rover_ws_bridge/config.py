@@ -240,12 +240,16 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "WebSocket clients connected at once; one more is refused with HTTP 503 at the "
                   "handshake. Memory: an idle client costs about 100 KiB, one that is behind up "
                   "to its outbox (2 x outbox_max_bytes) and its pending bytes "
-                  "(write_limit_bytes + max_pending_bytes) on top. 0 = no limit.",
+                  "(write_limit_bytes + max_pending_bytes) on top. Plain HTTP connections (and "
+                  "those still sending their first request) are capped apart at the same "
+                  "number: at most 16 KiB of request head, 64 KiB of body and 64 KiB of unread "
+                  "answer each. 0 = no limit.",
                   InRange(0, 100000)),
     ParameterSpec("max_clients_per_address", "server", int, 200,
                   "WebSocket clients from one IP address at once (browser tabs, scripts, a test "
                   "rig or the bench opening 100 clients from one machine); one more gets HTTP "
-                  "503. 0 = no limit.", InRange(0, 100000)),
+                  "503 (plain HTTP connections are capped apart at the same number). 0 = no "
+                  "limit.", InRange(0, 100000)),
     ParameterSpec("max_handshakes_per_second", "server", float, 200.0,
                   "WebSocket handshakes accepted per second, all clients together (a token "
                   "bucket holding one second's worth); past it HTTP 503 with Retry-After. CPU: a "
@@ -253,10 +257,18 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "about 1 ms of the event loop, so a burst of them stalls every client; 200/s "
                   "(100 dashboards reconnecting at once after a Wi-Fi drop) is at most about "
                   "20 % of a core. 0 = no limit.", InRange(0.0, 100000.0)),
+    ParameterSpec("max_requests_per_address_per_second", "server", float, 100.0,
+                  "HTTP requests and WebSocket handshakes per second from one IP address (an "
+                  "IPv6 /64), a token bucket holding two seconds' worth; past it HTTP 429 with "
+                  "Retry-After. One address cannot use up max_handshakes_per_second for the "
+                  "others. Memory: a bucket per recently seen address, at most 4096 (about "
+                  "1 MiB). 0 = no limit.", InRange(0.0, 100000.0)),
     ParameterSpec("handshake_timeout_s", "server", float, 10.0,
-                  "A connection that has not finished its opening handshake in this time is "
-                  "closed (websockets' open_timeout). Memory: at most one HTTP request "
-                  "(a few KiB) per such connection while it waits.", InRange(0.1, 300.0)),
+                  "A connection that has not sent a complete request head in this time is "
+                  "answered 408 and closed, and so is a WebSocket that has not finished its "
+                  "opening handshake in this time after it (websockets' open_timeout), or a "
+                  "plain HTTP connection idle this long between requests. Memory: at most one "
+                  "request head (16 KiB) per such connection.", InRange(0.1, 300.0)),
     ParameterSpec("idle_timeout_s", "server", float, 40.0,
                   "A client that answers no ping for this long is closed (a ping every half of "
                   "it, each answered within the other half: websockets' ping_interval and "

@@ -142,7 +142,9 @@ def test_without_a_token_file_everyone_connects_and_the_allowlists_decide() -> N
     assert client == Client(address=LOCAL)
     assert p.may_publish(client, "/cmd_vel") is None
     assert p.may_publish(client, "/other") is not None
-    assert p.may_see(client, "/rosout")
+    assert p.may_see(client, "/imu")
+    assert not p.may_see(client, "/rosout") and not p.may_see(client, "/parameter_events")
+    assert policy(topics=["/rosout"]).may_see(client, "/rosout")  # asked for by name
     assert p.may_see_addresses(client) and not p.may_see_addresses(Client("192.0.2.7"))
 
 

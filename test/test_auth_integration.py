@@ -3,7 +3,8 @@ over loopback. No token or a wrong one gets 401; the right one connects whether 
 the Authorization header, the ?token= query or the login page's cookie; a viewer cannot
 publish, an operator can (a real rclpy subscriber receives it); a foreign Origin or Host gets
 403; the HTTP API asks for the token where the dashboard's files and /health do not; tokens
-never reach the log.
+never reach the log. The HTTP layer is real HTTP/1.1 (h11): bodies, HEAD, 405 with Allow, CORS
+for allowed origins only, keep-alive, bounded heads and bodies.
 """
 from __future__ import annotations
 
@@ -16,9 +17,24 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import FAST_PARAMS, TOPIC_PREFIX, WAIT_S, BridgeProcess, RosHarness, run
+from conftest import (
+    FAST_PARAMS,
+    TOPIC_PREFIX,
+    WAIT_S,
+    BridgeProcess,
+    RosHarness,
+    run,
+    wait_until,
+)
 from geometry_msgs.msg import Twist
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import Imu
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -53,7 +69,7 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def bridge(tmp_path_factory: pytest.TempPathFactory, tokens: dict) -> Iterator[BridgeProcess]:
     process = BridgeProcess({**FAST_PARAMS, "auth_tokens_file": str(tokens["path"]),
                              # Also the allowlist: the role, not this, must decide.
-                             "publish_allow": '["*"]'},
+                             "publish_allow": '["*"]', "benchmark_endpoint_enabled": "true"},
                             tmp_path_factory.mktemp("auth_bridge"))
     process.wait_ready()
     yield process
@@ -62,11 +78,8 @@ def bridge(tmp_path_factory: pytest.TempPathFactory, tokens: dict) -> Iterator[B
         assert tokens[name] not in logged, f"the {name} token is in the bridge's log"
 
 
-async def http(port: int, request_lines: list[str]) -> tuple[int, dict[str, str], bytes]:
-    """A raw HTTP/1.1 exchange (any Host, any header): status, headers, body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(("\r\n".join(request_lines) + "\r\n\r\n").encode())
-    await writer.drain()
+async def read_response(reader: asyncio.StreamReader,
+                        head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
     lines = head.decode().split("\r\n")
     status = int(lines[0].split()[1])
@@ -75,10 +88,35 @@ async def http(port: int, request_lines: list[str]) -> tuple[int, dict[str, str]
         if ":" in line:
             key, value = line.split(":", 1)
             headers[key.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
+    length = 0 if head_only else int(headers.get("content-length", "0"))
     body = await asyncio.wait_for(reader.readexactly(length), WAIT_S) if length else b""
-    writer.close()
     return status, headers, body
+
+
+async def exchange(port: int, data: bytes, answers: int = 1,
+                   head_only: bool = False) -> list[tuple[int, dict[str, str], bytes]]:
+    """Raw bytes to the port, `answers` HTTP responses back (on one connection)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return [await read_response(reader, head_only) for _ in range(answers)]
+    finally:
+        writer.close()
+
+
+async def http(port: int, request_lines: list[str]) -> tuple[int, dict[str, str], bytes]:
+    """A raw HTTP/1.1 exchange (any Host, any header): status, headers, body."""
+    [answer] = await exchange(port, ("\r\n".join(request_lines) + "\r\n\r\n").encode())
+    return answer
+
+
+def request(method: str, path: str, body: bytes = b"", **headers: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{key.replace('_', '-')}: {value}" for key, value in headers.items()]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def aget(port: int, path: str, host: str = "127.0.0.1", **headers: str) -> Any:
@@ -194,6 +232,86 @@ def test_the_login_page_sets_the_cookie(bridge: BridgeProcess, tokens: dict) -> 
     assert run(hello(bridge.url, Cookie=value))["op"] == "hello"
     status, headers, _ = get(bridge.port, "/logout")
     assert status == 303 and "Max-Age=0" in headers["set-cookie"]
+
+
+def test_the_login_form_posts_the_token(bridge: BridgeProcess, tokens: dict) -> None:
+    form = request("POST", "/login", f"token={tokens['viewer']}".encode(),
+                   Content_Type="application/x-www-form-urlencoded")
+    [(status, headers, _)] = run(exchange(bridge.port, form))
+    assert status == 303 and headers["set-cookie"].startswith(
+        f"rover_ws_bridge_token={tokens['viewer']};")
+    [(status, headers, body)] = run(exchange(bridge.port, request(
+        "POST", "/login", b"token=rwb_wrong", Content_Type="application/x-www-form-urlencoded")))
+    assert status == 401 and "set-cookie" not in headers and b"not valid" in body
+
+
+def test_post_with_a_json_body_runs_the_benchmark_with_the_callers_token(
+        bridge: BridgeProcess, tokens: dict, periodic_publisher: Any) -> None:
+    topic = f"{TOPIC_PREFIX}/auth_bench_imu"
+    periodic_publisher(Imu, topic, qos_profile_sensor_data, 50.0, lambda n: Imu())
+    body = json.dumps({"topic": topic, "duration": 1.5, "clients": 1}).encode()
+
+    async def wait_offered() -> None:
+        async with BridgeClient(bridge.url, token=tokens["viewer"]) as client:
+            await wait_until(lambda: topic in client._topics, "the topic offered", WAIT_S)
+
+    run(wait_offered())
+    [(status, _, answer)] = run(exchange(bridge.port, request(
+        "POST", "/api/performance/benchmark", body, Content_Type="application/json",
+        Authorization=f"Bearer {tokens['viewer']}")))
+    assert status == 200, answer
+    [probe] = json.loads(answer)["clients"]
+    assert "error" not in probe, probe  # the probe got in with the caller's token
+    assert probe["messages"] > 10 and probe["bridge_to_client_ms"]["p95"] is not None
+    [(status, _, _)] = run(exchange(bridge.port, request(
+        "POST", "/api/performance/benchmark", body, Content_Type="application/json")))
+    assert status == 401  # no token: no benchmark
+    [(status, _, answer)] = run(exchange(bridge.port, request(
+        "POST", "/api/performance/benchmark", b'{"duration": 1e400}',
+        Authorization=f"Bearer {tokens['viewer']}")))
+    assert status == 400 and b"duration" in answer
+
+
+def test_http_methods_head_keep_alive_and_bounds(bridge: BridgeProcess, tokens: dict) -> None:
+    auth_header = {"Authorization": f"Bearer {tokens['admin']}"}
+    # Three requests on one connection, answered in order; HEAD has the headers only.
+    answers = run(exchange(bridge.port, request("GET", "/health")
+                           + request("DELETE", "/api/performance/metrics", **auth_header)
+                           + request("GET", "/api/performance/metrics", **auth_header),
+                           answers=3))
+    assert [a[0] for a in answers] == [200, 405, 200]
+    assert answers[1][1]["allow"] == "GET, HEAD"
+    [(status, headers, _)] = run(exchange(bridge.port, request("HEAD", "/metrics"),
+                                          head_only=True))
+    assert status == 200 and int(headers["content-length"]) > 0
+    [(status, headers, _)] = run(exchange(bridge.port, request("DELETE", "/")))
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+    [(status, _, _)] = run(exchange(bridge.port, request("POST", "/health", b"x" * 70_000)))
+    assert status == 413
+    [(status, _, _)] = run(exchange(bridge.port, b"GET / HTTP/1.1\r\nX: " + b"a" * 20_000
+                                    + b"\r\n\r\n"))
+    assert status == 431
+    [(status, _, _)] = run(exchange(bridge.port, b"GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert status == 400
+    assert "Traceback" not in bridge.stderr()
+
+
+def test_cors_only_for_allowed_origins(bridge: BridgeProcess, tokens: dict) -> None:
+    allowed, foreign = "http://localhost:5173", "https://evil.example"
+    [(status, headers, _)] = run(exchange(bridge.port, request(
+        "OPTIONS", "/api/performance/metrics", Origin=allowed,
+        Access_Control_Request_Method="GET", Access_Control_Request_Headers="authorization")))
+    assert status == 204 and headers["access-control-allow-origin"] == allowed
+    assert "Authorization" in headers["access-control-allow-headers"]
+    [(status, headers, _)] = run(exchange(bridge.port, request(
+        "GET", "/api/performance/metrics", Origin=allowed,
+        Authorization=f"Bearer {tokens['viewer']}")))
+    assert status == 200 and headers["access-control-allow-origin"] == allowed
+    for method in ("OPTIONS", "GET"):
+        [(status, headers, _)] = run(exchange(bridge.port, request(
+            method, "/api/performance/metrics", Origin=foreign,
+            Authorization=f"Bearer {tokens['viewer']}")))
+        assert status == 403 and "access-control-allow-origin" not in headers
 
 
 def test_the_http_api_needs_the_token_and_shows_addresses_to_admins_only(

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import struct
 import sys
 from pathlib import Path
@@ -642,9 +643,10 @@ def test_decode_frame_inverts_encode_frame(rs, compression):
     assert decode_frame(encode_frame(rs, compression, 0)).records == rs
 
 
-# -- HTTP routes ------------------------------------------------------------------------------
+# -- HTTP: the front door, the connection and the routes -------------------------------------
 
-server = pytest.importorskip("rover_ws_bridge.streaming.server")
+http_server = pytest.importorskip("rover_ws_bridge.streaming.http_server")
+DASHBOARD = Path(http_server.__file__).resolve().parents[1] / "dashboard"
 http_paths = st.one_of(
     st.text(max_size=40).map(lambda t: "/" + t),
     st.sampled_from(["/", "", "/index.html", "/../etc/passwd", "/assets/../../x", "//x",
@@ -652,19 +654,143 @@ http_paths = st.one_of(
 )
 
 
-def _static(path: str):
-    """BridgeServer._static_file without a server: an instance with only its static root."""
-    fake = object.__new__(server.BridgeServer)
-    fake.static_root = Path(server.__file__).resolve().parents[1] / "dashboard"
-    return fake._static_file(path)
+@FUZZ
+@given(path=st.one_of(http_paths, st.text(max_size=20).map(lambda t: "/a\x00" + t)))
+def test_static_file_lookup_never_raises_nor_leaves_the_dashboard(path):
+    site = http_server.HttpSite(Policy(BridgeConfig()), DASHBOARD)
+    target = site._static_target(path)
+    if target is not None:
+        assert DASHBOARD.resolve() in target.parents and "\x00" not in path
+
+
+class FakeTransport(asyncio.Transport):
+    """What the HTTP protocols write, without a socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closing = False
+        self.protocol = None
+
+    def write(self, data) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def set_protocol(self, protocol) -> None:
+        self.protocol = protocol
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _http_exchange(chunks: list[bytes]) -> tuple[FakeTransport, list]:
+    """Feed `chunks` to a FrontDoor on port-less HttpSite; returns the transport and the
+    WebSocket hand-overs (none expected unless an upgrade was sent)."""
+    upgrades: list = []
+
+    async def run() -> FakeTransport:
+        site = http_server.HttpSite(Policy(BridgeConfig()), DASHBOARD)
+        site.routes["/echo"] = http_server.Route(
+            lambda r: http_server.json_response(200, {"n": len(r.body)}), ("GET", "POST"))
+        door = http_server.FrontDoor(site, None, lambda: upgrades.append(1) or asyncio.Protocol(),
+                                     timeout_s=5.0)
+        transport = FakeTransport()
+        door.connection_made(transport)
+        protocol = door
+        for chunk in chunks:
+            if transport.closing:
+                break
+            protocol = transport.protocol or protocol
+            protocol.data_received(chunk)
+            await asyncio.sleep(0)
+        for _ in range(50):
+            await asyncio.sleep(0)  # answers being served, one after the other
+        (transport.protocol or door).connection_lost(None)
+        assert site.policy.admission.http_total == 0  # every connection released
+        return transport
+
+    return asyncio.run(run()), upgrades
+
+
+request_lines = st.sampled_from([
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\n{}\n",
+    b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2\r\n{}\r\n0\r\n\r\n",
+    b"OPTIONS /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://localhost:3000\r\n\r\n",
+    b"DELETE /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+])
+
+
+@st.composite
+def http_streams(draw):
+    """Valid requests, cut at random places, mutated or replaced by noise."""
+    data = b"".join(draw(st.lists(request_lines, min_size=1, max_size=3)))
+    kind = draw(st.integers(0, 3))
+    if kind == 1:
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1:]
+    elif kind == 2:
+        data = data[:draw(st.integers(0, len(data)))]
+    elif kind == 3:
+        data = draw(st.binary(max_size=200))
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=4)))
+    return [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)])]
 
 
 @FUZZ
-@given(path=st.one_of(http_paths, st.text(max_size=20).map(lambda t: "/a\x00" + t)))
-def test_static_file_route_never_raises(path):
-    response = _static(path)
-    if response is not None:
-        assert response.status_code == 200 and "\x00" not in path
+@given(chunks=http_streams())
+def test_any_bytes_get_http_answers_or_a_close_and_nothing_leaks(chunks):
+    transport, upgrades = _http_exchange(chunks)
+    assert not upgrades  # none of these asks for a WebSocket
+    out = bytes(transport.written)
+    if out:
+        assert out.startswith(b"HTTP/1.1 "), out[:80]
+        status = int(out[9:12])
+        assert 200 <= status < 600 and status != 500, out[:200]
+
+
+def test_pipelined_requests_are_answered_in_order_and_head_has_no_body():
+    transport, _ = _http_exchange([
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+        b"HEAD /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        b"DELETE /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"])
+    out = bytes(transport.written)
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", out) == [b"200", b"200", b"405"], out
+    assert out.count(b'"n": 5') == 1  # HEAD: headers only
+    assert b"Allow: GET, POST, HEAD" in out
+
+
+def test_a_websocket_upgrade_goes_to_websockets_with_the_bytes_as_sent():
+    head = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n")
+    transport, upgrades = _http_exchange([head[:10], head[10:]])
+    assert upgrades == [1] and not transport.written
+
+
+def test_an_oversized_head_or_body_is_refused():
+    transport, _ = _http_exchange([b"GET / HTTP/1.1\r\nX: " + b"a" * 20000])
+    assert transport.written.startswith(b"HTTP/1.1 431") and transport.closing
+    length = http_server.MAX_BODY_BYTES + 1
+    transport, _ = _http_exchange([
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % length])
+    assert transport.written.startswith(b"HTTP/1.1 413") and transport.closing
 
 
 # -- found by fuzzing (fixed; each input kept as a test) ------------------------------------

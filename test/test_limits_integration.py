@@ -192,3 +192,35 @@ def test_connection_caps_answer_503(start_bridge: Any) -> None:
         await third.close()
 
     run(scenario())
+
+
+def test_requests_per_address_get_429_and_idle_http_connections_are_capped(
+        start_bridge: Any) -> None:
+    bridge: BridgeProcess = start_bridge(max_requests_per_address_per_second="5",
+                                         max_clients_per_address="3")
+
+    def status_of(path: str, source: str = "127.0.0.1") -> int:
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=WAIT_S,
+                                      source_address=(source, 0)) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            return int(sock.recv(64).split()[1])
+
+    started = time.monotonic()
+    statuses = [status_of("/health") for _ in range(40)]
+    elapsed = time.monotonic() - started
+    # A bucket of 2 s x 5/s = 10, refilled at 5/s while we asked (however slowly we did).
+    assert statuses[0] != 429 and 429 in statuses, statuses
+    assert len(statuses) - statuses.count(429) <= 10 + 5 * elapsed + 1, (statuses, elapsed)
+    assert status_of("/health", "127.0.0.2") != 429  # another address has its own budget
+
+    # Connections that never send a request: three are held, a fourth is refused at once.
+    held = [socket.create_connection(("127.0.0.1", bridge.port), timeout=WAIT_S,
+                                     source_address=("127.0.0.3", 0)) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=WAIT_S,
+                                      source_address=("127.0.0.3", 0)) as fourth:
+            answer = fourth.recv(200)
+        assert answer.startswith(b"HTTP/1.1 503") and b"max_clients_per_address" in answer
+    finally:
+        for sock in held:
+            sock.close()

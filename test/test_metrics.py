@@ -17,6 +17,7 @@ from rover_ws_bridge.bench import endpoint as bench_endpoint
 from rover_ws_bridge.priority import Priority
 from rover_ws_bridge.streaming import http_api
 from rover_ws_bridge.streaming.frame_cache import FrameCache
+from rover_ws_bridge.streaming.http_server import HttpRequest
 from rover_ws_bridge.streaming.outbox import Outbox, OutboxLimits
 from rover_ws_bridge.streaming.router import Router
 from rover_ws_bridge.streaming.server import ServerStats
@@ -364,35 +365,42 @@ def test_health_stays_ok_through_a_busy_afternoon_and_degrades_on_a_real_regress
     assert BASELINE_SAMPLES <= len(telemetry.regression.baselines[BUSY].samples_ns)
 
 
+def _request(method: str, target: str, address: str = "127.0.0.1",
+             body: bytes = b"") -> HttpRequest:
+    return HttpRequest.parse(method, target, [], body, address)
+
+
 def test_http_routes_render_a_fresh_reading_and_take_get_only():
     telemetry, _ = _telemetry(queued_bytes=9500)
     routes = http_api.routes(telemetry.read)
     assert bench_endpoint.PATH not in routes  # the bench adds its own route
 
-    def call(path, method="GET"):
-        return routes[path](SimpleNamespace(remote_address=("127.0.0.1", 1)),
-                            SimpleNamespace(method=method, path=path))
+    def call(path):
+        return routes[path].handler(_request("GET", path))
 
     health = call("/health")
-    assert health.status_code == 503 and json.loads(health.body)["status"] == "failing"
-    assert call("/metrics").headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert health.status == 503 and json.loads(health.body)["status"] == "failing"
+    assert call("/metrics").content_type.startswith("text/plain; version=0.0.4")
     assert json.loads(call("/api/performance/backpressure").body)["clients"][0]["id"] == 1
-    assert call("/api/performance/connections", "POST").status_code == 405
+    assert all(route.methods == ("GET",) for route in routes.values())
 
 
 def test_benchmark_endpoint_refuses_when_off_and_non_loopback_callers():
-    def call(enabled, address, path="/api/performance/benchmark?duration=1"):
+    def call(enabled, address, target="/api/performance/benchmark?duration=1", body=b""):
         route = bench_endpoint.route(enabled, lambda: 1, lambda name: name == "/imu")
-        connection = SimpleNamespace(remote_address=(address, 40000))
-        request = SimpleNamespace(method="POST", path=path)
-        return asyncio.run(route(connection, request))
+        assert route.methods == ("POST",)
+        return asyncio.run(route.handler(_request("POST", target, address, body)))
 
     off = call(False, "127.0.0.1")
-    assert off.status_code == 403 and b"off" in off.body
+    assert off.status == 403 and b"off" in off.body
     remote = call(True, "192.0.2.10")
-    assert remote.status_code == 403 and b"loopback" in remote.body
+    assert remote.status == 403 and b"loopback" in remote.body
     unknown = call(True, "127.0.0.1", "/api/performance/benchmark?topic=/nope")
-    assert unknown.status_code == 400 and b"unknown topic" in unknown.body
-    assert call(True, "127.0.0.1", "/x?duration=99").status_code == 400
-    assert http_api.is_loopback(SimpleNamespace(remote_address=("::ffff:127.0.0.1", 1, 0, 0)))
-    assert not http_api.is_loopback(SimpleNamespace(remote_address=("10.1.2.3", 1)))
+    assert unknown.status == 400 and b"unknown topic" in unknown.body
+    assert call(True, "127.0.0.1", "/x?duration=99").status == 400
+    assert call(True, "127.0.0.1", "/x", b'{"duration": 99}').status == 400
+    assert b"unknown topic /nope" in call(True, "127.0.0.1", "/x", b'{"topic": "/nope"}').body
+    for body in (b"[1]", b"{", b'{"duration": NaN}', b'{"topic": 3}'):
+        assert call(True, "127.0.0.1", "/x", body).status == 400, body
+    assert http_api.is_loopback("::ffff:127.0.0.1")
+    assert not http_api.is_loopback("10.1.2.3")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 
 import numpy as np
 
-from ..client import BridgeClient
+from ..client import TOKEN_VARIABLE, BridgeClient
 
 
 def _summary(values_ns: list[int]) -> dict[str, float | None]:
@@ -30,7 +31,7 @@ def _summary(values_ns: list[int]) -> dict[str, float | None]:
 async def probe(url: str, topic: str, duration_s: float) -> dict:
     bridge_to_client: list[int] = []
     publish_to_client: list[int] = []
-    async with BridgeClient(url) as client:
+    async with BridgeClient(url, token=os.environ.get(TOKEN_VARIABLE)) as client:
         await client.subscribe([topic])
         end = time.monotonic() + duration_s
         while (left := end - time.monotonic()) > 0:

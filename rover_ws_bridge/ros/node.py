@@ -364,11 +364,9 @@ class BridgeRuntime:
                                    self.core, node_name=NODE_NAME,
                                    target_latency_ms=c.target_latency_ms,
                                    baselines=load_regression_baselines(c.regression_baseline_file))
-        self.server.http_routes.update(http_api.routes(
-            self.telemetry.read,
-            lambda connection: self.node.policy.may_see_addresses(
-                self.server.client_of(connection))))
-        self.server.http_routes[bench_endpoint.PATH] = bench_endpoint.route(
+        self.server.http.routes.update(http_api.routes(
+            self.telemetry.read, self.node.policy.may_see_addresses))
+        self.server.http.routes[bench_endpoint.PATH] = bench_endpoint.route(
             c.benchmark_endpoint_enabled, lambda: self.server.port,
             lambda name: self.router.topic(name) is not None)
         port = await self.server.start()  # fails early (port in use) before ROS work starts
@@ -588,7 +586,7 @@ async def _serve(node: BridgeNode, signals: _StopSignals) -> int:
         await runtime.stop()
         return 2
     shown = "127.0.0.1" if node.config.address in ("0.0.0.0", "") else node.config.address
-    scheme = "wss" if runtime.server is not None and runtime.server.tls else "ws"
+    scheme = "wss" if runtime.server is not None and runtime.server.http.tls else "ws"
     print(f"{NODE_NAME}: listening on {scheme}://{shown}:{port}", flush=True)
     try:
         await stop.wait()

@@ -12,78 +12,48 @@ to the bench (bench/endpoint.py); the runtime adds it beside these.
 from __future__ import annotations
 
 import ipaddress
-import json
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Callable
-
-from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from typing import TYPE_CHECKING, Callable
 
 from ..telemetry import diagnostics, prometheus, snapshot
+from .http_server import HttpRequest, HttpResponse, Route, json_response
 
 if TYPE_CHECKING:
     from ..telemetry.reading import Reading
-
-Route = Callable[[ServerConnection, Request], Any]
-
-
-def json_response(status: HTTPStatus, body: Any) -> Response:
-    data = json.dumps(body, indent=1).encode()
-    return _response(status, "application/json", data)
+    from .policy import Client
 
 
-def _response(status: HTTPStatus, content_type: str, data: bytes) -> Response:
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))),
-                       ("Cache-Control", "no-store")])
-    return Response(status.value, status.phrase, headers, data)
-
-
-def is_loopback(connection: ServerConnection) -> bool:
-    remote = connection.remote_address
-    if not remote:
-        return False
+def is_loopback(address: str) -> bool:
     try:
-        address = ipaddress.ip_address(remote[0])
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return (mapped or address).is_loopback
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 def routes(read: Callable[[], "Reading"],
-           shows_addresses: Callable[[ServerConnection], bool] = lambda connection: True
+           shows_addresses: Callable[["Client"], bool] = lambda client: True
            ) -> dict[str, Route]:
     """`read`: a fresh Reading (Telemetry.read); `shows_addresses`: whether the caller may see
-    client addresses (the policy's may_see_addresses; others get them masked)."""
-    def get_only(handler: Callable[["Reading"], Response]) -> Route:
-        def route(connection: ServerConnection, request: Request) -> Response:
-            if request.method != "GET":
-                return json_response(HTTPStatus.METHOD_NOT_ALLOWED,
-                                     {"error": f"{request.method} not allowed; use GET"})
-            return handler(read())
-        return route
-
-    def with_addresses(handler: Callable[["Reading", bool], Any]) -> Route:
-        def route(connection: ServerConnection, request: Request) -> Response:
-            if request.method != "GET":
-                return json_response(HTTPStatus.METHOD_NOT_ALLOWED,
-                                     {"error": f"{request.method} not allowed; use GET"})
-            return json_response(HTTPStatus.OK, handler(read(), shows_addresses(connection)))
-        return route
-
-    def health(r: "Reading") -> Response:
-        body = diagnostics.health(r)
+    client addresses (the policy's may_see_addresses; others get them masked). Each route takes
+    GET (and HEAD); the HTTP site answers other methods with 405."""
+    def health(request: HttpRequest) -> HttpResponse:
+        body = diagnostics.health(read())
         return json_response(HTTPStatus.OK if body["status"] != "failing"
                              else HTTPStatus.SERVICE_UNAVAILABLE, body)
 
+    def with_addresses(render: Callable[["Reading", bool], object]) -> Route:
+        return Route(lambda request: json_response(
+            HTTPStatus.OK, render(read(), shows_addresses(request.client))))
+
     return {
-        "/health": get_only(health),
-        "/api/performance/metrics": get_only(
-            lambda r: json_response(HTTPStatus.OK, snapshot.metrics(r))),
+        "/health": Route(health),
+        "/api/performance/metrics": Route(
+            lambda request: json_response(HTTPStatus.OK, snapshot.metrics(read()))),
         "/api/performance/connections": with_addresses(snapshot.connections),
         "/api/performance/backpressure": with_addresses(snapshot.backpressure),
-        "/metrics": get_only(lambda r: _response(
-            HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8",
-            prometheus.render(r).encode())),
+        "/metrics": Route(lambda request: HttpResponse(
+            HTTPStatus.OK, prometheus.render(read()).encode(),
+            "text/plain; version=0.0.4; charset=utf-8")),
     }

@@ -15,7 +15,8 @@ A quiet period (no excess for quiet_s) resets it to 0.
 """
 from __future__ import annotations
 
-from collections import Counter
+import ipaddress
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -215,22 +216,69 @@ class ClientLimits:
                 "dropped_by_limit": dict(ladder.dropped_by_limit)}
 
 
+# Addresses whose request rate is tracked at once; the least recently seen is forgotten first
+# (a forgotten address starts again with a full bucket). Memory: about 250 B each, 1 MiB.
+MAX_TRACKED_ADDRESSES = 4096
+
+
+def address_key(address: str) -> str:
+    """Whose budget a request takes: the IPv4 address, or the IPv6 /64 (one host can have a
+    whole /64 to itself; keying by single address would let it use millions of budgets)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
+
+
 class Admission:
-    """Who may open a WebSocket: clients in total and per address, handshakes per second.
-    State: one counter per connected address (bounded by the connections)."""
+    """Who may open a connection: WebSocket clients in total and per address, handshakes per
+    second (all together), requests per second per address (HTTP requests and handshakes), and
+    the plain-HTTP connections, counted apart under the same caps. State: one counter per
+    connected address (bounded by the connections) and at most MAX_TRACKED_ADDRESSES buckets."""
 
     def __init__(self, max_clients: int, max_per_address: int, handshakes_per_s: float,
-                 now: float) -> None:
+                 now: float, requests_per_address_per_s: float = 0.0) -> None:
         self.max_clients = max_clients
         self.max_per_address = max_per_address
         self.handshakes = TokenBucket(handshakes_per_s, handshakes_per_s, now) \
             if handshakes_per_s else None
+        self.request_rate = requests_per_address_per_s
+        self.request_buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self.by_address: Counter[str] = Counter()
         self.total = 0
+        self.http_by_address: Counter[str] = Counter()
+        self.http_total = 0
         self.refused: Counter[str] = Counter()  # by limit name
 
+    def request_allowed(self, address: str, now: float) -> str | None:
+        """One request (HTTP, or a WebSocket handshake) from `address`: None if within its
+        budget, else the reason (HTTP 429)."""
+        if not self.request_rate:
+            return None
+        key = address_key(address)
+        bucket = self.request_buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.request_rate, 2 * self.request_rate, now)
+            self.request_buckets[key] = bucket
+            if len(self.request_buckets) > MAX_TRACKED_ADDRESSES:
+                self.request_buckets.popitem(last=False)
+        else:
+            self.request_buckets.move_to_end(key)
+        if bucket.take(now):
+            return None
+        self.refused["max_requests_per_address_per_second"] += 1
+        return (f"too many requests from this address (over "
+                f"max_requests_per_address_per_second = {self.request_rate:g}); try again in "
+                "a second")
+
     def admit(self, address: str, now: float) -> str | None:
-        """None: may connect; else the reason (HTTP 503)."""
+        """One more WebSocket (after request_allowed). None: may connect; else the reason
+        (HTTP 503)."""
         if self.handshakes is not None and not self.handshakes.take(now):
             self.refused["max_handshakes_per_second"] += 1
             return (f"too many handshakes (over max_handshakes_per_second = "
@@ -250,8 +298,31 @@ class Admission:
 
     def closed(self, address: str) -> None:
         self.total -= 1
-        left = self.by_address[address] - 1
-        if left > 0:
-            self.by_address[address] = left
-        else:
-            del self.by_address[address]
+        _decrement(self.by_address, address)
+
+    def http_opened(self, address: str) -> str | None:
+        """A connection not (yet) a WebSocket client: a request head being read, or plain
+        HTTP. None: counted (http_closed releases it); else the reason (HTTP 503)."""
+        if self.max_clients and self.http_total >= self.max_clients:
+            self.refused["max_clients"] += 1
+            return (f"the bridge has its maximum of {self.max_clients} HTTP connections "
+                    "(max_clients)")
+        if self.max_per_address and self.http_by_address[address] >= self.max_per_address:
+            self.refused["max_clients_per_address"] += 1
+            return (f"{self.max_per_address} HTTP connections from this address already "
+                    "(max_clients_per_address)")
+        self.http_total += 1
+        self.http_by_address[address] += 1
+        return None
+
+    def http_closed(self, address: str) -> None:
+        self.http_total -= 1
+        _decrement(self.http_by_address, address)
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    left = counter[key] - 1
+    if left > 0:
+        counter[key] = left
+    else:
+        del counter[key]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import unquote, urlsplit
 
-from ..auth import COOKIE_NAME, Role, TokenFileError, TokenStore, token_shape_ok
+from ..auth import COOKIE_NAME, HIDDEN_BY_DEFAULT, Role, TokenFileError, TokenStore, token_shape_ok
 from ..config import ABSOLUTE_NAME, BridgeConfig, ConfigError
 from .limits import Admission, ClientLimits, RateLimits
 
@@ -177,7 +177,8 @@ class Policy:
         self._own_names = self._machine_names()
         self._local_addresses: dict[str, bool] = {}  # IP -> whether it is this machine's
         self.admission = Admission(config.max_clients, config.max_clients_per_address,
-                                   config.max_handshakes_per_second, time.monotonic())
+                                   config.max_handshakes_per_second, time.monotonic(),
+                                   config.max_requests_per_address_per_second)
         self.rate_limits = RateLimits(
             control_per_s=config.max_control_messages_per_second,
             publish_per_s=config.max_published_messages_per_second,
@@ -214,10 +215,21 @@ class Policy:
             return Client(address=remote)  # no role: may see and do nothing
         return Refusal(401, WRONG_TOKEN if token else NEEDS_TOKEN)
 
+    def admit_request(self, remote: str, now: float | None = None) -> Refusal | None:
+        """Whether one more request (plain HTTP) from this address is within its rate."""
+        reason = self.admission.request_allowed(remote,
+                                                time.monotonic() if now is None else now)
+        return None if reason is None else Refusal(429, reason)
+
     def admit(self, remote: str, now: float | None = None) -> Refusal | None:
-        """Whether one more WebSocket may open (after `authenticate`): the handshake rate, then
-        the caps. None: yes (the server then calls connection_opened/closed)."""
-        reason = self.admission.admit(remote, time.monotonic() if now is None else now)
+        """Whether one more WebSocket may open (after `authenticate`): the address's request
+        rate, the handshake rate, then the caps. None: yes (the server then calls
+        connection_opened/closed)."""
+        now = time.monotonic() if now is None else now
+        refusal = self.admit_request(remote, now)
+        if refusal is not None:
+            return refusal
+        reason = self.admission.admit(remote, now)
         return None if reason is None else Refusal(503, reason)
 
     def connection_opened(self, client: Client) -> None:
@@ -363,8 +375,8 @@ class Policy:
     def may_see(self, client: Client, topic: str) -> bool:
         if not self.topic_offered(topic):
             return False
-        if self._tokens is None:
-            return True
+        if self._tokens is None:  # everyone is alike: a viewer of all but the ROS logs
+            return topic not in HIDDEN_BY_DEFAULT or topic in self._explicit_topics
         return client.role is not None and client.role.may_see(topic)
 
     def may_wait_for(self, topic: str) -> bool:

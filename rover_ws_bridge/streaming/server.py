@@ -1,50 +1,41 @@
-"""The WebSocket (and plain HTTP) server: one port, every protocol.
+"""The WebSocket server: one port, every protocol, and plain HTTP beside it.
 
-Runs on the asyncio thread. ROS-free: it serves the core. The handshake is decided in one
-place (`_process_request` + `_select_subprotocol`, with protocols.select_protocol). Whether a
-request may connect at all (Host, Origin, token) is the policy's answer (Policy.authenticate),
-asked once per request, WebSocket and HTTP alike: this module only carries it out (401/403
-with the reason, or the Client handed to the connection and to the HTTP routes).
+Runs on the asyncio thread. ROS-free: it serves the core. Every connection is read first by
+http_server.FrontDoor (h11), which hands WebSocket upgrades to websockets (serve()'s
+`create_connection` hook) and serves plain HTTP itself (http_server.HttpSite). The handshake is
+decided in one place (`_process_request` + `_select_subprotocol`, with
+protocols.select_protocol). Whether a request may connect at all (Host, Origin, token) is the
+policy's answer (Policy.authenticate), asked once per request, WebSocket and HTTP alike: this
+module only carries it out (401/403 with the reason, or the Client handed to the connection).
 """
 from __future__ import annotations
 
 import asyncio
 import errno
-import inspect
 import logging
-import mimetypes
 import socket
 import ssl
 import time
 import weakref
 from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
-from typing import Any, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from .. import PROTOCOL_NAME
-from ..auth import COOKIE_NAME
 from ..config import BridgeConfig, ConfigError
 from ..priority import Priority
 from ..protocols import PROTOCOLS, ProtocolRefused, select_protocol
 from ..wire.compression import Compression
 from .connection import Connection, SessionSettings
 from .core import BridgeCore
+from .http_server import DASHBOARD_DIR, FrontDoor, HttpSite
 from .outbox import OutboxLimits
-from .policy import Client, Refusal, find_token, redact
+from .policy import Client, Refusal, redact
 
 log = logging.getLogger(__name__)
-
-# The built dashboard (web/ -> npm run build) ships inside the package, so a rover needs no
-# Node.js to serve it.
-DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
-
 
 class PortInUse(RuntimeError):
     pass
@@ -75,22 +66,6 @@ class _RedactTokens(logging.Filter):
 
 
 _REDACT = _RedactTokens()
-
-_LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rover_ws_bridge: log in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:sans-serif;max-width:28em;margin:4em auto;padding:0 1em}}
-input{{width:100%;padding:.4em;margin:.4em 0;box-sizing:border-box}}
-.error{{color:#b00}}</style></head>
-<body><h1>rover_ws_bridge</h1>{message}
-<form method="get" action="/login">
-<label for="token">Token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
-<input type="submit" value="Log in"></form>
-<p><small>Tokens are made with <code>python -m rover_ws_bridge.auth add NAME --role ROLE
---file TOKENS.yaml</code> on the rover.</small></p></body></html>
-"""
-
 
 def settings_from_config(config: BridgeConfig) -> SessionSettings:
     return SessionSettings(
@@ -123,17 +98,12 @@ class BridgeServer:
         # routes; weak like _selected.
         self._clients: weakref.WeakKeyDictionary[ServerConnection, Client] = \
             weakref.WeakKeyDictionary()
-        # Whether clients reach us over TLS (the login cookie is then Secure). The TLS part of
-        # the server sets it; plain ws:// and http:// until then.
-        self.tls = False
         self._server: Server | None = None
         self._pending_watch: asyncio.Task | None = None
         self.port: int | None = None
-        # HTTP routes served on the WebSocket port: path -> handler(connection, request),
-        # which returns a Response or an awaitable of one. The runtime adds them (http_api.py,
-        # bench/endpoint.py).
-        self.http_routes: dict[str, Callable[[ServerConnection, Request], Any]] = {}
-        self.static_root: Path | None = DASHBOARD_DIR if DASHBOARD_DIR.is_dir() else None
+        # Plain HTTP on the same port; the runtime adds its routes (http_api.py,
+        # bench/endpoint.py) to http.routes.
+        self.http = HttpSite(self.policy, DASHBOARD_DIR if DASHBOARD_DIR.is_dir() else None)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         """TLS on the same port when a certificate is configured (wss:// and https://)."""
@@ -149,7 +119,7 @@ class BridgeServer:
                               f"{certfile}{', ' + keyfile if keyfile else ''}",
                               f"a readable PEM certificate chain and its key "
                               f"({getattr(exc, 'strerror', None) or exc})") from None
-        self.tls = True
+        self.http.tls = True  # the login cookie is then Secure
         return context
 
     async def start(self) -> int:
@@ -174,6 +144,11 @@ class BridgeServer:
                 ping_interval=self.config.idle_timeout_s / 2,
                 ping_timeout=self.config.idle_timeout_s / 2,
                 ssl=ssl_context,  # None: plain TCP
+                # Every connection is read first by a FrontDoor (h11): plain HTTP stays there,
+                # an upgrade goes on to the ServerConnection websockets would have made.
+                create_connection=lambda protocol, server, **options: FrontDoor(
+                    self.http, protocol, lambda: ServerConnection(protocol, server, **options),
+                    self.config.handshake_timeout_s),
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -191,7 +166,7 @@ class BridgeServer:
         return self.port
 
     def client_of(self, connection: ServerConnection) -> Client:
-        """The policy's Client of a request in progress (an HTTP route's caller)."""
+        """The policy's Client of a handshake in progress."""
         client = self._clients.get(connection)
         if client is None:
             remote = connection.remote_address
@@ -239,8 +214,10 @@ class BridgeServer:
 
     # -- handshake ---------------------------------------------------------------------------
 
-    def _select_subprotocol(self, connection: ServerConnection,
-                            offered: list[str]) -> Subprotocol | None:
+    def _select_subprotocol(self, door: FrontDoor, offered: list[str]) -> Subprotocol | None:
+        """websockets calls this with what create_connection made: the FrontDoor."""
+        connection = door.websocket
+        assert isinstance(connection, ServerConnection)
         path = connection.request.path if connection.request is not None else "/"
         try:
             selection = select_protocol(list(offered), path, self.config.default_protocol)
@@ -252,108 +229,33 @@ class BridgeServer:
 
     async def _process_request(self, connection: ServerConnection,
                                request: Request) -> Response | None:
-        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-        path = request.path.split("?", 1)[0]
-        public = not websocket and (self.policy.http_path_public(path)
-                                    or self._static_target(path) is not None)
+        """A WebSocket handshake (the FrontDoor sends nothing else here): who it is, then
+        whether one more client may connect."""
         remote = connection.remote_address
-        decision = self.policy.authenticate(request.headers, request.path,
-                                            str(remote[0]) if remote else "", public=public)
+        address = str(remote[0]) if remote else ""
+        path = request.path.split("?", 1)[0]
+        decision = self.policy.authenticate(request.headers, request.path, address)
         if isinstance(decision, Refusal):
-            if websocket:
-                self.stats.connections_rejected += 1
-            log.info("refused %s %s from %s: %d %s", "WebSocket" if websocket else "HTTP",
-                     redact(path)[:200], remote[0] if remote else "?", decision.status,
-                     decision.reason)
+            self.stats.connections_rejected += 1
+            log.info("refused WebSocket %s from %s: %d %s", redact(path)[:200], address or "?",
+                     decision.status, decision.reason)
             return self._refusal(connection, decision)
         self._clients[connection] = decision
-        if websocket:
-            refusal = self.policy.admit(decision.address)
-            if refusal is not None:
-                self.stats.connections_rejected += 1
-                log.info("refused WebSocket from %s: %d %s", remote[0] if remote else "?",
-                         refusal.status, refusal.reason)
-                return self._refusal(connection, refusal)
-            return None
-        if path == "/login":
-            return self._login(connection, request, decision)
-        if path == "/logout":
-            return self._redirect("/login", self._cookie("", max_age=0))
-        route = self.http_routes.get(path)
-        if route is not None:
-            response = route(connection, request)
-            return await response if inspect.isawaitable(response) else response
-        static = self._static_file(path)
-        if static is not None:
-            return static
-        return connection.respond(HTTPStatus.NOT_FOUND,
-                                  f"no page at {path}; WebSocket clients connect with the "
-                                  f"subprotocol {PROTOCOL_NAME}\n")
+        refusal = self.policy.admit(decision.address)
+        if refusal is not None:
+            self.stats.connections_rejected += 1
+            log.info("refused WebSocket from %s: %d %s", address or "?", refusal.status,
+                     refusal.reason)
+            return self._refusal(connection, refusal)
+        return None
 
     def _refusal(self, connection: ServerConnection, refusal: Refusal) -> Response:
         response = connection.respond(HTTPStatus(refusal.status), refusal.reason + "\n")
         if refusal.status == HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="rover_ws_bridge"'
-        elif refusal.status == HTTPStatus.SERVICE_UNAVAILABLE:
+        elif refusal.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
             response.headers["Retry-After"] = "1"
         return response
-
-    def _cookie(self, token: str, max_age: int | None = None) -> str:
-        cookie = f"{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/"
-        if max_age is not None:
-            cookie += f"; Max-Age={max_age}"
-        return cookie + ("; Secure" if self.tls else "")
-
-    @staticmethod
-    def _redirect(location: str, cookie: str | None = None) -> Response:
-        headers = Headers([("Location", location), ("Content-Length", "0"),
-                           ("Cache-Control", "no-store")])
-        if cookie is not None:
-            headers["Set-Cookie"] = cookie
-        return Response(HTTPStatus.SEE_OTHER.value, HTTPStatus.SEE_OTHER.phrase, headers, b"")
-
-    def _login(self, connection: ServerConnection, request: Request,
-               client: Client) -> Response:
-        """GET /login: the form; GET /login?token=...: the cookie, then back to the dashboard.
-        (A GET form: the handshake parser cannot read request bodies.)"""
-        if not self.policy.authenticating:
-            return self._redirect("/")
-        _, _, query = request.path.partition("?")
-        token = find_token(Headers(), "?" + query)  # the form's field only, not a cookie
-        if token is not None and self.policy.identify(token, client.address) is not None:
-            return self._redirect("/", self._cookie(token))
-        status = HTTPStatus.UNAUTHORIZED if token is not None else HTTPStatus.OK
-        message = ('<p class="error">That token is not valid.</p>' if token is not None
-                   else "<p>This bridge needs a token.</p>")
-        data = _LOGIN_PAGE.format(message=message).encode()
-        headers = Headers([("Content-Type", "text/html; charset=utf-8"),
-                           ("Content-Length", str(len(data))), ("Cache-Control", "no-store"),
-                           ("Referrer-Policy", "no-referrer")])
-        return Response(status.value, status.phrase, headers, data)
-
-    def _static_target(self, path: str) -> Path | None:
-        root = self.static_root
-        if root is None:
-            return None
-        relative = "index.html" if path in ("/", "") else path.lstrip("/")
-        try:
-            target = (root / relative).resolve()
-        except (OSError, ValueError):
-            return None
-        if root.resolve() not in target.parents or not target.is_file():
-            return None  # also refuses ../ escapes
-        return target
-
-    def _static_file(self, path: str) -> Response | None:
-        """The dashboard bundle shipped in the package (rover_ws_bridge/dashboard/)."""
-        target = self._static_target(path)
-        if target is None:
-            return None
-        data = target.read_bytes()
-        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))),
-                           ("Cache-Control", "no-cache")])
-        return Response(HTTPStatus.OK.value, HTTPStatus.OK.phrase, headers, data)
 
     # -- connections -------------------------------------------------------------------------
 
