@@ -724,10 +724,11 @@ def test_cmd_vel_drives_the_rover_then_it_returns_to_its_loop(rover: DrivenRover
     commands.stop()
     odom.wait_for(is_on_the_loop)
     # Never a jump in the odometry, whatever drove the rover (a jump would be metres; the
-    # centimetre allows for the stamp being read a moment after the pose is computed).
+    # 10 cm allow for the stamp being read a moment after the pose is computed, which on a
+    # loaded machine can be tens of milliseconds: 4.7 cm were seen once).
     for before, after in zip(odom.messages, odom.messages[1:]):
         p, q = before.pose.pose.position, after.pose.pose.position
-        assert math.hypot(q.x - p.x, q.y - p.y) <= 2.0 * (stamp_s(after) - stamp_s(before)) + 0.01
+        assert math.hypot(q.x - p.x, q.y - p.y) <= 2.0 * (stamp_s(after) - stamp_s(before)) + 0.1
 
 
 def test_the_estop_latches_stops_the_rover_and_overrides_cmd_vel(
