@@ -213,6 +213,19 @@ def test_requests_per_address_get_429_and_idle_http_connections_are_capped(
     assert len(statuses) - statuses.count(429) <= 10 + 5 * elapsed + 1, (statuses, elapsed)
     assert status_of("/health", "127.0.0.2") != 429  # another address has its own budget
 
+    # Refused handshakes cost requests too (guessing tokens, or Hosts, is rate limited).
+    def handshake_status(source: str) -> int:
+        key = base64.b64encode(os.urandom(16)).decode()
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=WAIT_S,
+                                      source_address=(source, 0)) as sock:
+            sock.sendall(("GET / HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\n\r\n").encode())
+            return int(sock.recv(64).split()[1])
+
+    handshakes = [handshake_status("127.0.0.4") for _ in range(40)]
+    assert handshakes[0] == 403 and 429 in handshakes, handshakes
+
     # Connections that never send a request: three are held, a fourth is refused at once.
     held = [socket.create_connection(("127.0.0.1", bridge.port), timeout=WAIT_S,
                                      source_address=("127.0.0.3", 0)) for _ in range(3)]

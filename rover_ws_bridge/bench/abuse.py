@@ -373,6 +373,64 @@ async def attack_oversized(url: str, deadline: float) -> dict[str, Any]:
                        + " ".join(f"{k}x{v}" for k, v in sorted(codes.items()))}
 
 
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+async def attack_http_flood(url: str, deadline: float) -> dict[str, Any]:
+    """4 keep-alive connections asking GET /api/performance/connections back to back."""
+    port = _port_of(url)
+    statuses: dict[str, int] = {}
+    request = (b"GET /api/performance/connections HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < deadline:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = head[9:12].decode()
+                statuses[status] = statuses.get(status, 0) + 1
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                if b"connection: close" in head.lower():
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(4)))
+    return {"outcome": "HTTP " + " ".join(f"{k}x{v}" for k, v in sorted(statuses.items()))}
+
+
+async def attack_slowloris(url: str, deadline: float) -> dict[str, Any]:
+    """300 connections each sending one byte of a request head per second, never finishing."""
+    port = _port_of(url)
+    writers: list[asyncio.StreamWriter] = []
+    refused = 0
+    for _ in range(300):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writers.append(writer)
+        except OSError:
+            refused += 1
+    while time.monotonic() < deadline:
+        for writer in writers:
+            if not writer.is_closing():
+                writer.write(b"G")
+        await asyncio.sleep(1.0)
+    answered = sum(1 for w in writers if w.transport.is_closing())
+    for writer in writers:
+        writer.close()
+    return {"outcome": f"{len(writers)} opened, {refused} refused at connect; "
+                       f"{answered} closed by the bridge before the end"}
+
+
 ATTACKS: dict[str, Callable[[str, float], Awaitable[dict[str, Any]]]] = {
     "control_flood": attack_control_flood,
     "publish_flood": attack_publish_flood,
@@ -383,6 +441,8 @@ ATTACKS: dict[str, Callable[[str, float], Awaitable[dict[str, Any]]]] = {
     "slow_reader": attack_slow_reader,
     "handshake_burst": attack_handshake_burst,
     "oversized": attack_oversized,
+    "http_flood": attack_http_flood,
+    "slowloris": attack_slowloris,
 }
 
 

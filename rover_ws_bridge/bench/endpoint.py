@@ -36,6 +36,8 @@ def _parameters(request: HttpRequest) -> dict[str, Any]:
 
 def route(enabled: bool, port: Callable[[], int | None],
           topic_offered: Callable[[str], bool]) -> Route:
+    running = asyncio.Lock()  # one benchmark at a time: each is up to 20 processes for 30 s
+
     async def benchmark(request: HttpRequest) -> HttpResponse:
         if not enabled:
             return json_response(HTTPStatus.FORBIDDEN, {
@@ -62,8 +64,14 @@ def route(enabled: bool, port: Callable[[], int | None],
         if not topic_offered(topic):
             return json_response(HTTPStatus.BAD_REQUEST,
                                  {"error": f"unknown topic {topic[:200]}"})
-        return json_response(HTTPStatus.OK,
-                             await run(port(), topic, duration, clients, request.token))
+        if running.locked():
+            response = json_response(HTTPStatus.CONFLICT,
+                                     {"error": "a benchmark is running; try again when it ends"})
+            response.headers.append(("Retry-After", str(int(MAX_DURATION_S))))
+            return response
+        async with running:
+            return json_response(HTTPStatus.OK,
+                                 await run(port(), topic, duration, clients, request.token))
 
     return Route(benchmark, ("POST",))
 
@@ -75,16 +83,22 @@ async def run(port: int | None, topic: str, duration: float, clients: int,
     env.pop(TOKEN_VARIABLE, None)
     if token is not None:
         env[TOKEN_VARIABLE] = token
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rover_ws_bridge.bench.probe", url, topic, str(duration),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-        for _ in range(clients)]
-    results = []
-    for process in processes:
-        out, err = await process.communicate()
-        if process.returncode != 0:
-            results.append({"error": err.decode(errors="replace")[-500:]})
-        else:
-            results.append(json.loads(out))
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(clients):
+            processes.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "rover_ws_bridge.bench.probe", url, topic, str(duration),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env))
+        results = []
+        for process in processes:
+            out, err = await process.communicate()
+            if process.returncode != 0:
+                results.append({"error": err.decode(errors="replace")[-500:]})
+            else:
+                results.append(json.loads(out))
+    finally:  # the caller went away (the request's task cancelled): no probe outlives it
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
     return {"topic": topic, "duration_s": duration, "clients": results}

@@ -78,6 +78,8 @@ class HttpRequest:
     body: bytes
     client: Client  # the policy's answer (its role, if a token came)
     remote: str  # the peer's IP address
+    # The Origin to name in Access-Control-Allow-Origin: set only once the policy passed it.
+    cors_origin: str | None = None
 
     @property
     def token(self) -> str | None:
@@ -98,7 +100,10 @@ class HttpRequest:
         """The body as JSON (ValueError when it is not); an empty body is {}."""
         if not self.body.strip():
             return {}
-        return json.loads(self.body, parse_constant=_refuse_constant)
+        try:
+            return json.loads(self.body, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -166,6 +171,9 @@ class HttpSite:
         self.tls = False  # the login cookie is Secure over https://
         self.requests = 0
         self.refused: dict[int, int] = {}  # by status
+        # Connections not (yet) WebSocket clients, closed by close_all at shutdown (asyncio's
+        # Server.wait_closed waits for them on Python 3.12+).
+        self.transports: set[asyncio.BaseTransport] = set()
 
     # -- connections (counted apart from WebSocket clients) ----------------------------------
 
@@ -176,6 +184,10 @@ class HttpSite:
     def connection_closed(self, remote: str) -> None:
         self.policy.admission.http_closed(remote)
 
+    def close_all(self) -> None:
+        for transport in list(self.transports):
+            transport.close()
+
     # -- one request -------------------------------------------------------------------------
 
     async def answer(self, request: HttpRequest) -> HttpResponse:
@@ -183,11 +195,18 @@ class HttpSite:
         response = await self._answer(request)
         if response.status >= 400:
             self.refused[response.status] = self.refused.get(response.status, 0) + 1
-        origin = request.headers.get("Origin")
-        if origin is not None and response.status != HTTPStatus.FORBIDDEN:
-            # Only an Origin the policy allowed gets this far (else 403 above).
-            response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        if request.cors_origin is not None:
+            response.headers += [("Access-Control-Allow-Origin", request.cors_origin),
+                                 ("Vary", "Origin")]
         return response
+
+    @staticmethod
+    def _passed_origin(request: HttpRequest) -> str | None:
+        """The request's Origin, once the policy passed it, if it can go in a header as is."""
+        origin = request.headers.get("Origin")
+        if origin is None or not origin.isascii() or not origin.isprintable():
+            return None
+        return origin
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
         refusal = self.policy.admit_request(request.remote)
@@ -206,6 +225,7 @@ class HttpSite:
                      decision.reason)
             return self._refusal(decision)
         request.client = decision
+        request.cors_origin = self._passed_origin(request)  # Host and Origin passed
         if route is None:
             static = self._static_target(request.path)
             if static is None:
@@ -235,10 +255,13 @@ class HttpSite:
     def _preflight(self, request: HttpRequest, route: Route | None) -> HttpResponse:
         """CORS preflight: answered for an allowed Origin before any token (browsers send
         none with it); the real request is then checked as any other."""
-        problem = self.policy.origin_problem(request.headers.get("Origin"),
-                                             _host_of(request.headers))
+        problem = self.policy.host_problem(request.headers.get("Host")) or \
+            self.policy.origin_problem(request.headers.get("Origin"), _host_of(request.headers))
         if problem is not None:
             return text_response(HTTPStatus.FORBIDDEN, problem + "\n")
+        if route is None and self._static_target(request.path) is None:
+            return text_response(HTTPStatus.NOT_FOUND, "no such route\n")
+        request.cors_origin = self._passed_origin(request)
         methods = _with_head(route.methods if route is not None else ("GET",))
         return HttpResponse(HTTPStatus.NO_CONTENT, headers=[
             ("Access-Control-Allow-Methods", ", ".join(methods)),
@@ -278,7 +301,10 @@ class HttpSite:
         message = ('<p class="error">That token is not valid.</p>' if token is not None
                    else "<p>This bridge needs a token.</p>")
         return HttpResponse(status, _LOGIN_PAGE.format(message=message).encode(),
-                            "text/html; charset=utf-8", [("Referrer-Policy", "no-referrer")])
+                            "text/html; charset=utf-8",
+                            # Not no-referrer: Chromium then sends "Origin: null" with the
+                            # form's POST, which the Origin check refuses.
+                            [("Referrer-Policy", "same-origin")])
 
     # -- the dashboard's files ---------------------------------------------------------------
 
@@ -289,10 +315,10 @@ class HttpSite:
         relative = "index.html" if path in ("/", "") else path.lstrip("/")
         try:
             target = (root / relative).resolve()
-        except (OSError, ValueError):
+            if root.resolve() not in target.parents or not target.is_file():
+                return None  # also refuses ../ escapes
+        except (OSError, ValueError):  # a NUL, a name longer than the file system takes
             return None
-        if root.resolve() not in target.parents or not target.is_file():
-            return None  # also refuses ../ escapes
         return target
 
     @staticmethod
@@ -320,11 +346,22 @@ def _raw_response(status: HTTPStatus, text: str) -> bytes:
             "\r\n").encode() + body
 
 
+def _tokens(event: h11.Request, name: bytes) -> set[bytes]:
+    return {token.strip().lower() for header, value in event.headers if header == name
+            for token in value.split(b",")}
+
+
 def _is_websocket_upgrade(event: h11.Request) -> bool:
-    for name, value in event.headers:
-        if name == b"upgrade" and b"websocket" in value.lower():
-            return True
-    return False
+    """A GET asking to upgrade to WebSocket (RFC 6455 4.1): anything else stays HTTP."""
+    return (event.method == b"GET" and b"websocket" in _tokens(event, b"upgrade")
+            and b"upgrade" in _tokens(event, b"connection"))
+
+
+def _head_size(event: h11.Request | h11.EndOfMessage) -> int:
+    """The bytes of a request head (or trailer) as h11 parsed it, about as sent: h11 bounds
+    only heads that arrive in pieces, not one that comes whole."""
+    size = len(getattr(event, "target", b"")) + 16
+    return size + sum(len(name) + len(value) + 4 for name, value in event.headers)
 
 
 class FrontDoor(asyncio.Protocol):
@@ -360,6 +397,7 @@ class FrontDoor(asyncio.Protocol):
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, refusal)
             return
         self.counted = True
+        self.site.transports.add(transport)
         self.timer = asyncio.get_running_loop().call_later(self.timeout_s, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
@@ -380,6 +418,10 @@ class FrontDoor(asyncio.Protocol):
         if not isinstance(event, h11.Request):  # ConnectionClosed: the peer left
             self._close()
             return
+        if _head_size(event) > MAX_HEAD_BYTES:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         f"request heads are limited to {MAX_HEAD_BYTES} bytes")
+            return
         self._hand_over(event)
 
     def eof_received(self) -> bool | None:
@@ -392,6 +434,7 @@ class FrontDoor(asyncio.Protocol):
         assert self.transport is not None
         transport, received = self.transport, bytes(self.received)
         self.transport = None
+        self.site.transports.discard(transport)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -429,6 +472,8 @@ class FrontDoor(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.transport is not None:
+            self.site.transports.discard(self.transport)
         if self.counted:
             self.counted = False
             self.site.connection_closed(self.remote)
@@ -454,9 +499,10 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.site.transports.add(transport)
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self._arm_timer()
-        if self._too_large(self.request):
+        if self.request is not None and not self._request_started(self.request):
             return
         self._read_events()
 
@@ -483,6 +529,8 @@ class HttpConnection(asyncio.Protocol):
             self.timer.cancel()
         if self.serving is not None:
             self.serving.cancel()
+        if self.transport is not None:
+            self.site.transports.discard(self.transport)
         self.site.connection_closed(self.remote)
 
     # -- reading -----------------------------------------------------------------------------
@@ -499,7 +547,7 @@ class HttpConnection(asyncio.Protocol):
                 return
             if isinstance(event, h11.Request):
                 self.request, self.body = event, bytearray()
-                if self._too_large(event):
+                if not self._request_started(event):
                     return
             elif isinstance(event, h11.Data):
                 self.body += event.data
@@ -508,6 +556,10 @@ class HttpConnection(asyncio.Protocol):
                                f"request bodies are limited to {MAX_BODY_BYTES} bytes")
                     return
             elif isinstance(event, h11.EndOfMessage):
+                if _head_size(event) > MAX_HEAD_BYTES:  # trailers
+                    self._fail(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                               f"trailers are limited to {MAX_HEAD_BYTES} bytes")
+                    return
                 assert self.request is not None
                 assert self.transport is not None
                 self.transport.pause_reading()  # one request at a time
@@ -519,17 +571,33 @@ class HttpConnection(asyncio.Protocol):
                 self._close()
                 return
 
-    def _too_large(self, event: h11.Request | None) -> bool:
-        for name, value in event.headers if event is not None else ():
+    def _request_started(self, event: h11.Request) -> bool:
+        """A request's head arrived: False if it is refused (answered, closed)."""
+        if _head_size(event) > MAX_HEAD_BYTES:
+            self._fail(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                       f"request heads are limited to {MAX_HEAD_BYTES} bytes")
+            return False
+        for name, value in event.headers:
             if name == b"content-length" and int(value) > MAX_BODY_BYTES:
                 self._fail(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                            f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-                return True
-        return False
+                return False
+        if self.h11.they_are_waiting_for_100_continue:
+            self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+        return True
 
     # -- answering ---------------------------------------------------------------------------
 
     async def _serve(self, event: h11.Request, body: bytes) -> None:
+        try:
+            await self._answer(event, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never leave a connection paused and counted
+            log.exception("HTTP connection from %s failed", self.remote)
+            self._close()
+
+    async def _answer(self, event: h11.Request, body: bytes) -> None:
         method = event.method.decode("ascii", "replace").upper()
         target = event.target.decode("ascii", "replace")
         try:
@@ -571,16 +639,20 @@ class HttpConnection(asyncio.Protocol):
         headers = [("Content-Type", response.content_type),
                    ("Content-Length", str(len(response.body))),
                    ("Cache-Control", response.cache), ("Server", "rover_ws_bridge"),
-                   *response.headers]
+                   ("X-Content-Type-Options", "nosniff"), *response.headers]
         try:
             data = self.h11.send(h11.Response(status_code=status.value, headers=headers,
                                               reason=status.phrase.encode()))
             if not head_only and response.body:
                 data += self.h11.send(h11.Data(data=response.body))
             data += self.h11.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
+        except (h11.LocalProtocolError, ValueError):  # ValueError: a header value not ASCII
+            log.warning("HTTP answer to %s could not be framed; closing", self.remote)
             self._close()
             return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
 

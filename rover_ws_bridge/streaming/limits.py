@@ -236,7 +236,8 @@ def address_key(address: str) -> str:
 
 
 class Admission:
-    """Who may open a connection: WebSocket clients in total and per address, handshakes per
+    """Who may open a connection: WebSocket clients in total and per address (an IPv6 /64
+    counts as one address: address_key), handshakes per
     second (all together), requests per second per address (HTTP requests and handshakes), and
     the plain-HTTP connections, counted apart under the same caps. State: one counter per
     connected address (bounded by the connections) and at most MAX_TRACKED_ADDRESSES buckets."""
@@ -286,7 +287,8 @@ class Admission:
         if self.max_clients and self.total >= self.max_clients:
             self.refused["max_clients"] += 1
             return f"the bridge has its maximum of {self.max_clients} clients (max_clients)"
-        if self.max_per_address and self.by_address[address] >= self.max_per_address:
+        if self.max_per_address and self.by_address[address_key(address)] >= \
+                self.max_per_address:
             self.refused["max_clients_per_address"] += 1
             return (f"{self.max_per_address} clients from this address already "
                     "(max_clients_per_address)")
@@ -294,11 +296,11 @@ class Admission:
 
     def opened(self, address: str) -> None:
         self.total += 1
-        self.by_address[address] += 1
+        self.by_address[address_key(address)] += 1
 
     def closed(self, address: str) -> None:
         self.total -= 1
-        _decrement(self.by_address, address)
+        _decrement(self.by_address, address_key(address))
 
     def http_opened(self, address: str) -> str | None:
         """A connection not (yet) a WebSocket client: a request head being read, or plain
@@ -307,17 +309,18 @@ class Admission:
             self.refused["max_clients"] += 1
             return (f"the bridge has its maximum of {self.max_clients} HTTP connections "
                     "(max_clients)")
-        if self.max_per_address and self.http_by_address[address] >= self.max_per_address:
+        key = address_key(address)
+        if self.max_per_address and self.http_by_address[key] >= self.max_per_address:
             self.refused["max_clients_per_address"] += 1
             return (f"{self.max_per_address} HTTP connections from this address already "
                     "(max_clients_per_address)")
         self.http_total += 1
-        self.http_by_address[address] += 1
+        self.http_by_address[key] += 1
         return None
 
     def http_closed(self, address: str) -> None:
         self.http_total -= 1
-        _decrement(self.http_by_address, address)
+        _decrement(self.http_by_address, address_key(address))
 
 
 def _decrement(counter: Counter[str], key: str) -> None:

@@ -222,14 +222,10 @@ class Policy:
         return None if reason is None else Refusal(429, reason)
 
     def admit(self, remote: str, now: float | None = None) -> Refusal | None:
-        """Whether one more WebSocket may open (after `authenticate`): the address's request
-        rate, the handshake rate, then the caps. None: yes (the server then calls
+        """Whether one more WebSocket may open (after `admit_request` and `authenticate`): the
+        handshake rate, then the caps. None: yes (the server then calls
         connection_opened/closed)."""
-        now = time.monotonic() if now is None else now
-        refusal = self.admit_request(remote, now)
-        if refusal is not None:
-            return refusal
-        reason = self.admission.admit(remote, now)
+        reason = self.admission.admit(remote, time.monotonic() if now is None else now)
         return None if reason is None else Refusal(503, reason)
 
     def connection_opened(self, client: Client) -> None:

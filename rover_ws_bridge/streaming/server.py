@@ -180,6 +180,7 @@ class BridgeServer:
         if self._pending_watch is not None:
             self._pending_watch.cancel()
         self._server.close(close_connections=True)
+        self.http.close_all()  # plain HTTP and heads being read: not websockets' to close
         await self._server.wait_closed()
         self._server = None
 
@@ -234,7 +235,9 @@ class BridgeServer:
         remote = connection.remote_address
         address = str(remote[0]) if remote else ""
         path = request.path.split("?", 1)[0]
-        decision = self.policy.authenticate(request.headers, request.path, address)
+        # The address's request rate first: guessing tokens costs requests like anything else.
+        decision = self.policy.admit_request(address) or \
+            self.policy.authenticate(request.headers, request.path, address)
         if isinstance(decision, Refusal):
             self.stats.connections_rejected += 1
             log.info("refused WebSocket %s from %s: %d %s", redact(path)[:200], address or "?",
