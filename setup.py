@@ -18,7 +18,8 @@ setup(
     package_data={PACKAGE: ["py.typed", "dashboard/*", "dashboard/assets/*"]},
     # ROS 2 itself (rclpy, message packages) is deliberately absent: on a rover it comes from
     # apt, and pip copies would clash. The standalone venv installs requirements-ros.txt.
-    install_requires=["websockets>=13", "msgpack>=1.0", "lz4>=4.0", "PyYAML>=5.4", "numpy"],
+    install_requires=["websockets>=13", "msgpack>=1.0", "lz4>=4.0", "PyYAML>=5.4", "numpy",
+                      "cbor2>=5.4"],
     python_requires=">=3.10",
     zip_safe=True,
     maintainer="rover_ws_bridge developers",
