@@ -461,7 +461,7 @@ class RosbridgeProtocol(Protocol):
 
     def _rosapi_get_param(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         node, name = _node_parameter(args.get("name"))
-        default = args.get("default", "")
+        default = args.get("default_value", args.get("default", ""))  # newer rosapi: default
 
         def answer(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, ParameterValues):
@@ -705,7 +705,7 @@ _ROSAPI: dict[str, Callable[[RosbridgeProtocol, dict, str, Any], list[Action]]] 
 }
 # The request fields of rosapi_msgs services, in order, for positional `args`.
 _ROSAPI_ARGS = {"topic_type": ("topic",), "topics_for_type": ("type",),
-                "get_param": ("name", "default"), "set_param": ("name", "value"),
+                "get_param": ("name", "default_value"), "set_param": ("name", "value"),
                 "get_param_names": ()}
 
 
