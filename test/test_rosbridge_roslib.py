@@ -7,10 +7,12 @@ one scenario of test/node_peers/rosbridge/checks.mjs and asserts on what it prin
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ from conftest import (
     BridgeProcess,
     RosHarness,
     npm_project_env,
+    run,
 )
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String
@@ -36,6 +39,7 @@ INSTALL_HINT = "install Node.js 20 or newer and npm (scripts/install_web_test_de
 NS = f"{TOPIC_PREFIX}_rb"  # the simulated rover's namespace: its topics are NS/imu, ...
 SIM_NODE = f"{NS}/rover_sim"
 SCENARIO_TIMEOUT_S = 60
+OUTBOX_BYTES = 256 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,8 @@ def bridge(sim: subprocess.Popen, tmp_path_factory: pytest.TempPathFactory
         "publish_allow": f'["{NS}/cmd_vel", "{TOPIC_PREFIX}/rb/*"]',
         "service_allow": f'["{SIM_NODE}/*"]',
         "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps"]',
+        # Small, so that a stalled client fills its outbox within a second of camera frames.
+        "outbox_max_bytes": str(OUTBOX_BYTES), "write_limit_bytes": "4096",
     }, tmp_path_factory.mktemp("rosbridge_bridge"))
     process.wait_ready()
     yield process
@@ -205,3 +211,77 @@ def test_a_subscription_with_a_type_waits_for_a_publisher_that_appears_later(
 def test_the_node_harness_is_its_own_npm_project() -> None:
     lock = json.loads(Path(PEER / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/roslib"]["version"].startswith("2.")
+
+
+def test_a_stalled_rosbridge_client_keeps_critical_and_does_not_slow_a_fast_one(
+        bridge, node_env) -> None:
+    from websockets.asyncio.client import connect
+
+    wait_for_topic(bridge, node_env, f"{NS}/estop")
+    estop, imu, camera = f"{NS}/estop", f"{NS}/imu", f"{NS}/camera/image/compressed"
+
+    async def scenario() -> None:
+        async with connect(bridge.url, max_size=None) as fast:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", bridge.port))
+            # max_queue=1: the library stops reading the socket once one frame waits for us.
+            slow = await connect(bridge.url, sock=sock, max_queue=1, max_size=None)
+            for message in ({"op": "set_level", "level": "warning"},
+                            {"op": "subscribe", "id": "c", "topic": camera},
+                            {"op": "subscribe", "id": "e", "topic": estop}):
+                await slow.send(json.dumps(message))
+            for topic in (imu, estop):
+                await fast.send(json.dumps({"op": "subscribe", "id": topic, "topic": topic}))
+            fast_estop: list[bool] = []
+            imu_stamps: list[float] = []
+
+            async def read_fast(seconds: float) -> None:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    try:
+                        message = json.loads(await asyncio.wait_for(fast.recv(), 0.5))
+                    except asyncio.TimeoutError:
+                        continue
+                    if message.get("topic") == estop:
+                        fast_estop.append(message["msg"]["data"])
+                    elif message.get("topic") == imu:
+                        stamp = message["msg"]["header"]["stamp"]
+                        imu_stamps.append(stamp["sec"] + stamp["nanosec"] / 1e9)
+
+            await read_fast(1.0)
+            for n in range(6):  # the e-stop engaged and released while the slow client stalls
+                await fast.send(json.dumps({"op": "call_service", "id": f"set{n}",
+                                            "service": f"{SIM_NODE}/set_estop",
+                                            "args": {"data": n % 2 == 0}}))
+                await read_fast(0.4)
+            await read_fast(2.0)
+
+            # The slow client drops the camera, then reads what is left (bounded in time).
+            await slow.send(json.dumps({"op": "unsubscribe", "topic": camera}))
+            slow_estop: list[bool] = []
+            statuses: list[str] = []
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                try:
+                    message = json.loads(await asyncio.wait_for(slow.recv(), 2.0))
+                except asyncio.TimeoutError:
+                    break
+                if message.get("op") == "status":
+                    statuses.append(message["msg"])
+                elif message.get("topic") == estop:
+                    slow_estop.append(message["msg"]["data"])
+            await slow.close()
+
+        assert any("backpressure" in text for text in statuses), statuses  # it did fall behind
+        # CRITICAL: every e-stop change reached the stalled client, in order, as the fast one.
+        assert fast_estop[-6:] == [True, False] * 3
+        assert slow_estop == fast_estop
+        # The fast client kept receiving the 200 Hz IMU meanwhile: most samples, none late in
+        # bulk (not a speed bound: a client starved for seconds has a gap of seconds).
+        span = imu_stamps[-1] - imu_stamps[0]
+        assert len(imu_stamps) > 0.5 * 200 * span
+        assert max(b - a for a, b in zip(imu_stamps, imu_stamps[1:])) < 1.0
+
+    run(scenario())

@@ -129,10 +129,10 @@ const timer = setTimeout(() => {
 try {
   const ros = await connect();
   const result = await scenarios[scenario](ros);
-  console.log(JSON.stringify(result));
   clearTimeout(timer);
   ros.close();
-  process.exit(0);
+  // Exit once the line is written: stdout to a pipe is asynchronous, and exit() cuts it.
+  process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(0));
 } catch (error) {
   console.error(`${scenario}: ${error?.stack ?? error}`);
   process.exit(1);
