@@ -19,7 +19,7 @@ setup(
     # ROS 2 itself (rclpy, message packages) is deliberately absent: on a rover it comes from
     # apt, and pip copies would clash. The standalone venv installs requirements-ros.txt.
     install_requires=["websockets>=15", "h11>=0.14", "msgpack>=1.0", "lz4>=4.0", "PyYAML>=5.4",
-                      "numpy"],
+                      "numpy", "cbor2>=5.4"],
     python_requires=">=3.10",
     zip_safe=True,
     maintainer="rover_ws_bridge developers",

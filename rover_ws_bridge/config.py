@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import PROTOCOL_NAME
 from .priority import DEFAULT_LARGE_MESSAGE_TYPES, Priority, PriorityOverride
 
 COMPRESSIONS = ("lz4", "zlib", "none")
@@ -227,9 +226,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                        '"127.0.0.1" = this machine only'),
     ParameterSpec("port", "server", int, 8000, "TCP port of the server; 0 lets the OS choose.",
                   InRange(0, 65535)),
-    ParameterSpec("default_protocol", "server", str, PROTOCOL_NAME,
+    ParameterSpec("default_protocol", "server", str, "rosbridge",
                   "Protocol of a client that offers no WebSocket subprotocol and whose URL path "
-                  "names none (a browser console, roslibjs).", OneOf(_protocol_names)),
+                  "names none (roslibjs dashboards, a browser console). The paths /native and "
+                  "/rosbridge name one whatever this says.", OneOf(_protocol_names)),
     ParameterSpec("max_client_message_bytes", "server", int, 1024 * 1024,
                   "Largest message accepted from a client (larger: closed with 1009). Memory: "
                   "websockets keeps up to 16 received messages per client unread, so 16 x this "

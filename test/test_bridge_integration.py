@@ -414,13 +414,19 @@ def test_unsupported_subprotocol_is_refused_at_the_handshake(bridge: BridgeProce
                 pass
         if isinstance(caught.value, InvalidStatus):
             assert 400 <= caught.value.response.status_code < 500
-        # Refusing one client does not hurt the server: ours is served, with or without asking.
+        # Refusing one client does not hurt the server: ours is served when asked for (by
+        # subprotocol or path); a client that asks for nothing gets rosbridge (roslib's way).
         async with connect(bridge.url, subprotocols=["foxglove.websocket.v1", PROTOCOL_NAME],
                            open_timeout=WAIT_S) as ws:
             assert ws.subprotocol == PROTOCOL_NAME
             assert json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))["op"] == "hello"
-        async with connect(bridge.url, open_timeout=WAIT_S) as ws:
+        async with connect(bridge.url + "/native", open_timeout=WAIT_S) as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))["op"] == "hello"
+        async with connect(bridge.url, open_timeout=WAIT_S) as ws:
+            await ws.send(json.dumps({"op": "call_service", "id": "v",
+                                      "service": "/rosapi/get_ros_version"}))
+            answer = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+            assert answer["op"] == "service_response" and answer["values"]["version"] == 2
 
     run(scenario())
 

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from .base import Protocol
 from .native import NativeProtocol
+from .rosbridge import NAME as ROSBRIDGE
+from .rosbridge import RosbridgeProtocol
 
 # Registry: name (as the `default_protocol` parameter takes it) -> protocol class.
 PROTOCOLS: dict[str, type[Protocol]] = {
     NativeProtocol.subprotocols[0]: NativeProtocol,
+    ROSBRIDGE: RosbridgeProtocol,  # no subprotocol: roslib offers none
 }
 
 

@@ -122,7 +122,7 @@ class Publish:
 class CallService:
     ref: Ref
     service: str
-    args: dict
+    args: dict | list  # a list: the request's fields in order (rosbridge's positional args)
     type_name: str | None = None  # None: the type the graph shows
     timeout_s: float | None = None  # None: the bridge's service_timeout_s
 

@@ -58,7 +58,12 @@ from ..telemetry.reading import Telemetry
 from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
 from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
-from .message_codec import UnknownMessageType, import_message_type, make_decoder
+from .message_codec import (
+    UnknownMessageType,
+    import_message_type,
+    make_cbor_encoder,
+    make_decoder,
+)
 from .qos_events import no_subscription_events
 from .ros_commands import RosCommands
 
@@ -135,6 +140,7 @@ class BridgeNode(Node):
         self._wanted: dict[str, str | None] = {}
         self._warned: set[str] = set()
         self._decoders: dict[str, Callable[[bytes], dict]] = {}
+        self._cbor_encoders: dict[str, Callable[[bytes], bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._router: Router | None = None
         self._handoff: Handoff | None = None
@@ -190,6 +196,13 @@ class BridgeNode(Node):
         if decoder is None:
             decoder = self._decoders[type_name] = make_decoder(import_message_type(type_name))
         return decoder
+
+    def cbor_encoder_for(self, type_name: str) -> Callable[[bytes], bytes]:
+        encoder = self._cbor_encoders.get(type_name)
+        if encoder is None:
+            encoder = self._cbor_encoders[type_name] = make_cbor_encoder(
+                import_message_type(type_name))
+        return encoder
 
     # -- graph -------------------------------------------------------------------------------
 

@@ -133,7 +133,8 @@ class RosCommands:
             command.done("unknown_type", str(exc))
             return
         try:
-            request = message_codec.from_plain(service_class.Request, command.request)
+            request = message_codec.from_plain(service_class.Request, message_codec.by_name(
+                service_class.Request, command.request))
         except MessageConversionError as exc:
             command.done("bad_args", str(exc))
             return

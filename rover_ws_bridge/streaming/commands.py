@@ -50,7 +50,7 @@ class CallRosService:
     call_id: int
     service: str
     type_name: str | None  # None: the type the graph shows
-    request: dict  # plain values of the request's fields
+    request: dict | list  # plain values of the request's fields (a list: in field order)
     done: Done  # "ok" with the response's plain values, or an error
 
 

@@ -45,6 +45,10 @@ class RosLink(Protocol):
 
     def decoder_for(self, type_name: str) -> Decoder: ...
 
+    def cbor_encoder_for(self, type_name: str) -> Callable[[bytes], bytes]:
+        """CDR -> CBOR with typed arrays (Encoding.CBOR): it needs the field types, which
+        the plain dict has lost."""
+
 
 @dataclass
 class Subscription:
@@ -248,6 +252,15 @@ class Router:
             return record
         if encoding is Encoding.CDR:
             data = cdr
+        elif encoding is Encoding.CBOR:
+            try:
+                data = self._ros.cbor_encoder_for(topic.info.description.type_name)(cdr)
+            except Exception as exc:  # noqa: BLE001 - a bad message must not stop others
+                topic.decode_failures += 1
+                if topic.decode_failures == 1:
+                    log.warning("cannot convert a message of %s to CBOR: %s", topic.info.name,
+                                exc)
+                return None
         else:
             if plain[0] is _UNDECODABLE:
                 return None

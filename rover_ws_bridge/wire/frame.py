@@ -36,6 +36,9 @@ class Encoding(enum.IntEnum):
     CDR = 0  # the ROS message's serialized bytes as received (CDR), passed through
     MSGPACK = 1  # the message as a msgpack map of its fields
     JSON = 2  # the message as UTF-8 JSON text of its fields
+    # The message as CBOR, numeric arrays as RFC 8746 typed arrays (rosbridge's `cbor`
+    # compression). Not offered to native clients (config.ENCODINGS) so far.
+    CBOR = 3
 
     @classmethod
     def from_name(cls, name: str) -> "Encoding":

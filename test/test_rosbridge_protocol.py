@@ -1,0 +1,310 @@
+"""The rosbridge v2 protocol as a table: event in -> actions out. No socket, no loop, no ROS."""
+from __future__ import annotations
+
+import json
+
+import cbor2
+import pytest
+
+from rover_ws_bridge.priority import Priority
+from rover_ws_bridge.protocols import base as p
+from rover_ws_bridge.protocols import select_protocol
+from rover_ws_bridge.protocols.rosbridge import (
+    MAX_PARTIAL_MESSAGES,
+    MAX_SUBSCRIPTIONS,
+    RosbridgeProtocol,
+    SubscriptionOptions,
+)
+from rover_ws_bridge.streaming.connection import SessionSettings
+from rover_ws_bridge.streaming.outbox import BackpressureState
+from rover_ws_bridge.streaming.topics import TopicDescription, TopicInfo
+from rover_ws_bridge.wire.frame import Encoding, Record
+
+IMU = TopicInfo(1, TopicDescription("/imu", "sensor_msgs/msg/Imu", Priority.NORMAL,
+                                    schema="# imu\nstd_msgs/Header header\n"))
+ODOM = TopicInfo(2, TopicDescription("/odom", "nav_msgs/msg/Odometry", Priority.HIGH))
+
+
+def protocol(topics=(IMU, ODOM)) -> RosbridgeProtocol:
+    view = p.ConnectionView(session_id=3, visible_topics=lambda: list(topics),
+                            topic_name={t.id: t.name for t in topics}.get)
+    return RosbridgeProtocol(view, SessionSettings())
+
+
+def texts(actions) -> list[dict]:
+    return [json.loads(a.text) for a in actions if isinstance(a, p.SendText)]
+
+
+def requests(actions) -> list:
+    return [a for a in actions if not isinstance(a, (p.SendText, p.SendBinary))]
+
+
+def send(proto, **message):
+    return proto.on_text(json.dumps(message))
+
+
+def json_record(topic=IMU, data=b'{"x":1}', ts=1_500_000_000_123) -> Record:
+    return Record(ts, topic.id, 1, int(topic.description.priority), int(Encoding.JSON), data)
+
+
+def test_clients_without_a_subprotocol_get_rosbridge_by_default_or_by_path():
+    assert select_protocol([], "/", "rosbridge").name == "rosbridge"
+    assert select_protocol([], "/rosbridge?token=x", "rover-ws-bridge.v1").name == "rosbridge"
+    assert select_protocol(["rover-ws-bridge.v1"], "/", "rosbridge").name \
+        == "rover-ws-bridge.v1"
+
+
+def test_connect_says_nothing():
+    assert protocol().on_connect() == []
+
+
+BAD_INPUT = [
+    "not json",
+    "[1]",
+    json.dumps({"op": "fly"}),
+    json.dumps({"op": "subscribe", "id": {"x": 1}, "topic": "/imu"}),
+    json.dumps({"op": "subscribe", "topic": "/imu", "compression": "zip"}),
+    json.dumps({"op": "subscribe", "topic": "/imu", "throttle_rate": -1}),
+    json.dumps({"op": "subscribe", "topic": "/imu", "fragment_size": 1}),
+    json.dumps({"op": "subscribe", "topic": "/imu", "type": "std_msgs/msg/String"}),
+    json.dumps({"op": "publish", "topic": "/cmd_vel", "msg": {"linear": {"x": 1}}}),
+    json.dumps({"op": "publish", "topic": "/imu", "msg": [1]}),
+    json.dumps({"op": "call_service", "service": "/s", "args": "x"}),
+    json.dumps({"op": "call_service", "service": "/s", "timeout": 0}),
+    json.dumps({"op": "advertise", "topic": "/cmd_vel"}),
+    json.dumps({"op": "fragment", "id": "f", "data": "x", "num": 2, "total": 2}),
+    json.dumps({"op": "advertise_service", "service": "/s", "type": "std_srvs/srv/Trigger"}),
+    json.dumps({"op": "set_level", "level": "loud"}),
+]
+
+
+@pytest.mark.parametrize("text", BAD_INPUT)
+def test_bad_input_is_answered_with_an_error_status_and_no_request(text):
+    actions = protocol().on_text(text)
+    assert requests(actions) == []
+    [status] = texts(actions)
+    assert status["op"] == "status" and status["level"] == "error" and status["msg"]
+
+
+def test_a_status_echoes_the_id_and_a_missing_topic_is_named():
+    [status] = texts(send(protocol(), op="subscribe", id="subscribe:/nope:1", topic="/nope"))
+    assert status["id"] == "subscribe:/nope:1" and "/nope" in status["msg"]
+
+
+def test_subscribe_asks_the_core_once_with_the_encoding_and_rate_of_the_options():
+    proto = protocol()
+    [sub] = send(proto, op="subscribe", id="a", topic="imu", throttle_rate=100)
+    assert isinstance(sub, p.Subscribe) and sub.topic == "/imu"
+    assert sub.encoding is Encoding.JSON and sub.max_rate_hz == 10.0
+    # roslib's ROS 1 type names are accepted
+    [sub] = send(proto, op="subscribe", id="b", topic="/odom", type="nav_msgs/Odometry",
+                 compression="cbor")
+    assert sub.encoding is Encoding.CBOR
+    assert proto.on_outcome(p.Subscribed(sub.ref, "/odom", ODOM)) == []
+
+
+def test_subscriptions_to_one_topic_merge_as_rosbridge_merges_them():
+    options = [SubscriptionOptions(100, 5, 2000, "cbor"), SubscriptionOptions(50, 9, None, "png"),
+               SubscriptionOptions(200, 3, 1000, "none")]
+    assert SubscriptionOptions.merge(options) == SubscriptionOptions(50, 3, 1000, "cbor")
+    assert SubscriptionOptions.merge([SubscriptionOptions(compression="cbor"),
+                                      SubscriptionOptions(compression="cbor-raw")]).compression \
+        == "cbor-raw"
+    proto = protocol()
+    send(proto, op="subscribe", id="a", topic="/imu", throttle_rate=100)
+    [faster] = send(proto, op="subscribe", id="b", topic="/imu", throttle_rate=20)
+    assert faster.max_rate_hz == 50.0
+    assert send(proto, op="subscribe", id="c", topic="/imu", throttle_rate=500) == []
+    # dropping the fastest goes back to the next one; the last one unsubscribes
+    [slower] = send(proto, op="unsubscribe", id="b", topic="/imu")
+    assert isinstance(slower, p.Subscribe) and slower.max_rate_hz == 10.0
+    [gone] = send(proto, op="unsubscribe", topic="/imu")  # no id: all of them
+    assert isinstance(gone, p.Unsubscribe) and gone.topic == "/imu"
+
+
+def test_a_subscription_with_a_type_may_wait_for_a_topic_nobody_offers():
+    [sub] = send(protocol(), op="subscribe", id="w", topic="/later",
+                 type="std_msgs/msg/String")
+    assert isinstance(sub, p.Subscribe) and sub.type_name == "std_msgs/msg/String"
+
+
+def test_a_refused_subscription_is_an_error_status_and_is_forgotten():
+    proto = protocol()
+    [sub] = send(proto, op="subscribe", id="x", topic="/later", type="std_msgs/msg/String")
+    [status] = texts(proto.on_outcome(p.Refused(sub.ref, "unknown_topic", "not offered")))
+    assert status["level"] == "error" and status["id"] == "x"
+    # forgotten: subscribing again asks the core again
+    assert requests(send(proto, op="subscribe", id="x", topic="/later",
+                         type="std_msgs/msg/String"))
+
+
+def test_unsubscribing_what_is_not_subscribed_is_a_warning_shown_only_at_warning_level():
+    proto = protocol()
+    assert send(proto, op="unsubscribe", topic="/imu") == []  # default level: error
+    send(proto, op="set_level", level="warning")
+    [status] = texts(send(proto, op="unsubscribe", id="u", topic="/imu"))
+    assert status["level"] == "warning" and status["id"] == "u"
+
+
+def test_messages_go_out_as_publish_with_the_topic_spelled_as_subscribed():
+    proto = protocol()
+    send(proto, op="subscribe", id="a", topic="imu")
+    send(proto, op="subscribe", id="b", topic="/imu")
+    frames = proto.encode_batch([json_record()])
+    published = [json.loads(f.data) for f in frames]
+    assert published == [{"op": "publish", "topic": "imu", "msg": {"x": 1}},
+                         {"op": "publish", "topic": "/imu", "msg": {"x": 1}}]
+    # a record of a topic unsubscribed meanwhile is not sent
+    send(proto, op="unsubscribe", topic="imu")
+    send(proto, op="unsubscribe", topic="/imu")
+    assert proto.encode_batch([json_record()]) == []
+
+
+def test_a_message_over_fragment_size_goes_out_in_fragments_that_join_to_it():
+    proto = protocol()
+    send(proto, op="subscribe", id="a", topic="/imu", fragment_size=100)
+    data = json.dumps({"text": "y" * 450}).encode()
+    frames = proto.encode_batch([json_record(data=data)])
+    parts = [json.loads(f.data) for f in frames]
+    assert len(parts) == 5 and all(len(part["data"]) <= 100 for part in parts)
+    assert [part["num"] for part in parts] == list(range(5))
+    assert {part["total"] for part in parts} == {5} and len({part["id"] for part in parts}) == 1
+    whole = json.loads("".join(part["data"] for part in parts))
+    assert whole == {"op": "publish", "topic": "/imu", "msg": {"text": "y" * 450}}
+
+
+def test_cbor_messages_are_the_shared_cbor_spliced_into_a_publish_map():
+    proto = protocol()
+    send(proto, op="subscribe", id="a", topic="/imu", compression="cbor")
+    msg = cbor2.dumps({"data": cbor2.CBORTag(86, b"\x00" * 8)})
+    record = Record(5, IMU.id, 1, 1, int(Encoding.CBOR), msg)
+    [frame] = proto.encode_batch([record])
+    assert isinstance(frame.data, bytes)
+    assert cbor2.loads(frame.data) == {"op": "publish", "topic": "/imu",
+                                       "msg": {"data": cbor2.CBORTag(86, b"\x00" * 8)}}
+
+
+def test_cbor_raw_messages_carry_the_cdr_and_the_receive_time():
+    proto = protocol()
+    [sub] = send(proto, op="subscribe", id="a", topic="/imu", compression="cbor-raw")
+    assert sub.encoding is Encoding.CDR
+    record = Record(12_000_000_345, IMU.id, 1, 1, int(Encoding.CDR), b"\x00\x01cdr")
+    [frame] = proto.encode_batch([record])
+    assert cbor2.loads(frame.data) == {"op": "publish", "topic": "/imu", "msg": {
+        "secs": 12, "nsecs": 345, "bytes": b"\x00\x01cdr"}}
+
+
+def test_publish_without_advertise_advertises_a_topic_the_graph_knows():
+    proto = protocol()
+    advertise, publish = send(proto, op="publish", id="p", topic="odom", msg={"a": 1})
+    assert isinstance(advertise, p.Advertise) and advertise.type_name == "nav_msgs/msg/Odometry"
+    assert isinstance(publish, p.Publish) and publish.topic == "/odom"
+    assert publish.message == {"a": 1}
+    # the next one goes straight out
+    [again] = send(proto, op="publish", topic="odom", msg={"a": 2})
+    assert isinstance(again, p.Publish)
+
+
+def test_advertise_then_publish_and_a_refused_publish_is_an_error_status():
+    proto = protocol()
+    [advertise] = send(proto, op="advertise", id="adv", topic="/cmd_vel",
+                       type="geometry_msgs/Twist", latch=True)
+    assert advertise.type_name == "geometry_msgs/msg/Twist" and advertise.qos.transient_local
+    assert proto.on_outcome(p.Advertised(advertise.ref, "/cmd_vel", advertise.type_name, 1,
+                                         advertise.qos)) == []
+    [publish] = send(proto, op="publish", id="pub", topic="/cmd_vel",
+                     msg={"linear": {"x": 0.5}})
+    [status] = texts(proto.on_outcome(p.Refused(publish.ref, "not_allowed", "no")))
+    assert status["level"] == "error" and status["id"] == "pub"
+    [unadvertise] = send(proto, op="unadvertise", topic="/cmd_vel")
+    assert isinstance(unadvertise, p.Unadvertise)
+
+
+def test_call_service_echoes_service_and_id_in_the_response():
+    proto = protocol()
+    [call] = send(proto, op="call_service", id="call:1", service="add_two_ints",
+                  args=[1, 2], timeout=2)
+    assert call.service == "/add_two_ints" and call.args == [1, 2] and call.timeout_s == 2
+    [answer] = texts(proto.on_outcome(p.ServiceResult(call.ref, "/add_two_ints", {"sum": 3})))
+    assert answer == {"op": "service_response", "id": "call:1", "service": "add_two_ints",
+                      "values": {"sum": 3}, "result": True}
+
+
+def test_a_failed_call_is_a_service_response_with_result_false_and_the_reason():
+    proto = protocol()
+    [call] = send(proto, op="call_service", id=7, service="/s")
+    [answer] = texts(proto.on_outcome(p.Refused(call.ref, "timeout", "no answer in 5 s")))
+    assert answer == {"op": "service_response", "id": 7, "service": "/s",
+                      "values": "no answer in 5 s", "result": False}
+
+
+def test_rosapi_topics_are_answered_here_with_only_what_the_client_sees():
+    proto = protocol()
+    [answer] = texts(send(proto, op="call_service", id="t", service="/rosapi/topics", args={}))
+    assert answer["result"] and answer["service"] == "/rosapi/topics"
+    assert answer["values"] == {"topics": ["/imu", "/odom"],
+                                "types": ["sensor_msgs/msg/Imu", "nav_msgs/msg/Odometry"]}
+    [answer] = texts(send(proto, op="call_service", service="rosapi/topic_type",
+                          args={"topic": "imu"}))
+    assert answer["values"] == {"type": "sensor_msgs/msg/Imu"}
+    [answer] = texts(send(proto, op="call_service", service="/rosapi/topics_for_type",
+                          args=["nav_msgs/msg/Odometry"]))
+    assert answer["values"] == {"topics": ["/odom"]}
+    [answer] = texts(send(proto, op="call_service", service="/rosapi/topics_and_raw_types"))
+    assert answer["values"]["typedefs_full_text"][0] == IMU.description.schema
+    [answer] = texts(send(protocol(topics=[ODOM]), op="call_service",
+                          service="/rosapi/topic_type", args={"topic": "/imu"}))
+    assert answer["values"] == {"type": ""}  # not visible to this client: not known
+    [answer] = texts(send(proto, op="call_service", service="/rosapi/get_ros_version"))
+    assert answer["values"]["version"] == 2
+    [answer] = texts(send(proto, op="call_service", service="/rosapi/nope"))
+    assert answer["result"] is False and "/rosapi/topics" in answer["values"]
+
+
+def test_rosapi_parameters_go_through_the_core_as_node_and_name():
+    proto = protocol()
+    [get] = send(proto, op="call_service", id="g", service="/rosapi/get_param",
+                 args={"name": "/sim:rate_hz"})
+    assert isinstance(get, p.GetParameters) and get.node == "/sim" and get.names == ("rate_hz",)
+    [answer] = texts(proto.on_outcome(p.ParameterValues(get.ref, "/sim",
+                                                        (("rate_hz", 50.0, "double"),))))
+    assert answer["values"] == {"value": "50.0"} and answer["id"] == "g"
+    [set_] = send(proto, op="call_service", service="/rosapi/set_param",
+                  args={"name": "sim:rate_hz", "value": "20"})
+    assert isinstance(set_, p.SetParameters) and set_.values == (("rate_hz", 20),)
+    [answer] = texts(proto.on_outcome(p.ParametersSet(set_.ref, "/sim",
+                                                      (("rate_hz", False, "read only"),))))
+    assert answer["result"] is False and "read only" in answer["values"]
+    [answer] = texts(send(proto, op="call_service", service="/rosapi/set_param",
+                          args={"name": "no_colon", "value": "1"}))
+    assert answer["result"] is False
+
+
+def test_fragments_are_reassembled_in_any_order_and_bounded():
+    proto = protocol()
+    text = json.dumps({"op": "subscribe", "id": "big", "topic": "/imu"})
+    parts = [text[:10], text[10:30], text[30:]]
+    assert send(proto, op="fragment", id="f", data=parts[2], num=2, total=3) == []
+    assert send(proto, op="fragment", id="f", data=parts[0], num=0, total=3) == []
+    [sub] = send(proto, op="fragment", id="f", data=parts[1], num=1, total=3)
+    assert isinstance(sub, p.Subscribe) and sub.topic == "/imu"
+    for i in range(MAX_PARTIAL_MESSAGES):
+        assert send(proto, op="fragment", id=i, data="x", num=0, total=2) == []
+    [status] = texts(send(proto, op="fragment", id="one more", data="x", num=0, total=2))
+    assert status["level"] == "error"
+
+
+def test_subscriptions_per_client_are_bounded():
+    proto = protocol()
+    for i in range(MAX_SUBSCRIPTIONS):
+        send(proto, op="subscribe", id=i, topic="/imu")
+    [status] = texts(send(proto, op="subscribe", id="more", topic="/imu"))
+    assert status["level"] == "error"
+
+
+def test_backpressure_is_told_in_a_status_at_warning_level():
+    proto = protocol()
+    send(proto, op="set_level", level="warning")
+    [status] = texts(proto.on_backpressure(BackpressureState.OK, BackpressureState.WARNING,
+                                           {"dropped": 0, "conflated": 3}))
+    assert status["level"] == "warning" and "backpressure" in status["msg"]

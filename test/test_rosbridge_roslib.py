@@ -1,0 +1,287 @@
+"""The npm `roslib` 2.x client (Node.js) against a real bridge, the simulated rover and real
+rclpy nodes, through the rosbridge v2 protocol: roslib connects with no subprotocol, as a
+dashboard does.
+
+One bridge and one simulated rover (in a namespace of its own) for the module; each test runs
+one scenario of test/node_peers/rosbridge/checks.mjs and asserts on what it printed.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from conftest import (
+    FAST_PARAMS,
+    REPO_ROOT,
+    ROS_ENV,
+    TOPIC_PREFIX,
+    WAIT_S,
+    BridgeProcess,
+    RosHarness,
+    npm_project_env,
+    run,
+)
+from rclpy.qos import QoSProfile
+from std_msgs.msg import String
+
+PEER = REPO_ROOT / "test" / "node_peers" / "rosbridge"
+INSTALL_HINT = "install Node.js 20 or newer and npm (scripts/install_web_test_deps.sh)"
+NS = f"{TOPIC_PREFIX}_rb"  # the simulated rover's namespace: its topics are NS/imu, ...
+SIM_NODE = f"{NS}/rover_sim"
+SCENARIO_TIMEOUT_S = 60
+OUTBOX_BYTES = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def node_env() -> dict[str, str]:
+    return npm_project_env(PEER, (20, 0), INSTALL_HINT)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
+    log = tmp_path_factory.mktemp("rosbridge_sim") / "sim.stderr"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rover_ws_bridge.sim", "--estop-toggle-period", "0",
+             "--ros-args", "-r", f"__ns:={NS}"],
+            cwd=REPO_ROOT, env={**os.environ, **ROS_ENV, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.DEVNULL, stderr=stderr)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def bridge(sim: subprocess.Popen, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[BridgeProcess]:
+    process = BridgeProcess({
+        **FAST_PARAMS,
+        "publish_allow": f'["{NS}/cmd_vel", "{TOPIC_PREFIX}/rb/*"]',
+        "service_allow": f'["{SIM_NODE}/*"]',
+        "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps"]',
+        # Small, so that a stalled client fills its outbox within a second of camera frames.
+        "outbox_max_bytes": str(OUTBOX_BYTES), "write_limit_bytes": "4096",
+    }, tmp_path_factory.mktemp("rosbridge_bridge"))
+    process.wait_ready()
+    yield process
+    process.stop_cleanly()
+
+
+def scenario(bridge: BridgeProcess, env: dict[str, str], name: str, **options: Any) -> Any:
+    """Run one roslib scenario against the bridge; what it printed, parsed."""
+    options.setdefault("limit_ms", int(WAIT_S * 1000))
+    try:
+        result = subprocess.run(
+            ["node", "checks.mjs", bridge.url, name, json.dumps(options)], cwd=PEER, env=env,
+            capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"roslib scenario {name} did not end within {SCENARIO_TIMEOUT_S} s: "
+                    f"{exc.stderr}")
+    assert result.returncode == 0, (f"roslib scenario {name} failed: {result.stderr[-3000:]}"
+                                    f"\nbridge stderr:\n{bridge.stderr()[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def wait_for_topic(bridge: BridgeProcess, env: dict[str, str], topic: str) -> dict:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        listed = scenario(bridge, env, "topics")
+        if topic in listed["topics"] or time.monotonic() > deadline:
+            return listed
+        time.sleep(0.3)
+
+
+def test_get_topics_lists_the_sims_topics_with_their_types(bridge, node_env) -> None:
+    listed = wait_for_topic(bridge, node_env, f"{NS}/camera/image/compressed")
+    types = dict(zip(listed["topics"], listed["types"]))
+    assert types[f"{NS}/imu"] == "sensor_msgs/msg/Imu"
+    assert types[f"{NS}/odom"] == "nav_msgs/msg/Odometry"
+    assert types[f"{NS}/camera/image/compressed"] == "sensor_msgs/msg/CompressedImage"
+
+
+@pytest.mark.parametrize("compression", ["none", "cbor"])
+def test_imu_arrives_with_sec_nanosec_stamps_at_the_sims_rate(bridge, node_env,
+                                                              compression) -> None:
+    wait_for_topic(bridge, node_env, f"{NS}/imu")
+    seen = scenario(bridge, node_env, "subscribe", topic=f"{NS}/imu", count=200,
+                    type="sensor_msgs/msg/Imu", compression=compression)
+    stamps = [(s["sec"], s["nanosec"]) for s in seen["stamps"]]
+    assert len(set(stamps)) == 200 and stamps == sorted(stamps)  # each message once, in order
+    assert all(isinstance(sec, int) and 0 <= ns < 1_000_000_000 for sec, ns in stamps)
+    # The sim publishes at 200 Hz: the stamps span about a second, and the messages arrived
+    # over about as long (not a speed bound: a client that got every other one would fail).
+    span = (stamps[-1][0] - stamps[0][0]) + (stamps[-1][1] - stamps[0][1]) / 1e9
+    assert 0.5 < span < 2.0, span
+    covariance = seen["first"]["orientation_covariance"]
+    if compression == "cbor":  # a CBOR typed array: roslib decodes it to a Float64Array
+        assert covariance["typed"] == "Float64Array" and len(covariance["values"]) == 9
+    else:
+        assert isinstance(covariance, list) and len(covariance) == 9
+
+
+def test_camera_frames_arrive_as_base64_that_decodes_to_a_jpeg(bridge, node_env) -> None:
+    topic = f"{NS}/camera/image/compressed"
+    wait_for_topic(bridge, node_env, topic)
+    seen = scenario(bridge, node_env, "subscribe", topic=topic, count=2)
+    image = seen["first"]
+    assert image["format"].startswith("jpeg") or "jpeg" in image["format"]
+    data = base64.b64decode(image["data"], validate=True)
+    assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"
+
+
+def test_a_message_larger_than_fragment_size_arrives_whole(bridge, node_env) -> None:
+    topic = f"{NS}/camera/image/compressed"
+    wait_for_topic(bridge, node_env, topic)
+    seen = scenario(bridge, node_env, "fragmented", topic=topic, fragment_size=1000)
+    assert seen["fragments"] > 5  # it did go out in pieces
+    data = base64.b64decode(seen["msg"]["data"], validate=True)
+    assert len(data) > 5000 and data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"
+
+
+def test_publishing_twist_on_cmd_vel_drives_the_simulated_rover(bridge, node_env) -> None:
+    wait_for_topic(bridge, node_env, f"{NS}/odom")
+    speeds = scenario(bridge, node_env, "drive", speed=-0.7, cmd_vel=f"{NS}/cmd_vel",
+                      odom=f"{NS}/odom")["speeds"]
+    # The sim drives its loop forward at about 1 m/s unless cmd_vel says otherwise.
+    assert all(abs(v + 0.7) < 0.05 for v in speeds), speeds
+
+
+def test_call_service_round_trip_with_a_real_rclpy_service(bridge, node_env) -> None:
+    wait_for_topic(bridge, node_env, f"{NS}/estop")
+    answer = scenario(bridge, node_env, "service", service=f"{SIM_NODE}/set_estop",
+                      args={"data": True})
+    assert answer["success"] is True
+    # positional args, and the ROS 1 spelling of the type, as older dashboards send them
+    answer = scenario(bridge, node_env, "service", service=f"{SIM_NODE}/set_estop",
+                      args=[False], type="std_srvs/SetBool")
+    assert answer["success"] is True
+
+
+def test_param_get_and_set_on_a_real_node(bridge, node_env) -> None:
+    wait_for_topic(bridge, node_env, f"{NS}/odom")
+    seen = scenario(bridge, node_env, "param", param=f"{SIM_NODE}:max_speed_mps", value=1.25)
+    assert seen == {"before": 2.0, "after": 1.25}
+
+
+def test_errors_are_status_messages_and_failed_calls_and_the_connection_stays_up(
+        bridge, node_env) -> None:
+    seen = scenario(bridge, node_env, "errors")
+    assert seen["status"]["level"] == "error" and "/no_such_topic" in seen["status"]["msg"]
+    assert "/no/such/service" in seen["failed"]
+    assert seen["topics"] > 0  # the same connection still answers
+
+
+def test_a_subscription_with_a_type_waits_for_a_publisher_that_appears_later(
+        bridge, node_env, ros: RosHarness) -> None:
+    topic = f"{TOPIC_PREFIX}/rb/later"
+    process = subprocess.Popen(
+        ["node", "checks.mjs", bridge.url, "subscribe",
+         json.dumps({"topic": topic, "type": "std_msgs/msg/String", "count": 3,
+                     "limit_ms": int(WAIT_S * 1000)})],
+        cwd=PEER, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # subscribed by now, well before anyone publishes
+        publisher = ros.node.create_publisher(String, topic, QoSProfile(depth=10))
+        timer = ros.node.create_timer(0.1, lambda: publisher.publish(String(data="late")))
+        out, err = process.communicate(timeout=SCENARIO_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    ros.node.destroy_timer(timer)
+    ros.node.destroy_publisher(publisher)
+    assert process.returncode == 0, err[-3000:]
+    assert json.loads(out.strip().splitlines()[-1])["first"] == {"data": "late"}
+
+
+def test_the_node_harness_is_its_own_npm_project() -> None:
+    lock = json.loads(Path(PEER / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/roslib"]["version"].startswith("2.")
+
+
+def test_a_stalled_rosbridge_client_keeps_critical_and_does_not_slow_a_fast_one(
+        bridge, node_env) -> None:
+    from websockets.asyncio.client import connect
+
+    wait_for_topic(bridge, node_env, f"{NS}/estop")
+    estop, imu, camera = f"{NS}/estop", f"{NS}/imu", f"{NS}/camera/image/compressed"
+
+    async def scenario() -> None:
+        async with connect(bridge.url, max_size=None) as fast:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", bridge.port))
+            # max_queue=1: the library stops reading the socket once one frame waits for us.
+            slow = await connect(bridge.url, sock=sock, max_queue=1, max_size=None)
+            for message in ({"op": "set_level", "level": "warning"},
+                            {"op": "subscribe", "id": "c", "topic": camera},
+                            {"op": "subscribe", "id": "e", "topic": estop}):
+                await slow.send(json.dumps(message))
+            for topic in (imu, estop):
+                await fast.send(json.dumps({"op": "subscribe", "id": topic, "topic": topic}))
+            fast_estop: list[bool] = []
+            imu_stamps: list[float] = []
+
+            async def read_fast(seconds: float) -> None:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    try:
+                        message = json.loads(await asyncio.wait_for(fast.recv(), 0.5))
+                    except asyncio.TimeoutError:
+                        continue
+                    if message.get("topic") == estop:
+                        fast_estop.append(message["msg"]["data"])
+                    elif message.get("topic") == imu:
+                        stamp = message["msg"]["header"]["stamp"]
+                        imu_stamps.append(stamp["sec"] + stamp["nanosec"] / 1e9)
+
+            await read_fast(1.0)
+            for n in range(6):  # the e-stop engaged and released while the slow client stalls
+                await fast.send(json.dumps({"op": "call_service", "id": f"set{n}",
+                                            "service": f"{SIM_NODE}/set_estop",
+                                            "args": {"data": n % 2 == 0}}))
+                await read_fast(0.4)
+            await read_fast(2.0)
+
+            # The slow client drops the camera, then reads what is left (bounded in time).
+            await slow.send(json.dumps({"op": "unsubscribe", "topic": camera}))
+            slow_estop: list[bool] = []
+            statuses: list[str] = []
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                try:
+                    message = json.loads(await asyncio.wait_for(slow.recv(), 2.0))
+                except asyncio.TimeoutError:
+                    break
+                if message.get("op") == "status":
+                    statuses.append(message["msg"])
+                elif message.get("topic") == estop:
+                    slow_estop.append(message["msg"]["data"])
+            await slow.close()
+
+        assert any("backpressure" in text for text in statuses), statuses  # it did fall behind
+        # CRITICAL: every e-stop change reached the stalled client, in order, as the fast one.
+        assert fast_estop[-6:] == [True, False] * 3
+        assert slow_estop == fast_estop
+        # The fast client kept receiving the 200 Hz IMU meanwhile: most samples, none late in
+        # bulk (not a speed bound: a client starved for seconds has a gap of seconds).
+        span = imu_stamps[-1] - imu_stamps[0]
+        assert len(imu_stamps) > 0.5 * 200 * span
+        assert max(b - a for a, b in zip(imu_stamps, imu_stamps[1:])) < 1.0
+
+    run(scenario())
