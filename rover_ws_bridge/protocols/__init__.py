@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import Protocol
+from .foxglove import FoxgloveProtocol
 from .native import NativeProtocol
 
 # Registry: name (as the `default_protocol` parameter takes it) -> protocol class.
 PROTOCOLS: dict[str, type[Protocol]] = {
     NativeProtocol.subprotocols[0]: NativeProtocol,
+    FoxgloveProtocol.subprotocols[0]: FoxgloveProtocol,
 }
 
 

@@ -56,6 +56,7 @@ from ..telemetry import diagnostics as health_checks
 from ..telemetry.delivery import DeliveryMetrics
 from ..telemetry.reading import Telemetry
 from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
+from . import graph_scan
 from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
 from .message_codec import UnknownMessageType, import_message_type, make_decoder
@@ -140,6 +141,10 @@ class BridgeNode(Node):
         self._handoff: Handoff | None = None
         self._last_published: list[TopicDescription] | None = None
         self._scan_timer = None
+        # Services, nodes and (while some client watches) connections, for the core.
+        self._graph_sink: Callable[[Any], None] | None = None
+        self._last_graph: Any = None
+        self.graph_watched = False  # written by the asyncio thread (a bool: atomic)
 
     # -- parameters --------------------------------------------------------------------------
 
@@ -164,10 +169,12 @@ class BridgeNode(Node):
 
     # -- wiring to the asyncio side ----------------------------------------------------------
 
-    def attach(self, loop: asyncio.AbstractEventLoop, router: Router, handoff: Handoff) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop, router: Router, handoff: Handoff,
+               graph_sink: Callable[[Any], None] | None = None) -> None:
         self._loop = loop
         self._router = router
         self._handoff = handoff
+        self._graph_sink = graph_sink
         self.scan_graph()
         self._scan_timer = self.create_timer(self.config.discovery_period_s, self.scan_graph)
 
@@ -238,6 +245,15 @@ class BridgeNode(Node):
             self._last_published = descriptions
             self._loop.call_soon_threadsafe(self._router.update_topics, descriptions)
         self._reconcile_subscriptions()
+        if self._graph_sink is not None:
+            try:
+                graph = graph_scan.scan(self, self.graph_watched)
+            except Exception as exc:  # noqa: BLE001 - the topics above must still flow
+                self._warn_once("graph", f"cannot read the ROS graph's services: {exc}")
+            else:
+                if graph != self._last_graph and self._loop is not None:
+                    self._last_graph = graph
+                    self._loop.call_soon_threadsafe(self._graph_sink, graph)
 
     def _describe(self, name: str, configured_type: str | None,
                   graph_types: list[str]) -> "_OfferedTopic | None":
@@ -372,7 +388,8 @@ class BridgeRuntime:
             c.benchmark_endpoint_enabled, lambda: self.server.port,
             lambda name: self.router.topic(name) is not None)
         port = await self.server.start()  # fails early (port in use) before ROS work starts
-        self.node.attach(loop, self.router, self.handoff)
+        self.core.on_graph_watched = lambda watched: setattr(self.node, "graph_watched", watched)
+        self.node.attach(loop, self.router, self.handoff, self.core.update_graph)
         self.diagnostics = DiagnosticsPublisher(self.node, socket.gethostname())
         self._housekeeping = loop.create_task(self._every_period())
         self._executor = SingleThreadedExecutor(context=self.node.context)

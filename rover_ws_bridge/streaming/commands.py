@@ -50,8 +50,9 @@ class CallRosService:
     call_id: int
     service: str
     type_name: str | None  # None: the type the graph shows
-    request: dict  # plain values of the request's fields
-    done: Done  # "ok" with the response's plain values, or an error
+    request: Any  # plain values of the request's fields, or with `serialized` its CDR bytes
+    done: Done  # "ok" with the response's plain values (CDR bytes if serialized), or an error
+    serialized: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
     from .core import BridgeCore
+    from .graph import RosGraph, ServiceDescription
     from .topics import TopicInfo
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,10 @@ class Connection:
             visible_topics=self._visible_topics,
             topic_name=self.router.topic_name,
             permissions=core.policy.permissions(self.client),
-            frame_cache=self.router.frame_cache)
+            frame_cache=self.router.frame_cache,
+            visible_services=self._visible_services,
+            graph=lambda: core.graph,
+            config=core.config)
         self.protocol = protocol_class(view, settings)
         self.protocol_name = protocol_class.subprotocols[0] if protocol_class.subprotocols \
             else protocol_class.__name__
@@ -110,7 +114,17 @@ class Connection:
         may_see = self.core.policy.may_see
         return [t for t in self.router.topics() if may_see(self.client, t.name)]
 
+    def _visible_services(self) -> list["ServiceDescription"]:
+        """The graph's services this client may call (a service it may not call is not
+        offered: it could do nothing with it)."""
+        may_call = self.core.policy.may_call
+        return [s for s in self.core.graph.services if may_call(self.client, s.name) is None]
+
     # -- from the router and the core ----------------------------------------------------------
+
+    def graph_changed(self, old: "RosGraph", new: "RosGraph") -> None:
+        if not self._closing:
+            self.perform(self.protocol.on_graph_changed(old, new))
 
     def enqueue(self, record: Record) -> None:
         if self._closing:
