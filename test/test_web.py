@@ -15,21 +15,19 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import NODE_INSTALL_HINT, npm_project_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEB = REPO_ROOT / "web"
 BUNDLE = REPO_ROOT / "rover_ws_bridge" / "dashboard"
 OUTPUT = REPO_ROOT / "test-output"
 BUILD_COMMAND = "cd web && npm ci && npm run build"
-INSTALL_HINT = ("run scripts/install_web_test_deps.sh (as root it installs them with apt-get; "
-                "otherwise it prints what to install)")
+INSTALL_HINT = NODE_INSTALL_HINT
 MIN_NODE = (20, 19)  # Vite 8
 
 # Keep in step with web/scripts/source-hash.mjs.
@@ -109,32 +107,10 @@ def test_source_hash_sees_every_kind_of_change(tmp_path: Path) -> None:
 # Node.js: tools, dependencies, and the vitest suites.
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
-
-
 @pytest.fixture(scope="module")
 def node_env() -> dict[str, str]:
     """An environment in which web/'s dependencies are installed (npm ci when stale)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail(f"Node.js and npm are needed for the web tests: {INSTALL_HINT}")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-    if _version(version) < MIN_NODE:
-        pytest.fail(f"Node.js {version} is too old for Vite (needs "
-                    f"{'.'.join(map(str, MIN_NODE))} or newer): {INSTALL_HINT}")
-    env = {**os.environ, "ROVER_PYTHON": sys.executable, "NO_COLOR": "1", "FORCE_COLOR": "0",
-           "npm_config_update_notifier": "false", "npm_config_fund": "false",
-           "npm_config_audit": "false"}
-    lock = hashlib.sha256((WEB / "package-lock.json").read_bytes()
-                          + (WEB / "package.json").read_bytes()).hexdigest()[:16]
-    stamp = WEB / "node_modules" / f".installed-{lock}"
-    if not stamp.is_file():
-        _run([npm, "ci"], env, "npm ci")
-        for old in (WEB / "node_modules").glob(".installed-*"):
-            old.unlink()
-        stamp.touch()
-    return env
+    return npm_project_env(WEB, MIN_NODE)
 
 
 def _run(args: list[str], env: dict[str, str], what: str) -> str:
