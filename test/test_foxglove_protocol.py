@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rover_ws_bridge.config import BridgeConfig
 from rover_ws_bridge.priority import Priority
@@ -350,3 +353,72 @@ def test_backpressure_status_then_removed_when_it_clears():
     assert texts(proto.on_backpressure(dropping, ok, {})) == [
         {"op": "removeStatus", "statusIds": ["backpressure"]}]
     assert proto.on_backpressure(ok, ok, {}) == []
+
+
+def test_rate_limit_notices_are_foxglove_statuses():
+    (status,) = texts(Fixture().proto.on_rate_limited("error", "over 50 messages/s",
+                                                      "control", {}))
+    assert status == {"op": "status", "level": 2, "message": "over 50 messages/s",
+                      "id": "rate_limit"}
+
+
+# -- properties: whatever a client sends, the protocol answers and never raises ---------------
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**33),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=12)
+OPS = ["subscribe", "unsubscribe", "advertise", "unadvertise", "getParameters",
+       "setParameters", "subscribeParameterUpdates", "subscribeConnectionGraph",
+       "unsubscribeConnectionGraph", "fetchAsset", "fly"]
+FIELDS = ["subscriptions", "subscriptionIds", "channels", "channelIds", "parameterNames",
+          "parameters", "id", "uri", "requestId"]
+messages = st.builds(lambda op, fields: {**fields, "op": op}, st.sampled_from(OPS),
+                     st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=3))
+item_lists = st.builds(lambda op, key, items: {"op": op, key: items},
+                       st.sampled_from(OPS[:6]), st.sampled_from(FIELDS[:6]),
+                       st.lists(st.one_of(json_values, st.fixed_dictionaries({
+                           "id": st.integers(0, 3), "channelId": st.integers(0, 3),
+                           "topic": st.sampled_from(["/imu", "x", ""]),
+                           "encoding": st.sampled_from(["json", "cdr", "ros1"]),
+                           "schemaName": st.sampled_from(["std_msgs/String", "a"]),
+                           "name": st.sampled_from(["/a.b", "/a", ".b"]),
+                           "value": json_values})), max_size=4))
+frames = st.one_of(st.binary(max_size=40), st.builds(
+    lambda op, a, b, n, rest: struct.pack("<BIII", op, a, b, n) + rest,
+    st.integers(0, 3), st.integers(0, 3), st.integers(0, 3), st.integers(0, 40),
+    st.binary(max_size=40)))
+
+
+class _Tracebacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(inputs=st.lists(st.one_of(messages.map(json.dumps), item_lists.map(json.dumps),
+                                 st.text(max_size=30), frames), min_size=1, max_size=6))
+def test_any_input_is_answered_without_raising(inputs):
+    handler = _Tracebacks()
+    logging.getLogger("rover_ws_bridge").addHandler(handler)
+    try:
+        f = Fixture()
+        for item in inputs:
+            actions = f.proto.on_text(item) if isinstance(item, str) else f.proto.on_binary(item)
+            for message in texts(actions):
+                assert message["op"] in ("status", "parameterValues", "serviceCallFailure",
+                                         "connectionGraphUpdate")
+                if message["op"] == "status":
+                    assert message["level"] in (0, 1, 2) and message["message"]
+            # Every request's refusal is handled too.
+            for request in core_requests(actions):
+                if hasattr(request, "ref"):
+                    f.proto.on_outcome(p.Refused(request.ref, "not_allowed", "no", "x"))
+    finally:
+        logging.getLogger("rover_ws_bridge").removeHandler(handler)
+    assert not handler.records, [r.getMessage() for r in handler.records]

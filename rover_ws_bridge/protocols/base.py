@@ -310,6 +310,12 @@ class Protocol:
                         summary: dict) -> list[Action]:
         return []
 
+    def on_rate_limited(self, level: str, message: str, limit: str,
+                        penalty: dict) -> list[Action]:
+        """The client is over one of its rate limits (`level` "warning" or "error": told,
+        or its excess dropped); `penalty` is where it stands on the ladder."""
+        return []
+
     def on_graph_changed(self, old: "RosGraph", new: "RosGraph") -> list[Action]:
         """The ROS graph's services or connections changed (read `view.visible_services` for
         what this connection may call)."""

@@ -629,6 +629,10 @@ class FoxgloveProtocol(Protocol):
                        "is kept")
         return [_status(WARNING, message, BACKPRESSURE_STATUS)]
 
+    def on_rate_limited(self, level: str, message: str, limit: str,
+                        penalty: dict) -> list[Action]:
+        return [_status(ERROR if level == "error" else WARNING, message, "rate_limit")]
+
     # -- data frames -----------------------------------------------------------------------
 
     def encode_batch(self, records: list[Record]) -> list[OutgoingFrame]:

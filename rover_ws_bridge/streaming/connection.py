@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from collections import deque
@@ -201,10 +200,9 @@ class Connection:
         """Carry out the ladder's answer: tell, drop, or close (a pause is awaited by run)."""
         if verdict.notice is not None:
             level, message = verdict.notice
-            # The native protocol's status message (docs/PROTOCOL.md "Limits and penalties").
-            self._queue_control(json.dumps({
-                "op": "status", "level": level, "code": "rate_limit", "id": None,
-                "message": message, "limit": verdict.limit, "penalty": self.limits.stats()}))
+            # In the client's protocol (native: docs/PROTOCOL.md "Limits and penalties").
+            self.perform(self.protocol.on_rate_limited(level, message, verdict.limit,
+                                                       self.limits.stats()))
         if verdict.act is Act.CLOSE:
             log.warning("client %s: over %s after warnings, drops and pauses; closing it "
                         "(1008)", self.remote, verdict.limit)
