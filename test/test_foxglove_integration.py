@@ -5,7 +5,8 @@ of this process, and the official npm client (@foxglove/ws-protocol's FoxgloveCl
 - with each subprotocol name: serverInfo and channels, /imu decoded from the advertised schema
   at the sim's rate, a std_msgs/msg/String published in json and in cdr that an rclpy
   subscriber receives, a service of the sim called in json and in cdr, a parameter of the sim
-  read and set, a package:// asset fetched (and one refused);
+  read and set (and its update received), the connection graph, a package:// asset fetched
+  (and one refused);
 - a token in the URL (?token=) lets a Foxglove client in, none gets 401;
 - a stalled Foxglove client beside a fast one: every CRITICAL message reaches the stalled one,
   it is told "Send buffer limit reached" (and the status is removed when it catches up), and
@@ -153,8 +154,8 @@ def test_official_client_reads_publishes_calls_sets_and_fetches(
 
     assert result["protocol"] == subprotocol  # echoed as offered
     info = result["serverInfo"]
-    assert {"clientPublish", "parameters", "services", "connectionGraph", "assets"} \
-        <= set(info["capabilities"])
+    assert {"clientPublish", "parameters", "parametersSubscribe", "services",
+            "connectionGraph", "assets"} <= set(info["capabilities"])
     assert info["supportedEncodings"] == ["cdr", "json"] and info["metadata"]["ROS_DISTRO"]
     assert result["imuChannel"] == {"encoding": "cdr", "schemaName": "sensor_msgs/msg/Imu",
                                     "schemaEncoding": "ros2msg"}
@@ -186,6 +187,10 @@ def test_official_client_reads_publishes_calls_sets_and_fetches(
     assert result["parameterSet"] == [{"name": "/rover_sim.max_speed_mps", "value": 1.25,
                                        "type": "float64"}]
     assert result["parameterAfter"] == result["parameterSet"]
+    assert result["parameterUpdate"] == {"name": "/rover_sim.max_speed_mps", "value": 1.5,
+                                         "type": "float64"}
+    assert result["graphImuPublishers"] == ["/rover_sim"]
+    assert ["/rover_sim"] in result["graphServiceProviders"]
 
     imu_msg = Path(sys.prefix, "share", "sensor_msgs", "msg", "Imu.msg").read_text()
     assert result["asset"] == {"status": 0, "text": imu_msg}

@@ -71,8 +71,8 @@ def test_both_subprotocol_names_select_it_and_the_offered_one_is_echoed():
 def test_greeting_is_server_info_then_channels_then_services():
     info, advertise, services = texts(Fixture().greeting)
     assert info["op"] == "serverInfo"
-    assert {"clientPublish", "parameters", "services", "connectionGraph", "assets"} \
-        <= set(info["capabilities"])
+    assert {"clientPublish", "parameters", "parametersSubscribe", "services", "connectionGraph",
+            "assets"} <= set(info["capabilities"])
     assert info["supportedEncodings"] == ["cdr", "json"]
     assert info["metadata"]["ROS_DISTRO"] and info["sessionId"]
     assert [(c["topic"], c["encoding"], c["schemaName"], c["schemaEncoding"], c["schema"])
@@ -303,9 +303,25 @@ def test_set_parameters_then_answers_with_the_values_now():
     assert answer["id"] == "s" and answer["parameters"][0]["value"] == 2.0
 
 
-def test_parameter_updates_are_said_to_be_unsupported():
-    (status,) = texts(Fixture().send(op="subscribeParameterUpdates", parameterNames=[]))
-    assert status["op"] == "status"
+def test_parameter_updates_for_the_names_subscribed_or_all():
+    f = Fixture()
+    assert f.send(op="subscribeParameterUpdates", parameterNames=["/a.x"]) == [
+        p.WatchParameters(True)]
+    assert f.send(op="subscribeParameterUpdates", parameterNames=["/a.y"]) == []
+    (update,) = texts(f.proto.on_parameters_changed("/a", (
+        ("x", 2.0, "double"), ("z", 1, "integer"), ("y", None, "not_set"))))
+    assert update == {"op": "parameterValues", "parameters": [
+        {"name": "/a.x", "value": 2.0, "type": "float64"}, {"name": "/a.y"}]}
+    assert f.proto.on_parameters_changed("/b", (("x", 1, "integer"),)) == []
+    assert f.send(op="unsubscribeParameterUpdates", parameterNames=["/a.x"]) == []
+    assert f.send(op="unsubscribeParameterUpdates", parameterNames=["/a.y"]) == [
+        p.WatchParameters(False)]
+    assert f.proto.on_parameters_changed("/a", (("x", 2.0, "double"),)) == []
+    f.send(op="subscribeParameterUpdates", parameterNames=[])
+    (update,) = texts(f.proto.on_parameters_changed("/b", (("s", "t", "string"),)))
+    assert update["parameters"] == [{"name": "/b.s", "value": "t"}]
+    assert f.send(op="unsubscribeParameterUpdates", parameterNames=[]) == [
+        p.WatchParameters(False)]
 
 
 def test_connection_graph_is_sent_while_watched_with_changes_only():
@@ -370,7 +386,8 @@ json_values = st.recursive(json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
     max_leaves=12)
 OPS = ["subscribe", "unsubscribe", "advertise", "unadvertise", "getParameters",
-       "setParameters", "subscribeParameterUpdates", "subscribeConnectionGraph",
+       "setParameters", "subscribeParameterUpdates", "unsubscribeParameterUpdates",
+       "subscribeConnectionGraph",
        "unsubscribeConnectionGraph", "fetchAsset", "fly"]
 FIELDS = ["subscriptions", "subscriptionIds", "channels", "channelIds", "parameterNames",
           "parameters", "id", "uri", "requestId"]

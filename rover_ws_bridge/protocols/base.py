@@ -173,8 +173,18 @@ class WatchGraph:
     wanted: bool
 
 
+@dataclass(frozen=True)
+class WatchParameters:
+    """This connection wants (or no longer wants) every parameter change of the graph's nodes
+    (ROS /parameter_events), as `on_parameters_changed` events for the nodes whose parameters
+    it may read: the bridge subscribes to /parameter_events only while some connection does."""
+
+    wanted: bool
+
+
 CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
-                    ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph]
+                    ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph,
+                    WatchParameters]
 Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
 
 
@@ -314,6 +324,12 @@ class Protocol:
                         penalty: dict) -> list[Action]:
         """The client is over one of its rate limits (`level` "warning" or "error": told,
         or its excess dropped); `penalty` is where it stands on the ladder."""
+        return []
+
+    def on_parameters_changed(self, node: str,
+                              values: tuple[tuple[str, Any, str], ...]) -> list[Action]:
+        """Parameters of `node` were set, declared or deleted (type "not_set"): (name, value,
+        type name) as in ParameterValues. Only while the connection watches them."""
         return []
 
     def on_graph_changed(self, old: "RosGraph", new: "RosGraph") -> list[Action]:

@@ -62,13 +62,15 @@ from .base import (
     Unadvertise,
     Unsubscribe,
     WatchGraph,
+    WatchParameters,
 )
 from .native import _finite_float, _reject_constant, _short
 
 log = logging.getLogger(__name__)
 
 SUBPROTOCOLS = ("foxglove.sdk.v1", "foxglove.websocket.v1")
-CAPABILITIES = ("clientPublish", "parameters", "services", "connectionGraph", "assets")
+CAPABILITIES = ("clientPublish", "parameters", "parametersSubscribe", "services",
+                "connectionGraph", "assets")
 SUPPORTED_ENCODINGS = ("cdr", "json")
 INFO, WARNING, ERROR = 0, 1, 2  # status levels
 BACKPRESSURE_STATUS = "backpressure"
@@ -82,6 +84,8 @@ MAX_ENCODING_CHARS = 32
 MAX_ANSWER_BYTES = 1024 * 1024  # a service response larger than this is a serviceCallFailure
 # getParameters with no names asks every node of the graph: at most this many at once.
 MAX_PARAMETER_NODES = 16
+# Parameter names one client may subscribe to by name (each costs a set entry).
+MAX_PARAMETER_SUBSCRIPTIONS = 10_000
 PARAMETER_SEPARATOR = "."  # "/node.param", as foxglove_bridge names ROS 2 parameters
 
 # Binary opcodes.
@@ -162,6 +166,9 @@ class FoxgloveProtocol(Protocol):
         self._next_ref = 0
         self._parameters: dict[int, _PendingParameters] = {}
         self._watching_graph = False
+        # Parameter updates: the names subscribed ("/node.param"), or every one.
+        self._parameter_names: set[str] = set()
+        self._all_parameters = False
         self._graph_sent = RosGraph()  # what this client was last told of the graph
         self._shedding = False
         self._failures = 0
@@ -449,10 +456,44 @@ class FoxgloveProtocol(Protocol):
                 for node, pairs in values.items()]
 
     def _op_subscribeParameterUpdates(self, message: dict) -> list[Action]:  # noqa: N802
-        return [_status(WARNING, "parameter updates are not supported by this bridge yet "
-                        "(no parametersSubscribe capability); get them with getParameters")]
+        """Adds to the subscribed names (empty: every parameter). Updates come from ROS
+        /parameter_events, which the bridge subscribes to while some client wants it."""
+        names = [_name(n, "parameterNames[]") for n in _list(message, "parameterNames",
+                                                             required=False)]
+        for name in names:
+            _split_parameter(name)
+        watching = self._watching_parameters
+        if not names:
+            self._all_parameters = True
+        elif len(self._parameter_names) + len(names) > MAX_PARAMETER_SUBSCRIPTIONS:
+            raise BadRequest(f"at most {MAX_PARAMETER_SUBSCRIPTIONS} parameter subscriptions")
+        self._parameter_names.update(names)
+        return [] if watching else [WatchParameters(True)]
 
-    _op_unsubscribeParameterUpdates = _op_subscribeParameterUpdates  # noqa: N815
+    def _op_unsubscribeParameterUpdates(self, message: dict) -> list[Action]:  # noqa: N802
+        names = _list(message, "parameterNames", required=False)
+        watching = self._watching_parameters
+        if not names:
+            self._all_parameters = False
+            self._parameter_names.clear()
+        else:
+            self._parameter_names.difference_update(n for n in names if isinstance(n, str))
+        return [WatchParameters(False)] if watching and not self._watching_parameters else []
+
+    @property
+    def _watching_parameters(self) -> bool:
+        return self._all_parameters or bool(self._parameter_names)
+
+    def on_parameters_changed(self, node: str,
+                              values: tuple[tuple[str, Any, str], ...]) -> list[Action]:
+        changed = []
+        for name, value, type_name in values:
+            full = f"{node}{PARAMETER_SEPARATOR}{name}"
+            if self._all_parameters or full in self._parameter_names:
+                # A deleted parameter has no value (the specification's "unset").
+                changed.append({"name": full} if type_name == "not_set"
+                               else _parameter_out(node, name, value, type_name))
+        return [_text({"op": "parameterValues", "parameters": changed})] if changed else []
 
     # connection graph
 
@@ -467,6 +508,9 @@ class FoxgloveProtocol(Protocol):
         if not self._watching_graph:
             return []
         self._watching_graph = False
+        # Parameter updates: the names subscribed ("/node.param"), or every one.
+        self._parameter_names: set[str] = set()
+        self._all_parameters = False
         return [WatchGraph(False)]
 
     def _graph_update(self, graph: RosGraph) -> list[Action]:

@@ -60,6 +60,7 @@ from . import graph_scan
 from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
 from .message_codec import UnknownMessageType, import_message_type, make_decoder
+from .parameter_events import ParameterEventsWatch
 from .qos_events import no_subscription_events
 from .ros_commands import RosCommands
 
@@ -145,6 +146,7 @@ class BridgeNode(Node):
         self._graph_sink: Callable[[Any], None] | None = None
         self._last_graph: Any = None
         self.graph_watched = False  # written by the asyncio thread (a bool: atomic)
+        self.parameter_events = ParameterEventsWatch(self)
 
     # -- parameters --------------------------------------------------------------------------
 
@@ -178,6 +180,11 @@ class BridgeNode(Node):
         self.scan_graph()
         self._scan_timer = self.create_timer(self.config.discovery_period_s, self.scan_graph)
 
+    def set_parameters_watched(self, watched: bool) -> None:
+        """Core (asyncio thread): whether some client wants /parameter_events."""
+        self.parameter_events.wanted = watched
+        self._wake.trigger()
+
     def set_wanted(self, topics: dict[str, str | None]) -> None:
         """Router (asyncio thread): these topics have clients (with the type a client gave,
         for a topic not offered yet). Applied on the ROS thread."""
@@ -190,6 +197,7 @@ class BridgeNode(Node):
         if self._wanted_changed:
             self._wanted_changed = False
             self._reconcile_subscriptions()
+        self.parameter_events.reconcile()
         self.commands.run()
 
     def decoder_for(self, type_name: str) -> Callable[[bytes], dict]:
@@ -389,6 +397,8 @@ class BridgeRuntime:
             lambda name: self.router.topic(name) is not None)
         port = await self.server.start()  # fails early (port in use) before ROS work starts
         self.core.on_graph_watched = lambda watched: setattr(self.node, "graph_watched", watched)
+        self.core.on_parameters_watched = self.node.set_parameters_watched
+        self.node.parameter_events.attach(loop, self.core.parameter_event)
         self.node.attach(loop, self.router, self.handoff, self.core.update_graph)
         self.diagnostics = DiagnosticsPublisher(self.node, socket.gethostname())
         self._housekeeping = loop.create_task(self._every_period())

@@ -125,6 +125,10 @@ class Connection:
         if not self._closing:
             self.perform(self.protocol.on_graph_changed(old, new))
 
+    def parameters_changed(self, node: str, values: tuple) -> None:
+        if not self._closing:
+            self.perform(self.protocol.on_parameters_changed(node, values))
+
     def enqueue(self, record: Record) -> None:
         if self._closing:
             return

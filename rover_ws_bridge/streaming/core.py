@@ -58,6 +58,8 @@ class Requester(Protocol):
 
     def graph_changed(self, old: RosGraph, new: RosGraph) -> None: ...
 
+    def parameters_changed(self, node: str, values: tuple) -> None: ...
+
 
 @dataclass
 class _ClientChannel:
@@ -100,6 +102,10 @@ class BridgeCore:
         # Told whether some connection watches the graph (the ROS shell then collects who
         # publishes, subscribes and serves what at each scan). Set by the runtime.
         self.on_graph_watched: Callable[[bool], None] = lambda watched: None
+        # Connections that want parameter changes; the ROS shell subscribes to
+        # /parameter_events only while there is one (told through on_parameters_watched).
+        self._parameter_watchers: set[Any] = set()
+        self.on_parameters_watched: Callable[[bool], None] = lambda watched: None
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class BridgeCore:
                 self._end_call(call_id)
         self._in_flight.pop(requester, None)
         self._watch_graph(requester, p.WatchGraph(False))
+        self._watch_parameters(requester, p.WatchParameters(False))
 
     # -- the ROS graph -------------------------------------------------------------------------
 
@@ -140,6 +147,23 @@ class BridgeCore:
             self._graph_watchers.discard(requester)
         if bool(self._graph_watchers) != before:
             self.on_graph_watched(not before)
+
+    def _watch_parameters(self, requester: Requester, request: p.WatchParameters) -> None:
+        before = bool(self._parameter_watchers)
+        if request.wanted:
+            self._parameter_watchers.add(requester)
+        else:
+            self._parameter_watchers.discard(requester)
+        if bool(self._parameter_watchers) != before:
+            self.on_parameters_watched(not before)
+
+    def parameter_event(self, node: str, values: tuple[tuple[str, Any, str], ...]) -> None:
+        """A /parameter_events message (asyncio thread): to the watchers that may read the
+        node's parameters."""
+        node = _absolute(node)
+        for requester in list(self._parameter_watchers):
+            if self.policy.may_get_parameters(requester.client, node) is None:
+                requester.parameters_changed(node, values)
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -575,4 +599,5 @@ _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
     p.SetParameters: BridgeCore._set_parameters,
     p.FetchAsset: BridgeCore._fetch_asset,
     p.WatchGraph: BridgeCore._watch_graph,
+    p.WatchParameters: BridgeCore._watch_parameters,
 }

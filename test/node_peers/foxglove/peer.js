@@ -52,7 +52,13 @@ async function main() {
   client.on("message", (event) => messages.push(event));
   client.on("serviceCallResponse", (r) => callResponses.set(r.callId, r));
   client.on("serviceCallFailure", (f) => callResponses.set(f.callId, f));
-  client.on("parameterValues", (event) => parameterAnswers.set(event.id, event.parameters));
+  const parameterUpdates = []; // parameterValues without an id: subscribed updates
+  const graphUpdates = [];
+  client.on("parameterValues", (event) => {
+    if (event.id === undefined) parameterUpdates.push(...event.parameters);
+    else parameterAnswers.set(event.id, event.parameters);
+  });
+  client.on("connectionGraphUpdate", (event) => graphUpdates.push(event));
   client.on("fetchAssetResponse", (r) => assets.set(r.requestId, r));
 
   await waitFor("serverInfo", () => serverInfo);
@@ -123,12 +129,34 @@ async function main() {
   };
 
   // -- read and set a parameter of a real node ------------------------------------------------
+  client.subscribeParameterUpdates([options.parameter]);
   client.getParameters([options.parameter], "before");
   result.parameterBefore = await waitFor("parameterValues before", () => parameterAnswers.get("before"));
   client.setParameters([{ name: options.parameter, value: options.parameterValue, type: "float64" }], "set");
   result.parameterSet = await waitFor("parameterValues after set", () => parameterAnswers.get("set"));
   client.getParameters([options.parameter], "after");
   result.parameterAfter = await waitFor("parameterValues after", () => parameterAnswers.get("after"));
+  // The update comes from ROS /parameter_events, which the bridge subscribes to once asked:
+  // set it once more, so that the update of a set made after that subscription is there.
+  await sleep(500);
+  client.setParameters([{ name: options.parameter, value: options.parameterValue + 0.25,
+    type: "float64" }]);
+  result.parameterUpdate = await waitFor("a parameter update", () => parameterUpdates.find(
+    (p) => p.value === options.parameterValue + 0.25));
+  client.unsubscribeParameterUpdates([]);
+
+  // -- the connection graph -------------------------------------------------------------------
+  client.subscribeConnectionGraph();
+  result.graphImuPublishers = await waitFor("the connection graph", () => {
+    for (const update of graphUpdates) {
+      const imuTopic = update.publishedTopics.find((t) => t.name === options.imuTopic);
+      if (imuTopic) return imuTopic.publisherIds;
+    }
+    return undefined;
+  });
+  result.graphServiceProviders = graphUpdates.flatMap((u) => u.advertisedServices)
+    .filter((s) => s.name === options.service).map((s) => s.providerIds);
+  client.unsubscribeConnectionGraph();
 
   // -- fetch a package:// asset, and one that is refused --------------------------------------
   client.fetchAsset(options.assetUri, 10);
