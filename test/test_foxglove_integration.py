@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from builtin_interfaces.msg import Time as TimeMsg
 from conftest import (
     REPO_ROOT,
     ROS_ENV,
@@ -40,6 +41,7 @@ from conftest import (
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos import qos_profile_sensor_data as SENSOR_QOS
 from rclpy.serialization import deserialize_message
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String, UInt32
 from websockets.asyncio.client import connect
@@ -222,6 +224,76 @@ def test_a_token_in_the_url_lets_a_foxglove_client_in(sim: SimProcess, start_bri
     asyncio.run(scenario())
 
 
+def test_on_sim_time_clients_get_time_and_log_times_from_clock(start_bridge,
+                                                                 ros: RosHarness) -> None:
+    """use_sim_time: serverInfo has "time", Time frames carry /clock, and MessageData log times
+    are on that clock (here 1000 s after the epoch: far from the wall clock)."""
+    topic = f"{TOPIC_PREFIX}/fg_sim_topic"
+    bridge = start_bridge(use_sim_time="true", topics=f'["{topic}:std_msgs/msg/UInt32"]')
+    data = ros.node.create_publisher(UInt32, topic, 10)
+
+    async def discovered_without_clock() -> None:
+        # The graph scan runs on the steady clock: with no /clock yet, the topic's publisher
+        # is still seen (the bridge's subscription follows its QoS: reliable).
+        async with connect(bridge.url, subprotocols=["foxglove.sdk.v1"]) as ws:
+            reader = FoxgloveReader(ws)
+
+            async def read() -> None:
+                async for frame in ws:
+                    reader.handle(frame)
+
+            task = asyncio.get_running_loop().create_task(read())
+            await reader.subscribe_when_offered(topic)
+            await wait_until(lambda: ros.bridge_subscription_qos(topic) == [
+                (ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE)], "the bridge's scan")
+            task.cancel()
+
+    asyncio.run(discovered_without_clock())
+    clock = ros.node.create_publisher(Clock, "/clock", 10)
+    ticks = [0]
+
+    def tick() -> None:
+        ticks[0] += 1
+        clock.publish(Clock(clock=TimeMsg(sec=1000 + ticks[0] // 100,
+                                          nanosec=(ticks[0] % 100) * 10_000_000)))
+        data.publish(UInt32(data=ticks[0]))
+
+    timer = ros.node.create_timer(0.01, tick)
+
+    async def scenario() -> tuple[list[int], list[int], dict]:
+        async with connect(bridge.url, subprotocols=["foxglove.websocket.v1"]) as ws:
+            reader = FoxgloveReader(ws)
+            info = json.loads(await ws.recv())
+            times: list[int] = []
+            log_times: list[int] = []
+
+            async def read() -> None:
+                async for frame in ws:
+                    reader.handle(frame)
+                    if isinstance(frame, bytes) and frame[0] == 2:
+                        times.append(struct.unpack_from("<Q", frame, 1)[0])
+                    elif isinstance(frame, bytes) and frame[0] == 1:
+                        log_times.append(struct.unpack_from("<Q", frame, 5)[0])
+
+            task = asyncio.get_running_loop().create_task(read())
+            await reader.subscribe_when_offered(topic)
+            await wait_until(lambda: len(times) >= 5 and len(log_times) >= 5,
+                             "Time frames and messages")
+            task.cancel()
+            return times, log_times, info
+
+    try:
+        times, log_times, info = asyncio.run(scenario())
+    finally:
+        ros.node.destroy_timer(timer)
+        ros.node.destroy_publisher(clock)
+        ros.node.destroy_publisher(data)
+    assert "time" in info["capabilities"]
+    assert times == sorted(times) and all(1000e9 <= t < 1100e9 for t in times), times
+    # Each log time is the receive time on /clock: within a tick or so of a Time frame.
+    assert all(1000e9 <= t < 1100e9 for t in log_times), log_times
+
+
 # -- a stalled client beside a fast one ------------------------------------------------------
 
 CAMERA = f"{TOPIC_PREFIX}/fg_camera"
@@ -247,6 +319,10 @@ class FoxgloveReader:
         elif frame[0] == 1:
             sub_id, _ = struct.unpack_from("<IQ", frame, 1)
             self.data.setdefault(self.by_subscription[sub_id], []).append(frame[13:])
+
+    async def subscribe_when_offered(self, topic: str) -> None:
+        await wait_until(lambda: topic in self.channels, f"the channel of {topic}")
+        await self.subscribe([topic])
 
     async def subscribe(self, topics: list[str]) -> None:
         subscriptions = []

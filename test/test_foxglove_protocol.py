@@ -439,3 +439,18 @@ def test_any_input_is_answered_without_raising(inputs):
     finally:
         logging.getLogger("rover_ws_bridge").removeHandler(handler)
     assert not handler.records, [r.getMessage() for r in handler.records]
+
+
+def test_on_sim_time_the_server_sends_time_and_log_times_follow_the_clock():
+    f = Fixture()
+    assert "time" not in texts(f.greeting)[0]["capabilities"]
+    clock = [(5_000_000_000, 1_700_000_000_000_000_000)]  # sim 5 s at that wall time
+    view = p.ConnectionView(session_id=1, visible_topics=lambda: [IMU], topic_name=lambda i: "",
+                            sim_time=True, sim_clock=lambda: clock[0])
+    proto = FoxgloveProtocol(view, SessionSettings())
+    assert "time" in texts(proto.on_connect())[0]["capabilities"]
+    (time_frame,) = proto.on_clock(6_000_000_000)
+    assert time_frame.data == struct.pack("<BQ", 2, 6_000_000_000)
+    proto.on_text(json.dumps({"op": "subscribe", "subscriptions": [{"id": 3, "channelId": 1}]}))
+    (frame,) = proto.encode_batch([Record(1_700_000_000_250_000_000, IMU.id, 1, 1, 0, b"x")])
+    assert struct.unpack_from("<BIQ", frame.data) == (1, 3, 5_250_000_000)

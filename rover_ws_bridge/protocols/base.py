@@ -286,6 +286,10 @@ class ConnectionView:
     visible_services: Callable[[], list["ServiceDescription"]] = lambda: []
     graph: Callable[[], "RosGraph"] = lambda: EMPTY_GRAPH
     config: "BridgeConfig | None" = None  # the bridge's parameters (None: the defaults)
+    # The bridge runs on ROS time from /clock (use_sim_time); then the latest (sim ns, wall
+    # ns when it arrived), None until the first /clock message.
+    sim_time: bool = False
+    sim_clock: Callable[[], "tuple[int, int] | None"] = lambda: None
 
 
 class Protocol:
@@ -330,6 +334,10 @@ class Protocol:
                               values: tuple[tuple[str, Any, str], ...]) -> list[Action]:
         """Parameters of `node` were set, declared or deleted (type "not_set"): (name, value,
         type name) as in ParameterValues. Only while the connection watches them."""
+        return []
+
+    def on_clock(self, sim_ns: int) -> list[Action]:
+        """/clock moved on (use_sim_time; at most ~20 times a second)."""
         return []
 
     def on_graph_changed(self, old: "RosGraph", new: "RosGraph") -> list[Action]:

@@ -93,6 +93,7 @@ MESSAGE_DATA, TIME, SERVICE_CALL_RESPONSE, FETCH_ASSET_RESPONSE = 1, 2, 3, 4
 CLIENT_MESSAGE_DATA, SERVICE_CALL_REQUEST = 1, 2
 _MESSAGE_HEADER = struct.Struct("<BIQ")
 _CLIENT_MESSAGE_HEADER = struct.Struct("<BI")
+_TIME = struct.Struct("<BQ")
 _CALL_HEADER = struct.Struct("<BIII")  # opcode, service id, call id, encoding length
 _ASSET_HEADER = struct.Struct("<BIBI")  # opcode, request id, status, error length
 
@@ -176,8 +177,10 @@ class FoxgloveProtocol(Protocol):
     # -- greeting ------------------------------------------------------------------------------
 
     def on_connect(self) -> list[Action]:
+        # `time`: the bridge runs on /clock (use_sim_time); log times follow it too.
+        capabilities = [*CAPABILITIES, "time"] if self.view.sim_time else list(CAPABILITIES)
         info = {"op": "serverInfo", "name": f"rover_ws_bridge {__version__}",
-                "capabilities": list(CAPABILITIES),
+                "capabilities": capabilities,
                 "supportedEncodings": list(SUPPORTED_ENCODINGS),
                 "metadata": {"ROS_DISTRO": ROS_DISTRO}, "sessionId": SESSION_ID}
         actions: list[Action] = [_text(info)]
@@ -673,6 +676,9 @@ class FoxgloveProtocol(Protocol):
                        "is kept")
         return [_status(WARNING, message, BACKPRESSURE_STATUS)]
 
+    def on_clock(self, sim_ns: int) -> list[Action]:
+        return [SendBinary(_TIME.pack(TIME, sim_ns))]
+
     def on_rate_limited(self, level: str, message: str, limit: str,
                         penalty: dict) -> list[Action]:
         return [_status(ERROR if level == "error" else WARNING, message, "rate_limit")]
@@ -684,11 +690,15 @@ class FoxgloveProtocol(Protocol):
         frames = []
         by_topic_id = self._by_topic_id
         pack = _MESSAGE_HEADER.pack
+        # On sim time, log times must come from the same clock as the Time messages: the
+        # receive time moved onto /clock by the latest (sim, wall) pair.
+        clock = self.view.sim_clock() if self.view.sim_time else None
+        offset = clock[0] - clock[1] if clock is not None else 0
         for r in records:
             sub_id = by_topic_id.get(r.topic_id)
             if sub_id is None:
                 continue  # unsubscribed while it waited in the outbox
-            data = pack(MESSAGE_DATA, sub_id, r.timestamp_ns) + r.data
+            data = pack(MESSAGE_DATA, sub_id, max(0, r.timestamp_ns + offset)) + r.data
             frames.append(OutgoingFrame(data, len(data), False))
         return frames
 

@@ -35,6 +35,8 @@ from typing import Any, Callable
 import rclpy
 import yaml
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation
@@ -63,6 +65,7 @@ from .message_codec import UnknownMessageType, import_message_type, make_decoder
 from .parameter_events import ParameterEventsWatch
 from .qos_events import no_subscription_events
 from .ros_commands import RosCommands
+from .sim_clock import follow_clock
 
 # Not __name__: run as `python -m rover_ws_bridge.ros.node` that is "__main__", outside the
 # rover_ws_bridge.* loggers whose level --log-level sets.
@@ -178,7 +181,10 @@ class BridgeNode(Node):
         self._handoff = handoff
         self._graph_sink = graph_sink
         self.scan_graph()
-        self._scan_timer = self.create_timer(self.config.discovery_period_s, self.scan_graph)
+        # On the steady clock: with use_sim_time the node's own clock follows /clock, which may
+        # be paused or absent, and the graph must still be scanned.
+        self._scan_timer = self.create_timer(self.config.discovery_period_s, self.scan_graph,
+                                             clock=RosClock(clock_type=ClockType.STEADY_TIME))
 
     def set_parameters_watched(self, watched: bool) -> None:
         """Core (asyncio thread): whether some client wants /parameter_events."""
@@ -399,6 +405,10 @@ class BridgeRuntime:
         self.core.on_graph_watched = lambda watched: setattr(self.node, "graph_watched", watched)
         self.core.on_parameters_watched = self.node.set_parameters_watched
         self.node.parameter_events.attach(loop, self.core.parameter_event)
+        if self.node.get_parameter("use_sim_time").value:
+            # Before any client connects: a Foxglove client's serverInfo says "time" then.
+            self.core.sim_time = True
+            follow_clock(self.node, loop, self.core.clock)
         self.node.attach(loop, self.router, self.handoff, self.core.update_graph)
         self.diagnostics = DiagnosticsPublisher(self.node, socket.gethostname())
         self._housekeeping = loop.create_task(self._every_period())

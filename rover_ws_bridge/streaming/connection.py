@@ -84,7 +84,9 @@ class Connection:
             frame_cache=self.router.frame_cache,
             visible_services=self._visible_services,
             graph=lambda: core.graph,
-            config=core.config)
+            config=core.config,
+            sim_time=core.sim_time,
+            sim_clock=lambda: core.sim_clock)
         self.protocol = protocol_class(view, settings)
         self.protocol_name = protocol_class.subprotocols[0] if protocol_class.subprotocols \
             else protocol_class.__name__
@@ -124,6 +126,10 @@ class Connection:
     def graph_changed(self, old: "RosGraph", new: "RosGraph") -> None:
         if not self._closing:
             self.perform(self.protocol.on_graph_changed(old, new))
+
+    def clock_changed(self, sim_ns: int) -> None:
+        if not self._closing:
+            self.perform(self.protocol.on_clock(sim_ns))
 
     def parameters_changed(self, node: str, values: tuple) -> None:
         if not self._closing:

@@ -106,6 +106,9 @@ class BridgeCore:
         # /parameter_events only while there is one (told through on_parameters_watched).
         self._parameter_watchers: set[Any] = set()
         self.on_parameters_watched: Callable[[bool], None] = lambda watched: None
+        # use_sim_time: the latest /clock as (sim ns, wall ns when it arrived).
+        self.sim_time = False
+        self.sim_clock: tuple[int, int] | None = None
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -147,6 +150,12 @@ class BridgeCore:
             self._graph_watchers.discard(requester)
         if bool(self._graph_watchers) != before:
             self.on_graph_watched(not before)
+
+    def clock(self, sim_ns: int, wall_ns: int) -> None:
+        """/clock from the ROS shell (use_sim_time; throttled there), to every connection."""
+        self.sim_clock = (sim_ns, wall_ns)
+        for session in self.router.sessions():
+            session.clock_changed(sim_ns)
 
     def _watch_parameters(self, requester: Requester, request: p.WatchParameters) -> None:
         before = bool(self._parameter_watchers)
