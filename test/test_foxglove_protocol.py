@@ -148,6 +148,19 @@ def test_bad_binary_gets_an_error_status(data):
     assert core_requests(actions) == [] and texts(actions)[0]["level"] == 2
 
 
+def test_a_bad_item_refuses_the_whole_message_and_changes_nothing():
+    f = Fixture()
+    imu = channel_id(f, "/imu")
+    actions = f.send(op="subscribe", subscriptions=[{"id": 1, "channelId": imu},
+                                                    {"id": -1, "channelId": imu}])
+    assert core_requests(actions) == []
+    (request,) = f.send(op="subscribe", subscriptions=[{"id": 1, "channelId": imu}])
+    assert request.topic == "/imu"
+    assert core_requests(f.send(op="unsubscribe", subscriptionIds=[1, "x"])) == []
+    assert core_requests(f.send(op="unsubscribe", subscriptionIds=[1])) == [
+        p.Unsubscribe(("unsubscribe", 1), "/imu")]
+
+
 def test_a_second_subscription_id_reuse_is_refused():
     f = Fixture()
     f.send(op="subscribe", subscriptions=[{"id": 1, "channelId": channel_id(f, "/imu")}])

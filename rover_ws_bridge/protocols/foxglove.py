@@ -270,13 +270,17 @@ class FoxgloveProtocol(Protocol):
 
     # subscribe / unsubscribe
 
+    # Each op reads its whole list before it changes anything: a bad item refuses the message
+    # and leaves no half of it done.
+
     def _op_subscribe(self, message: dict) -> list[Action]:
-        actions: list[Action] = []
+        pairs = []
         for item in _list(message, "subscriptions"):
             if not isinstance(item, dict):
                 raise BadRequest("each subscription is {id, channelId}")
-            sub_id, channel_id = _u32(item.get("id"), "id"), _u32(item.get("channelId"),
-                                                                    "channelId")
+            pairs.append((_u32(item.get("id"), "id"), _u32(item.get("channelId"), "channelId")))
+        actions: list[Action] = []
+        for sub_id, channel_id in pairs:
             topic = self._channels.get(channel_id)
             if topic is None:
                 actions.append(_status(ERROR, f"channel {channel_id} is not advertised"))
@@ -299,9 +303,10 @@ class FoxgloveProtocol(Protocol):
         return None
 
     def _op_unsubscribe(self, message: dict) -> list[Action]:
+        sub_ids = [_u32(i, "subscriptionIds[]") for i in _list(message, "subscriptionIds")]
         actions: list[Action] = []
-        for sub_id in _list(message, "subscriptionIds"):
-            topic = self._subscriptions.get(_u32(sub_id, "subscriptionIds[]"))
+        for sub_id in sub_ids:
+            topic = self._subscriptions.get(sub_id)
             if topic is None:
                 actions.append(_status(WARNING, f"no subscription {sub_id}"))
             else:
@@ -313,20 +318,22 @@ class FoxgloveProtocol(Protocol):
         if sub_id is None:
             return []
         del self._subscriptions[sub_id]
-        self._by_topic_id = {t: s for t, s in self._by_topic_id.items() if s != sub_id}
+        for topic_id in [t for t, s in self._by_topic_id.items() if s == sub_id]:
+            del self._by_topic_id[topic_id]  # one entry (a topic keeps its id), bounded
         return [Unsubscribe(("unsubscribe", sub_id), topic)]
 
     # client publishing
 
     def _op_advertise(self, message: dict) -> list[Action]:
-        actions: list[Action] = []
+        channels = []
         for item in _list(message, "channels"):
             if not isinstance(item, dict):
                 raise BadRequest("each channel is {id, topic, encoding, schemaName}")
-            channel_id = _u32(item.get("id"), "id")
-            topic = _name(item.get("topic"), "topic")
-            encoding = item.get("encoding")
-            schema_name = _name(item.get("schemaName"), "schemaName")
+            channels.append((_u32(item.get("id"), "id"), _name(item.get("topic"), "topic"),
+                             item.get("encoding"),
+                             _name(item.get("schemaName"), "schemaName")))
+        actions: list[Action] = []
+        for channel_id, topic, encoding, schema_name in channels:
             if encoding not in SUPPORTED_ENCODINGS:
                 actions.append(_status(ERROR, f"channel {channel_id}: encoding "
                                        f"{_short(encoding)} is not one of "
@@ -342,9 +349,10 @@ class FoxgloveProtocol(Protocol):
         return actions
 
     def _op_unadvertise(self, message: dict) -> list[Action]:
+        channel_ids = [_u32(i, "channelIds[]") for i in _list(message, "channelIds")]
         actions: list[Action] = []
-        for channel_id in _list(message, "channelIds"):
-            channel = self._client_channels.pop(_u32(channel_id, "channelIds[]"), None)
+        for channel_id in channel_ids:
+            channel = self._client_channels.pop(channel_id, None)
             if channel is None:
                 actions.append(_status(WARNING, f"client channel {channel_id} is not "
                                        "advertised"))
