@@ -467,3 +467,18 @@ def test_on_sim_time_the_server_sends_time_and_log_times_follow_the_clock():
     proto.on_text(json.dumps({"op": "subscribe", "subscriptions": [{"id": 3, "channelId": 1}]}))
     (frame,) = proto.encode_batch([Record(1_700_000_000_250_000_000, IMU.id, 1, 1, 0, b"x")])
     assert struct.unpack_from("<BIQ", frame.data) == (1, 3, 5_250_000_000)
+
+
+def test_assets_are_read_one_at_a_time_paced_by_the_control_queue():
+    f = Fixture()
+    (first,) = f.send(op="fetchAsset", uri="package://a/x.stl", requestId=1)
+    assert f.send(op="fetchAsset", uri="package://a/y.stl", requestId=2) == []  # waits
+    assert f.proto.on_control_drained() == []  # nothing answered yet: still the first
+    (answer,) = f.proto.on_outcome(p.Asset(first.ref, first.uri, b"x" * 10))
+    assert isinstance(answer, p.SendBinary)
+    (second,) = f.proto.on_control_drained()  # the first answer went out: the next file
+    assert second == p.FetchAsset(("asset", 2), "package://a/y.stl")
+    f.proto.on_outcome(p.Refused(second.ref, "not_found", "no such file", second.uri))
+    assert f.proto.on_control_drained() == []
+    (third,) = f.send(op="fetchAsset", uri="package://a/z.stl", requestId=3)
+    assert third.uri == "package://a/z.stl"

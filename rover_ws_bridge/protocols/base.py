@@ -336,6 +336,11 @@ class Protocol:
         type name) as in ParameterValues. Only while the connection watches them."""
         return []
 
+    def on_control_drained(self) -> list[Action]:
+        """Everything queued with SendText/SendBinary has been handed to the socket (a
+        protocol that sends large answers paces itself on this)."""
+        return []
+
     def on_clock(self, sim_ns: int) -> list[Action]:
         """/clock moved on (use_sim_time; at most ~20 times a second)."""
         return []

@@ -27,6 +27,7 @@ import logging
 import os
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -84,6 +85,7 @@ MAX_ENCODING_CHARS = 32
 MAX_ANSWER_BYTES = 1024 * 1024  # a service response larger than this is a serviceCallFailure
 # getParameters with no names asks every node of the graph: at most this many at once.
 MAX_PARAMETER_NODES = 16
+MAX_PENDING_ASSETS = 256  # fetchAsset requests waiting for the one being answered
 # Parameter names one client may subscribe to by name (each costs a set entry).
 MAX_PARAMETER_SUBSCRIPTIONS = 10_000
 PARAMETER_SEPARATOR = "."  # "/node.param", as foxglove_bridge names ROS 2 parameters
@@ -173,6 +175,9 @@ class FoxgloveProtocol(Protocol):
         self._graph_sent = RosGraph()  # what this client was last told of the graph
         self._shedding = False
         self._failures = 0
+        self._assets_waiting: deque[tuple[int, str]] = deque()
+        self._asset_busy = False  # a FetchAsset is out, or its answer not yet sent
+        self._asset_answered = False
 
     # -- greeting ------------------------------------------------------------------------------
 
@@ -568,13 +573,36 @@ class FoxgloveProtocol(Protocol):
 
     # assets
 
+    # Assets are answered in one message each, through the connection's control queue (4 MiB
+    # at most, past which the client is closed): a 3D panel asks for every mesh of a robot at
+    # once, and reading files is faster than a Wi-Fi link. So one asset at a time: the next
+    # file is read only once the previous answer has left the control queue
+    # (on_control_drained); the others wait here, MAX_PENDING_ASSETS at most.
+
     def _op_fetchAsset(self, message: dict) -> list[Action]:  # noqa: N802
         request_id = _u32(message.get("requestId"), "requestId")
         uri = message.get("uri")
         if not isinstance(uri, str) or len(uri) > MAX_NAME_CHARS:
             return [_asset_failure(request_id, f"'uri' must be a string of at most "
                                    f"{MAX_NAME_CHARS} characters")]
+        if len(self._assets_waiting) >= MAX_PENDING_ASSETS:
+            return [_asset_failure(request_id, f"{MAX_PENDING_ASSETS} assets are already "
+                                   "waiting; ask again later")]
+        self._assets_waiting.append((request_id, uri))
+        return self._next_asset()
+
+    def _next_asset(self) -> list[Action]:
+        if self._asset_busy or not self._assets_waiting:
+            return []
+        self._asset_busy = True
+        request_id, uri = self._assets_waiting.popleft()
         return [FetchAsset(("asset", request_id), uri)]
+
+    def on_control_drained(self) -> list[Action]:
+        if not self._asset_answered:
+            return []
+        self._asset_answered = self._asset_busy = False
+        return self._next_asset()
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -613,6 +641,7 @@ class FoxgloveProtocol(Protocol):
         if kind == "parameters":
             return self._parameters_outcome(ref, outcome)
         if kind == "asset":
+            self._asset_answered = True  # the next one once this answer has gone out
             if isinstance(outcome, Asset):
                 return [SendBinary(_ASSET_HEADER.pack(FETCH_ASSET_RESPONSE, ref[1], 0, 0)
                                    + outcome.data)]

@@ -314,14 +314,17 @@ class Connection:
             await self._wakeup.wait()
             self._wakeup.clear()
             while control or len(outbox):
-                while control:
-                    data = control.popleft()
-                    self._control_bytes -= len(data)
-                    self.send_started = time.monotonic()
-                    self.sending_bytes = len(data)
-                    await ws.send(data)
-                    self.send_started = None
-                    self.sending_bytes = 0
+                if control:
+                    while control:
+                        data = control.popleft()
+                        self._control_bytes -= len(data)
+                        self.send_started = time.monotonic()
+                        self.sending_bytes = len(data)
+                        await ws.send(data)
+                        self.send_started = None
+                        self.sending_bytes = 0
+                    if not self._closing:
+                        self.perform(self.protocol.on_control_drained())
                 if len(outbox):
                     limit = settings.max_batch_messages if self.batching else 1
                     transport = ws.transport
