@@ -161,6 +161,16 @@ def test_a_bad_item_refuses_the_whole_message_and_changes_nothing():
         p.Unsubscribe(("unsubscribe", 1), "/imu")]
 
 
+def test_many_bad_items_are_one_status():
+    f = Fixture()
+    actions = f.send(op="subscribe", subscriptions=[{"id": i, "channelId": 900 + i}
+                                                    for i in range(1000)])
+    (status,) = texts(actions)
+    assert "and 990 more" in status["message"] and len(status["message"]) < 1000
+    assert texts(f.send(op="advertise", channels=[
+        {"id": i, "topic": "/x", "encoding": "json", "schemaName": "a/b"} for i in range(65)]))
+
+
 def test_a_second_subscription_id_reuse_is_refused():
     f = Fixture()
     f.send(op="subscribe", subscriptions=[{"id": 1, "channelId": channel_id(f, "/imu")}])

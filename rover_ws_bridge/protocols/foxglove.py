@@ -85,6 +85,7 @@ MAX_ENCODING_CHARS = 32
 MAX_ANSWER_BYTES = 1024 * 1024  # a service response larger than this is a serviceCallFailure
 # getParameters with no names asks every node of the graph: at most this many at once.
 MAX_PARAMETER_NODES = 16
+MAX_PROBLEMS_SHOWN = 10  # per status message
 MAX_PENDING_ASSETS = 256  # fetchAsset requests waiting for the one being answered
 # Parameter names one client may subscribe to by name (each costs a set entry).
 MAX_PARAMETER_SUBSCRIPTIONS = 10_000
@@ -285,21 +286,22 @@ class FoxgloveProtocol(Protocol):
                 raise BadRequest("each subscription is {id, channelId}")
             pairs.append((_u32(item.get("id"), "id"), _u32(item.get("channelId"), "channelId")))
         actions: list[Action] = []
+        problems: list[str] = []
         for sub_id, channel_id in pairs:
             topic = self._channels.get(channel_id)
             if topic is None:
-                actions.append(_status(ERROR, f"channel {channel_id} is not advertised"))
+                problems.append(f"channel {channel_id} is not advertised")
             elif sub_id in self._subscriptions:
-                actions.append(_status(ERROR, f"subscription id {sub_id} is already in use"))
+                problems.append(f"subscription id {sub_id} is already in use")
             elif topic.name in self._subscription_of:
-                actions.append(_status(WARNING, f"already subscribed to channel {channel_id}"))
+                problems.append(f"already subscribed to channel {channel_id}")
             else:
                 self._subscriptions[sub_id] = topic.name
                 self._subscription_of[topic.name] = sub_id
                 self._by_topic_id[topic.id] = sub_id
                 actions.append(Subscribe(("subscribe", sub_id), topic.name, Encoding.CDR,
                                          self._max_rate(topic.name)))
-        return actions
+        return actions + _problems(ERROR, problems)
 
     def _max_rate(self, topic: str) -> float | None:
         for rule in self._rates:
@@ -310,13 +312,14 @@ class FoxgloveProtocol(Protocol):
     def _op_unsubscribe(self, message: dict) -> list[Action]:
         sub_ids = [_u32(i, "subscriptionIds[]") for i in _list(message, "subscriptionIds")]
         actions: list[Action] = []
+        problems: list[str] = []
         for sub_id in sub_ids:
             topic = self._subscriptions.get(sub_id)
             if topic is None:
-                actions.append(_status(WARNING, f"no subscription {sub_id}"))
+                problems.append(f"no subscription {sub_id}")
             else:
                 actions += self._drop_subscription(topic)
-        return actions
+        return actions + _problems(WARNING, problems)
 
     def _drop_subscription(self, topic: str) -> list[Action]:
         sub_id = self._subscription_of.pop(topic, None)
@@ -330,41 +333,46 @@ class FoxgloveProtocol(Protocol):
     # client publishing
 
     def _op_advertise(self, message: dict) -> list[Action]:
+        # The core's bound, refused before any work (imported here: the core imports the
+        # protocols' base, which imports this package).
+        from ..streaming.core import MAX_CHANNELS_PER_CLIENT
+
+        items = _list(message, "channels")
+        if len(items) > MAX_CHANNELS_PER_CLIENT:
+            raise BadRequest(f"a client advertises at most {MAX_CHANNELS_PER_CLIENT} topics")
         channels = []
-        for item in _list(message, "channels"):
+        for item in items:
             if not isinstance(item, dict):
                 raise BadRequest("each channel is {id, topic, encoding, schemaName}")
             channels.append((_u32(item.get("id"), "id"), _name(item.get("topic"), "topic"),
                              item.get("encoding"),
                              _name(item.get("schemaName"), "schemaName")))
         actions: list[Action] = []
+        problems: list[str] = []
         for channel_id, topic, encoding, schema_name in channels:
             if encoding not in SUPPORTED_ENCODINGS:
-                actions.append(_status(ERROR, f"channel {channel_id}: encoding "
-                                       f"{_short(encoding)} is not one of "
-                                       f"{', '.join(SUPPORTED_ENCODINGS)}"))
-                continue
-            if channel_id in self._client_channels:
-                actions.append(_status(ERROR, f"client channel {channel_id} is already "
-                                       "advertised"))
-                continue
-            self._client_channels[channel_id] = _ClientChannel(topic, encoding)
-            actions.append(Advertise(("advertise", channel_id), topic,
-                                     _message_type(schema_name)))
-        return actions
+                problems.append(f"channel {channel_id}: encoding {_short(encoding)} is not one "
+                                f"of {', '.join(SUPPORTED_ENCODINGS)}")
+            elif channel_id in self._client_channels:
+                problems.append(f"client channel {channel_id} is already advertised")
+            else:
+                self._client_channels[channel_id] = _ClientChannel(topic, encoding)
+                actions.append(Advertise(("advertise", channel_id), topic,
+                                         _message_type(schema_name)))
+        return actions + _problems(ERROR, problems)
 
     def _op_unadvertise(self, message: dict) -> list[Action]:
         channel_ids = [_u32(i, "channelIds[]") for i in _list(message, "channelIds")]
         actions: list[Action] = []
+        problems: list[str] = []
         for channel_id in channel_ids:
             channel = self._client_channels.pop(channel_id, None)
             if channel is None:
-                actions.append(_status(WARNING, f"client channel {channel_id} is not "
-                                       "advertised"))
+                problems.append(f"client channel {channel_id} is not advertised")
             elif channel.ready and not any(c.topic == channel.topic and c.ready
                                            for c in self._client_channels.values()):
                 actions.append(Unadvertise(("unadvertise", channel_id), channel.topic))
-        return actions
+        return actions + _problems(WARNING, problems)
 
     def _client_message(self, data: bytes) -> list[Action]:
         if len(data) < _CLIENT_MESSAGE_HEADER.size:
@@ -771,6 +779,16 @@ def _status(level: int, message: str, status_id: str | None = None) -> SendText:
     if status_id is not None:
         status["id"] = status_id
     return _text(status)
+
+
+def _problems(level: int, problems: list[str]) -> list[Action]:
+    """One status for all of a message's problems (a list of 1000 bad items is one answer,
+    not 1000: the control queue holds at most 1000 messages)."""
+    if not problems:
+        return []
+    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+    more = len(problems) - MAX_PROBLEMS_SHOWN
+    return [_status(level, shown + (f"; and {more} more" if more > 0 else ""))]
 
 
 def _call_failure(service_id: int, call_id: int, message: str) -> SendText:
