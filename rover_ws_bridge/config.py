@@ -104,6 +104,32 @@ class PublishQosRule:
                    int(depth))
 
 
+@dataclass(frozen=True)
+class TopicRate:
+    """A `foxglove_topic_rates` entry: 'glob=Hz', the highest rate a Foxglove client gets a
+    matching topic at (its protocol has no throttle field of its own)."""
+
+    glob: str
+    max_rate_hz: float
+
+    @classmethod
+    def parse(cls, text: str) -> "TopicRate":
+        glob, sep, rate = text.partition("=")
+        try:
+            hz = float(rate)
+        except ValueError:
+            hz = float("nan")
+        if not sep or not glob.strip() or not 0 < hz <= 10_000:
+            raise ValueError(f"{text!r} is not 'glob=Hz' with Hz in (0, 10000]")
+        return cls(glob.strip(), hz)
+
+
+# Meshes, textures and robot descriptions: what a 3D panel loads from package:// URIs.
+DEFAULT_ASSET_ALLOW = [f"package://*.{ext}" for ext in (
+    "dae", "glb", "gltf", "jpeg", "jpg", "mtl", "obj", "png", "stl", "STL", "urdf", "xacro",
+    "xml")]
+
+
 # --- allowed values: each kind checks a value, and says in words what it allows -------------
 
 
@@ -212,6 +238,7 @@ COMPONENTS = {
     "encoding": "how messages are encoded and frames compressed",
     "outbox": "each client's backlog, and how it drains to a slow or stalled client",
     "policy": "who may connect (token, role, Origin, Host), and what clients may read and write",
+    "foxglove": "the Foxglove WebSocket protocol (foxglove.sdk.v1, foxglove.websocket.v1)",
     "core": "the queues between ROS and the clients, the bridge's publishers and service calls",
     "telemetry": "latency statistics, /diagnostics and the benchmark endpoint",
 }
@@ -449,6 +476,23 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("penalty_quiet_s", "policy", float, 30.0,
                   "A client that stays within its rates this long (after its last excess or "
                   "pause) starts again from no penalty.", InRange(0.1, 86400.0)),
+
+    ParameterSpec("foxglove_topic_rates", "foxglove", list, [],
+                  "'glob=Hz' entries: the highest rate at which each Foxglove client gets a "
+                  "matching topic (the first match wins; the protocol has no throttle field). "
+                  "A camera at 30 Hz shown at 5 Hz costs a sixth of the bandwidth.",
+                  note="each 'topic_glob=Hz', Hz in (0, 10000]",
+                  example=["/camera/*=5", "/points=2"], item=TopicRate),
+    ParameterSpec("asset_allow", "foxglove", list, DEFAULT_ASSET_ALLOW,
+                  "Globs of the package:// URIs a Foxglove client may fetch (fetchAsset: robot "
+                  "meshes and URDF resources, from <prefix>/share/<package>/). A URI with a "
+                  "'..' part is always refused. Empty: no asset is served.", note=_GLOBS,
+                  example=["package://rover_description/*"]),
+    ParameterSpec("asset_max_bytes", "foxglove", int, 3 * 1024 * 1024,
+                  "Largest asset served; a larger file is refused. Memory: an asset is one "
+                  "WebSocket message that waits in the client's control queue (4 MiB at most), "
+                  "so this is also what one fetch costs while it is sent.",
+                  InRange(1024, 3 * 1024 * 1024)),
 
     ParameterSpec("handoff_max_messages", "core", int, 20000,
                   "Bound of the ROS-thread -> asyncio handoff queue. Past it, non-CRITICAL "

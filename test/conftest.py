@@ -234,6 +234,50 @@ def start_bridge(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
 
 
 # --------------------------------------------------------------------------------------------
+# Node.js projects the tests drive (web/, test/node_peers/*).
+
+NODE_INSTALL_HINT = ("run scripts/install_web_test_deps.sh (as root it installs them with "
+                     "apt-get; otherwise it prints what to install)")
+NPM_CI_TIMEOUT_S = 300
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
+def npm_project_env(project: Path, min_node: tuple[int, ...] = (20, 0)) -> dict[str, str]:
+    """An environment in which the npm project's dependencies are installed: `npm ci` when
+    its package.json or package-lock.json changed since the last install (a stamp file in
+    node_modules says which). Fails the test when Node.js or npm is missing or too old."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail(f"Node.js and npm are needed for the Node.js tests: {NODE_INSTALL_HINT}")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    if _version(version) < min_node:
+        pytest.fail(f"Node.js {version} is too old here (needs "
+                    f"{'.'.join(map(str, min_node))} or newer): {NODE_INSTALL_HINT}")
+    env = {**os.environ, "ROVER_PYTHON": sys.executable, "NO_COLOR": "1", "FORCE_COLOR": "0",
+           "npm_config_update_notifier": "false", "npm_config_fund": "false",
+           "npm_config_audit": "false"}
+    lock = hashlib.sha256((project / "package-lock.json").read_bytes()
+                          + (project / "package.json").read_bytes()).hexdigest()[:16]
+    stamp = project / "node_modules" / f".installed-{lock}"
+    if not stamp.is_file():
+        try:
+            done = subprocess.run([npm, "ci"], cwd=project, env=env, capture_output=True,
+                                  text=True, timeout=NPM_CI_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"npm ci in {project} did not finish within {NPM_CI_TIMEOUT_S} s")
+        if done.returncode != 0:
+            pytest.fail(f"npm ci in {project} failed (exit {done.returncode}):\n"
+                        f"{(done.stdout + done.stderr)[-8000:]}")
+        for old in (project / "node_modules").glob(".installed-*"):
+            old.unlink()
+        stamp.touch()
+    return env
+
+
+# --------------------------------------------------------------------------------------------
 # Waiting in async tests.
 
 
@@ -280,43 +324,3 @@ class RecordingConnection:
 
     def topics_changed(self, *changes: Any) -> None:
         pass
-
-
-# --------------------------------------------------------------------------------------------
-# Node.js projects driven from pytest (web/, test/node_peers/*): installed by `npm ci` when
-# their lock file changed since the last install.
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
-
-
-def npm_project_env(project: Path, min_node: tuple[int, ...], install_hint: str) -> dict[str, str]:
-    """An environment in which `project`'s npm dependencies are installed (npm ci when
-    stale: a stamp in node_modules names the hash of package.json and package-lock.json)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail(f"Node.js and npm are needed for {project.name}'s tests: {install_hint}")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-    if _version(version) < min_node:
-        pytest.fail(f"Node.js {version} is too old for {project.name} (needs "
-                    f"{'.'.join(map(str, min_node))} or newer): {install_hint}")
-    env = {**os.environ, "ROVER_PYTHON": sys.executable, "NO_COLOR": "1", "FORCE_COLOR": "0",
-           "npm_config_update_notifier": "false", "npm_config_fund": "false",
-           "npm_config_audit": "false"}
-    lock = hashlib.sha256((project / "package-lock.json").read_bytes()
-                          + (project / "package.json").read_bytes()).hexdigest()[:16]
-    stamp = project / "node_modules" / f".installed-{lock}"
-    if not stamp.is_file():
-        try:
-            result = subprocess.run([npm, "ci"], cwd=project, env=env, capture_output=True,
-                                    text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"npm ci in {project} did not finish within 300 s")
-        if result.returncode != 0:
-            pytest.fail(f"npm ci in {project} failed (exit {result.returncode}):\n"
-                        f"{(result.stdout + result.stderr)[-6000:]}")
-        for old in (project / "node_modules").glob(".installed-*"):
-            old.unlink()
-        stamp.touch()
-    return env

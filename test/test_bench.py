@@ -63,6 +63,19 @@ def test_rover_mix_writes_a_complete_report(report: Path) -> None:
     assert result["bridge_exit_code"] == 0
 
 
+def test_foxglove_protocol_runs_imu_scenarios_with_foxglove_clients(tmp_path: Path) -> None:
+    path = tmp_path / "foxglove.json"
+    run = bench("--protocol", "foxglove", "--scenario", "imu_200,rover_mix", "--duration", "1",
+                "--warmup", "0.5", "--drain", "0.5", "--json", str(path),
+                timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "rover_mix: skipped" in run.stderr  # not an Imu bench-publisher scenario
+    [result] = json.loads(path.read_text())["scenarios"]
+    assert (result["name"], result["protocol"]) == ("imu_200", "foxglove")
+    assert "error" not in result and result["delivered"] > 0
+    assert "imu_200 [foxglove protocol]" in run.stdout
+
+
 def test_compare_with_itself_finds_no_regression(report: Path) -> None:
     run = bench("--load", str(report), "--compare", str(report))
     assert run.returncode == 0, run.stdout + run.stderr

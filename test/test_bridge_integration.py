@@ -409,14 +409,14 @@ def test_tiny_max_rate_is_accepted_and_the_connection_stays_up(
 def test_unsupported_subprotocol_is_refused_at_the_handshake(bridge: BridgeProcess) -> None:
     async def scenario() -> None:
         with pytest.raises(InvalidHandshake) as caught:
-            async with connect(bridge.url, subprotocols=["foxglove.websocket.v1"],
+            async with connect(bridge.url, subprotocols=["wamp.2.json"],
                                open_timeout=WAIT_S):
                 pass
         if isinstance(caught.value, InvalidStatus):
             assert 400 <= caught.value.response.status_code < 500
         # Refusing one client does not hurt the server: ours is served when asked for (by
         # subprotocol or path); a client that asks for nothing gets rosbridge (roslib's way).
-        async with connect(bridge.url, subprotocols=["foxglove.websocket.v1", PROTOCOL_NAME],
+        async with connect(bridge.url, subprotocols=["wamp.2.json", PROTOCOL_NAME],
                            open_timeout=WAIT_S) as ws:
             assert ws.subprotocol == PROTOCOL_NAME
             assert json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))["op"] == "hello"

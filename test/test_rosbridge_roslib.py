@@ -35,7 +35,6 @@ from rclpy.qos import QoSProfile
 from std_msgs.msg import String
 
 PEER = REPO_ROOT / "test" / "node_peers" / "rosbridge"
-INSTALL_HINT = "install Node.js 20 or newer and npm (scripts/install_web_test_deps.sh)"
 NS = f"{TOPIC_PREFIX}_rb"  # the simulated rover's namespace: its topics are NS/imu, ...
 SIM_NODE = f"{NS}/rover_sim"
 SCENARIO_TIMEOUT_S = 60
@@ -44,7 +43,7 @@ OUTBOX_BYTES = 256 * 1024
 
 @pytest.fixture(scope="module")
 def node_env() -> dict[str, str]:
-    return npm_project_env(PEER, (20, 0), INSTALL_HINT)
+    return npm_project_env(PEER, (20, 0))
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import npm_project_env
+from conftest import NODE_INSTALL_HINT, npm_project_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEB = REPO_ROOT / "web"
 BUNDLE = REPO_ROOT / "rover_ws_bridge" / "dashboard"
 OUTPUT = REPO_ROOT / "test-output"
 BUILD_COMMAND = "cd web && npm ci && npm run build"
-INSTALL_HINT = ("run scripts/install_web_test_deps.sh (as root it installs them with apt-get; "
-                "otherwise it prints what to install)")
+INSTALL_HINT = NODE_INSTALL_HINT
 MIN_NODE = (20, 19)  # Vite 8
 
 # Keep in step with web/scripts/source-hash.mjs.
@@ -111,7 +110,7 @@ def test_source_hash_sees_every_kind_of_change(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def node_env() -> dict[str, str]:
     """An environment in which web/'s dependencies are installed (npm ci when stale)."""
-    return npm_project_env(WEB, MIN_NODE, INSTALL_HINT)
+    return npm_project_env(WEB, MIN_NODE)
 
 
 def _run(args: list[str], env: dict[str, str], what: str) -> str:

@@ -3,6 +3,7 @@
     rover-ws-bridge-bench                              # every scenario, 10 s each
     rover-ws-bridge-bench --scenario imu_200 --duration 5 --json /tmp/bench.json
     rover-ws-bridge-bench --scenario fanout_1000 --peer foxglove-sdk     # ours, then the peer
+    rover-ws-bridge-bench --protocol foxglove --peer foxglove-sdk    # one protocol, both bridges
     rover-ws-bridge-bench --json new.json --compare old.json --plot new.png
     rover-ws-bridge-bench --load new.json --compare old.json             # no run: files only
 
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer", choices=PEERS,
                         help="also run each (Imu) scenario through this peer bridge, with the "
                              "same publisher and client harness, and print ours/peer ratios")
+    parser.add_argument("--protocol", choices=("native", "foxglove"), default="native",
+                        help="the protocol of the clients of our bridge (default native); "
+                             "foxglove runs the (Imu) scenarios with Foxglove WebSocket clients, "
+                             "so that --peer foxglove-sdk compares the same protocol and the "
+                             "same CDR passthrough on both sides")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the latency distributions (needs matplotlib)")
     parser.add_argument("--compare", type=Path, metavar="OLD.json",
@@ -115,7 +121,7 @@ def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[
     machine = machine_info(env)
     log_dir = Path(tempfile.mkdtemp(prefix="rover-ws-bridge-bench-"))
     settings = RunSettings(args.duration, args.warmup, args.drain, env, log_dir,
-                           bridge_parameters=tuple(args.bridge_param))
+                           bridge_parameters=tuple(args.bridge_param), protocol=args.protocol)
     print(f"rover-ws-bridge-bench: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {log_dir}",
           file=sys.stderr, flush=True)
     results: list[dict[str, Any]] = []
@@ -123,6 +129,10 @@ def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[
     ratios: list[dict[str, Any]] = []
     failed = False
     for scenario in scenarios:
+        if args.protocol == "foxglove" and not scenario.peer_capable:
+            print(f"  ({scenario.name}: skipped: Foxglove clients run the sensor_msgs/Imu "
+                  "bench-publisher scenarios only)", file=sys.stderr, flush=True)
+            continue
         print(f"  {scenario.name}: {scenario.description} ({args.duration:g} s)",
               file=sys.stderr, flush=True)
         try:

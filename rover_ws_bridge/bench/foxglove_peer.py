@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 import time
 from typing import Any
@@ -29,12 +28,12 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from ..config import BridgeConfig
+from ..ros.definitions import message_definition
 from ..ros.node import subscription_qos
 from ..ros.qos_events import no_subscription_events
 from .control import Commands, emit, shut_down_ros, stop_on_signals
 
 NODE_NAME = "bench_foxglove_peer"
-SEPARATOR = "=" * 80
 
 
 def message_class(type_name: str) -> type:
@@ -42,54 +41,6 @@ def message_class(type_name: str) -> type:
     parts = type_name.split("/")
     package, name = parts[0], parts[-1]
     return getattr(importlib.import_module(f"{package}.msg"), name)
-
-
-_SEQUENCE = re.compile(r"^sequence<([^,>]+)(?:,\s*(\d+))?>$")
-_BOUNDED_STRING = re.compile(r"^(w?string)<(\d+)>$")
-
-
-def _msg_field_type(rosidl_type: str) -> tuple[str, str | None]:
-    """rosidl's field type text -> (.msg type text, nested 'pkg/Name' or None)."""
-    suffix = ""
-    m = _SEQUENCE.match(rosidl_type)
-    if m:
-        rosidl_type, bound = m.group(1), m.group(2)
-        suffix = f"[<={bound}]" if bound else "[]"
-    else:
-        m = re.match(r"^(.+)\[(\d+)\]$", rosidl_type)
-        if m:
-            rosidl_type, suffix = m.group(1), f"[{m.group(2)}]"
-    m = _BOUNDED_STRING.match(rosidl_type)
-    if m:
-        rosidl_type = f"{m.group(1)}<={m.group(2)}"
-    nested = rosidl_type if "/" in rosidl_type else None
-    return rosidl_type + suffix, nested
-
-
-def ros2msg_definition(type_name: str) -> str:
-    """The type's definition in the concatenated .msg form foxglove_bridge sends ("ros2msg"):
-    its fields, then each nested type once after a separator line and "MSG: pkg/Name"."""
-    def fields_of(name: str) -> tuple[list[str], list[str]]:
-        lines, nested = [], []
-        for field_name, field_type in message_class(name).get_fields_and_field_types().items():
-            text, inner = _msg_field_type(field_type)
-            lines.append(f"{text} {field_name}")
-            if inner:
-                nested.append(inner)
-        return lines, nested
-
-    lines, pending = fields_of(type_name)
-    out = list(lines)
-    done: set[str] = set()
-    while pending:
-        name = pending.pop(0)
-        if name in done:
-            continue
-        done.add(name)
-        inner_lines, inner_nested = fields_of(name)
-        out += [SEPARATOR, f"MSG: {name}", *inner_lines]
-        pending += inner_nested
-    return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     channels: dict[str, Any] = {}
     for topic, type_name in topics.items():
         ros_type = type_name if "/msg/" in type_name else type_name.replace("/", "/msg/", 1)
-        schema = foxglove.Schema(name=ros_type, encoding="ros2msg",
-                                 data=ros2msg_definition(ros_type).encode())
+        # The same definition text our bridge sends (ros/definitions.py, as foxglove_bridge
+        # builds it), so both sides give their clients the same schema.
+        encoding, text = message_definition(ros_type)
+        schema = foxglove.Schema(name=ros_type, encoding=encoding, data=text.encode())
         channels[topic] = foxglove.Channel(topic, schema=schema, message_encoding="cdr")
     server = foxglove.start_server(name=NODE_NAME, host="127.0.0.1", port=args.port)
 

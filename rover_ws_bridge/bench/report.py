@@ -143,7 +143,9 @@ def _pass(key: str) -> Callable[[dict[str, Any]], Any]:
 
 def row_name(r: dict[str, Any]) -> str:
     bridge = r.get("bridge", "rover_ws_bridge")
-    return r["name"] if bridge == "rover_ws_bridge" else f"{r['name']} [{bridge}]"
+    if bridge != "rover_ws_bridge":
+        return f"{r['name']} [{bridge}]"
+    return f"{r['name']} [foxglove protocol]" if r.get("protocol") == "foxglove" else r["name"]
 
 
 _COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (

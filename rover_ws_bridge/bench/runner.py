@@ -69,6 +69,9 @@ class RunSettings:
     start_timeout_s: float = 30.0
     # Bridge parameters given on the command line (--bridge-param), after the scenario's own.
     bridge_parameters: tuple[tuple[str, str], ...] = ()
+    # The clients' protocol with our bridge (--protocol): "native" or "foxglove" (the peer's
+    # clients always speak the Foxglove protocol).
+    protocol: str = "native"
 
 
 class _CpuClock:
@@ -164,6 +167,9 @@ class ScenarioRun:
         if bridge != OURS and not scenario.peer_capable:
             raise BenchError(f"{scenario.name}: the {bridge} peer runs bench-publisher "
                              "scenarios (sensor_msgs/Imu) only")
+        if settings.protocol == "foxglove" and not scenario.peer_capable:
+            raise BenchError(f"{scenario.name}: Foxglove clients run bench-publisher scenarios "
+                             "(sensor_msgs/Imu, no slow client) only")
         self.scenario = scenario
         self.settings = settings
         self.bridge_name = bridge
@@ -174,6 +180,10 @@ class ScenarioRun:
     def is_peer(self) -> bool:
         return self.bridge_name != OURS
 
+    @property
+    def protocol(self) -> str:
+        return "foxglove" if self.is_peer else self.settings.protocol
+
     def _start(self, name: str, module: str, args: list[str]) -> ChildProcess:
         child = ChildProcess(name, module, args, self.settings.env, self.settings.log_dir)
         self._started.append(child)
@@ -182,7 +192,8 @@ class ScenarioRun:
     def run(self) -> dict[str, Any]:
         s = self.scenario
         result: dict[str, Any] = {
-            "name": s.name, "bridge": self.bridge_name, "description": s.description,
+            "name": s.name, "bridge": self.bridge_name, "protocol": self.protocol,
+            "description": s.description,
             "clients": s.clients, "slow_clients": s.slow_clients,
             "client_processes": s.client_processes, "rate_hz": s.rate_hz,
             "publisher": s.publisher if not s.is_idle else None,
@@ -252,7 +263,7 @@ class ScenarioRun:
         client_args = ["--url", url, *[a for t in s.topics for a in ("--topic", t)],
                        "--encoding", s.encoding, "--drain", f"{settings.drain_s:g}",
                        "--ready-timeout", f"{settings.start_timeout_s:g}"]
-        if self.is_peer:
+        if self.protocol == "foxglove":
             client_args += ["--protocol", "foxglove"]
         elif s.compression is not None:
             client_args += ["--compression", s.compression]

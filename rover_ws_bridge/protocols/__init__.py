@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import Protocol
+from .foxglove import FoxgloveProtocol
 from .native import NativeProtocol
 from .rosbridge import NAME as ROSBRIDGE
 from .rosbridge import RosbridgeProtocol
@@ -17,6 +18,7 @@ from .rosbridge import RosbridgeProtocol
 PROTOCOLS: dict[str, type[Protocol]] = {
     NativeProtocol.subprotocols[0]: NativeProtocol,
     ROSBRIDGE: RosbridgeProtocol,  # no subprotocol: roslib offers none
+    FoxgloveProtocol.subprotocols[0]: FoxgloveProtocol,
 }
 
 

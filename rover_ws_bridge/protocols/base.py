@@ -19,8 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Hashable, NamedTuple, Union
 
+from ..streaming.graph import EMPTY_GRAPH
+
 if TYPE_CHECKING:
+    from ..config import BridgeConfig
     from ..streaming.frame_cache import FrameCache
+    from ..streaming.graph import RosGraph, ServiceDescription
     from ..streaming.outbox import BackpressureState
     from ..streaming.topics import TopicInfo
     from ..wire.frame import Encoding, Record
@@ -120,11 +124,16 @@ class Publish:
 
 @dataclass(frozen=True)
 class CallService:
+    """`args`: the request's plain values or, with `serialized`, its CDR bytes; then the
+    ServiceResult's `values` are the response's CDR bytes too (the Foxglove protocol's cdr
+    service calls: no conversion on our side)."""
+
     ref: Ref
     service: str
-    args: dict | list  # a list: the request's fields in order (rosbridge's positional args)
+    args: Any  # dict or list (rosbridge's positional args) of plain values, or CDR bytes
     type_name: str | None = None  # None: the type the graph shows
     timeout_s: float | None = None  # None: the bridge's service_timeout_s
+    serialized: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,8 +156,35 @@ class SetParameters:
     values: tuple[tuple[str, Any], ...]
 
 
+@dataclass(frozen=True)
+class FetchAsset:
+    """A file of an installed package, by `package://pkg/path` URI (robot meshes, URDF),
+    under the policy's asset allowlist. Answered with Asset or Refused."""
+
+    ref: Ref
+    uri: str
+
+
+@dataclass(frozen=True)
+class WatchGraph:
+    """This connection wants (or no longer wants) the ROS graph's publishers, subscribers and
+    service providers by node: the bridge collects them only while some connection does."""
+
+    wanted: bool
+
+
+@dataclass(frozen=True)
+class WatchParameters:
+    """This connection wants (or no longer wants) every parameter change of the graph's nodes
+    (ROS /parameter_events), as `on_parameters_changed` events for the nodes whose parameters
+    it may read: the bridge subscribes to /parameter_events only while some connection does."""
+
+    wanted: bool
+
+
 CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
-                    ListParameters, GetParameters, SetParameters]
+                    ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph,
+                    WatchParameters]
 Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
 
 
@@ -197,7 +233,14 @@ class Unadvertised:
 class ServiceResult:
     ref: Ref
     service: str
-    values: dict
+    values: Any  # plain values; CDR bytes for a `serialized` call
+
+
+@dataclass(frozen=True)
+class Asset:
+    ref: Ref
+    uri: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -222,7 +265,7 @@ class ParametersSet:
 
 
 Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, ServiceResult,
-                ParameterNames, ParameterValues, ParametersSet]
+                ParameterNames, ParameterValues, ParametersSet, Asset]
 
 
 # -- what a protocol may read ----------------------------------------------------------------
@@ -238,6 +281,15 @@ class ConnectionView:
     topic_name: Callable[[int], str | None]
     permissions: dict = field(default_factory=dict)
     frame_cache: "FrameCache | None" = None
+    # Services of the ROS graph this connection may call, and the graph as a whole (topics
+    # filtered by what it may see); both empty where no ROS shell feeds them (tests).
+    visible_services: Callable[[], list["ServiceDescription"]] = lambda: []
+    graph: Callable[[], "RosGraph"] = lambda: EMPTY_GRAPH
+    config: "BridgeConfig | None" = None  # the bridge's parameters (None: the defaults)
+    # The bridge runs on ROS time from /clock (use_sim_time); then the latest (sim ns, wall
+    # ns when it arrived), None until the first /clock message.
+    sim_time: bool = False
+    sim_clock: Callable[[], "tuple[int, int] | None"] = lambda: None
 
 
 class Protocol:
@@ -270,6 +322,32 @@ class Protocol:
 
     def on_backpressure(self, old: "BackpressureState", new: "BackpressureState",
                         summary: dict) -> list[Action]:
+        return []
+
+    def on_rate_limited(self, level: str, message: str, limit: str,
+                        penalty: dict) -> list[Action]:
+        """The client is over one of its rate limits (`level` "warning" or "error": told,
+        or its excess dropped); `penalty` is where it stands on the ladder."""
+        return []
+
+    def on_parameters_changed(self, node: str,
+                              values: tuple[tuple[str, Any, str], ...]) -> list[Action]:
+        """Parameters of `node` were set, declared or deleted (type "not_set"): (name, value,
+        type name) as in ParameterValues. Only while the connection watches them."""
+        return []
+
+    def on_control_drained(self) -> list[Action]:
+        """Everything queued with SendText/SendBinary has been handed to the socket (a
+        protocol that sends large answers paces itself on this)."""
+        return []
+
+    def on_clock(self, sim_ns: int) -> list[Action]:
+        """/clock moved on (use_sim_time; at most ~20 times a second)."""
+        return []
+
+    def on_graph_changed(self, old: "RosGraph", new: "RosGraph") -> list[Action]:
+        """The ROS graph's services or connections changed (read `view.visible_services` for
+        what this connection may call)."""
         return []
 
     def encode_batch(self, records: list["Record"]) -> list[OutgoingFrame]:

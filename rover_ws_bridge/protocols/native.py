@@ -449,6 +449,11 @@ class NativeProtocol(Protocol):
             "backpressure": {"state": new.value, **summary},
         })]
 
+    def on_rate_limited(self, level: str, message: str, limit: str,
+                        penalty: dict) -> list[Action]:
+        return [_text({"op": "status", "level": level, "code": "rate_limit", "id": None,
+                       "message": message, "limit": limit, "penalty": penalty})]
+
     # -- data frames -----------------------------------------------------------------------
 
     def encode_batch(self, records: list[Record]) -> list[OutgoingFrame]:

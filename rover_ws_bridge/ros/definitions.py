@@ -427,7 +427,9 @@ def _package(package: str) -> _Package | None:
     return found
 
 
-def _prefixes() -> list[Path]:
+def install_prefixes() -> list[Path]:
+    """Where installed packages are looked for, in order: AMENT_PREFIX_PATH, then sys.prefix
+    (the PyPI ROS wheels). Package assets (streaming/assets.py) are found the same way."""
     prefixes: list[Path] = []
     for entry in [*os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep), sys.prefix]:
         if entry and Path(entry) not in prefixes:
@@ -436,7 +438,7 @@ def _prefixes() -> list[Path]:
 
 
 def _locate(package: str) -> _Package | None:
-    for prefix in _prefixes():
+    for prefix in install_prefixes():
         found = _in_prefix(prefix, package)
         if found is not None:
             return found

@@ -35,6 +35,8 @@ from typing import Any, Callable
 import rclpy
 import yaml
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation
@@ -56,6 +58,7 @@ from ..telemetry import diagnostics as health_checks
 from ..telemetry.delivery import DeliveryMetrics
 from ..telemetry.reading import Telemetry
 from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
+from . import graph_scan
 from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
 from .message_codec import (
@@ -64,8 +67,10 @@ from .message_codec import (
     make_cbor_encoder,
     make_decoder,
 )
+from .parameter_events import ParameterEventsWatch
 from .qos_events import no_subscription_events
 from .ros_commands import RosCommands
+from .sim_clock import follow_clock
 
 # Not __name__: run as `python -m rover_ws_bridge.ros.node` that is "__main__", outside the
 # rover_ws_bridge.* loggers whose level --log-level sets.
@@ -146,6 +151,11 @@ class BridgeNode(Node):
         self._handoff: Handoff | None = None
         self._last_published: list[TopicDescription] | None = None
         self._scan_timer = None
+        # Services, nodes and (while some client watches) connections, for the core.
+        self._graph_sink: Callable[[Any], None] | None = None
+        self._last_graph: Any = None
+        self.graph_watched = False  # written by the asyncio thread (a bool: atomic)
+        self.parameter_events = ParameterEventsWatch(self)
 
     # -- parameters --------------------------------------------------------------------------
 
@@ -170,12 +180,22 @@ class BridgeNode(Node):
 
     # -- wiring to the asyncio side ----------------------------------------------------------
 
-    def attach(self, loop: asyncio.AbstractEventLoop, router: Router, handoff: Handoff) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop, router: Router, handoff: Handoff,
+               graph_sink: Callable[[Any], None] | None = None) -> None:
         self._loop = loop
         self._router = router
         self._handoff = handoff
+        self._graph_sink = graph_sink
         self.scan_graph()
-        self._scan_timer = self.create_timer(self.config.discovery_period_s, self.scan_graph)
+        # On the steady clock: with use_sim_time the node's own clock follows /clock, which may
+        # be paused or absent, and the graph must still be scanned.
+        self._scan_timer = self.create_timer(self.config.discovery_period_s, self.scan_graph,
+                                             clock=RosClock(clock_type=ClockType.STEADY_TIME))
+
+    def set_parameters_watched(self, watched: bool) -> None:
+        """Core (asyncio thread): whether some client wants /parameter_events."""
+        self.parameter_events.wanted = watched
+        self._wake.trigger()
 
     def set_wanted(self, topics: dict[str, str | None]) -> None:
         """Router (asyncio thread): these topics have clients (with the type a client gave,
@@ -189,6 +209,7 @@ class BridgeNode(Node):
         if self._wanted_changed:
             self._wanted_changed = False
             self._reconcile_subscriptions()
+        self.parameter_events.reconcile()
         self.commands.run()
 
     def decoder_for(self, type_name: str) -> Callable[[bytes], dict]:
@@ -251,6 +272,15 @@ class BridgeNode(Node):
             self._last_published = descriptions
             self._loop.call_soon_threadsafe(self._router.update_topics, descriptions)
         self._reconcile_subscriptions()
+        if self._graph_sink is not None:
+            try:
+                graph = graph_scan.scan(self, self.graph_watched)
+            except Exception as exc:  # noqa: BLE001 - the topics above must still flow
+                self._warn_once("graph", f"cannot read the ROS graph's services: {exc}")
+            else:
+                if graph != self._last_graph and self._loop is not None:
+                    self._last_graph = graph
+                    self._loop.call_soon_threadsafe(self._graph_sink, graph)
 
     def _describe(self, name: str, configured_type: str | None,
                   graph_types: list[str]) -> "_OfferedTopic | None":
@@ -383,7 +413,14 @@ class BridgeRuntime:
             c.benchmark_endpoint_enabled, lambda: self.server.port,
             lambda name: self.router.topic(name) is not None)
         port = await self.server.start()  # fails early (port in use) before ROS work starts
-        self.node.attach(loop, self.router, self.handoff)
+        self.core.on_graph_watched = lambda watched: setattr(self.node, "graph_watched", watched)
+        self.core.on_parameters_watched = self.node.set_parameters_watched
+        self.node.parameter_events.attach(loop, self.core.parameter_event)
+        if self.node.get_parameter("use_sim_time").value:
+            # Before any client connects: a Foxglove client's serverInfo says "time" then.
+            self.core.sim_time = True
+            follow_clock(self.node, loop, self.core.clock)
+        self.node.attach(loop, self.router, self.handoff, self.core.update_graph)
         self.diagnostics = DiagnosticsPublisher(self.node, socket.gethostname())
         self._housekeeping = loop.create_task(self._every_period())
         self._executor = SingleThreadedExecutor(context=self.node.context)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 
 from ..streaming.commands import (
     CallRosService,
@@ -133,16 +133,25 @@ class RosCommands:
             command.done("unknown_type", str(exc))
             return
         try:
-            request = message_codec.from_plain(service_class.Request, message_codec.by_name(
-                service_class.Request, command.request))
+            if command.serialized:
+                request = deserialize_message(command.request, service_class.Request)
+            else:
+                request = message_codec.from_plain(service_class.Request, message_codec.by_name(
+                    service_class.Request, command.request))
         except MessageConversionError as exc:
             command.done("bad_args", str(exc))
             return
+        except Exception as exc:  # noqa: BLE001 - whatever rclpy raises on bad CDR
+            command.done("bad_args", f"the CDR bytes are not a {type_name} request: "
+                         f"{str(exc)[:200]}")
+            return
         future = client.call_async(request)
         self._pending[command.call_id] = (client, future)
-        future.add_done_callback(self._answer(command.call_id, command.done))
+        future.add_done_callback(self._answer(command.call_id, command.done,
+                                              command.serialized))
 
-    def _answer(self, call_id: int, done: Callable[[str, Any], None]) -> Callable[[Any], None]:
+    def _answer(self, call_id: int, done: Callable[[str, Any], None],
+                serialized: bool = False) -> Callable[[Any], None]:
         def answered(future: Any) -> None:
             if self._pending.pop(call_id, None) is None:
                 return  # cancelled: the caller gave up
@@ -150,6 +159,8 @@ class RosCommands:
                 done("failed", "the call was cancelled")
             elif future.exception() is not None:
                 done("failed", str(future.exception())[:300])
+            elif serialized:
+                done("ok", serialize_message(future.result()))
             else:
                 done("ok", message_codec.to_plain(future.result()))
 

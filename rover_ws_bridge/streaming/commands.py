@@ -50,8 +50,11 @@ class CallRosService:
     call_id: int
     service: str
     type_name: str | None  # None: the type the graph shows
-    request: dict | list  # plain values of the request's fields (a list: in field order)
-    done: Done  # "ok" with the response's plain values, or an error
+    # Plain values of the request's fields (a list: in field order), or with `serialized` its
+    # CDR bytes.
+    request: Any
+    done: Done  # "ok" with the response's plain values (CDR bytes if serialized), or an error
+    serialized: bool = False
 
 
 @dataclass(frozen=True)

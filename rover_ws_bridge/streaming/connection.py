@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from collections import deque
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
     from .core import BridgeCore
+    from .graph import RosGraph, ServiceDescription
     from .topics import TopicInfo
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,12 @@ class Connection:
             visible_topics=self._visible_topics,
             topic_name=self.router.topic_name,
             permissions=core.policy.permissions(self.client),
-            frame_cache=self.router.frame_cache)
+            frame_cache=self.router.frame_cache,
+            visible_services=self._visible_services,
+            graph=lambda: core.graph,
+            config=core.config,
+            sim_time=core.sim_time,
+            sim_clock=lambda: core.sim_clock)
         self.protocol = protocol_class(view, settings)
         self.protocol_name = protocol_class.subprotocols[0] if protocol_class.subprotocols \
             else protocol_class.__name__
@@ -110,7 +115,25 @@ class Connection:
         may_see = self.core.policy.may_see
         return [t for t in self.router.topics() if may_see(self.client, t.name)]
 
+    def _visible_services(self) -> list["ServiceDescription"]:
+        """The graph's services this client may call (a service it may not call is not
+        offered: it could do nothing with it)."""
+        may_call = self.core.policy.may_call
+        return [s for s in self.core.graph.services if may_call(self.client, s.name) is None]
+
     # -- from the router and the core ----------------------------------------------------------
+
+    def graph_changed(self, old: "RosGraph", new: "RosGraph") -> None:
+        if not self._closing:
+            self.perform(self.protocol.on_graph_changed(old, new))
+
+    def clock_changed(self, sim_ns: int) -> None:
+        if not self._closing:
+            self.perform(self.protocol.on_clock(sim_ns))
+
+    def parameters_changed(self, node: str, values: tuple) -> None:
+        if not self._closing:
+            self.perform(self.protocol.on_parameters_changed(node, values))
 
     def enqueue(self, record: Record) -> None:
         if self._closing:
@@ -187,10 +210,9 @@ class Connection:
         """Carry out the ladder's answer: tell, drop, or close (a pause is awaited by run)."""
         if verdict.notice is not None:
             level, message = verdict.notice
-            # The native protocol's status message (docs/PROTOCOL.md "Limits and penalties").
-            self._queue_control(json.dumps({
-                "op": "status", "level": level, "code": "rate_limit", "id": None,
-                "message": message, "limit": verdict.limit, "penalty": self.limits.stats()}))
+            # In the client's protocol (native: docs/PROTOCOL.md "Limits and penalties").
+            self.perform(self.protocol.on_rate_limited(level, message, verdict.limit,
+                                                       self.limits.stats()))
         if verdict.act is Act.CLOSE:
             log.warning("client %s: over %s after warnings, drops and pauses; closing it "
                         "(1008)", self.remote, verdict.limit)
@@ -292,14 +314,17 @@ class Connection:
             await self._wakeup.wait()
             self._wakeup.clear()
             while control or len(outbox):
-                while control:
-                    data = control.popleft()
-                    self._control_bytes -= len(data)
-                    self.send_started = time.monotonic()
-                    self.sending_bytes = len(data)
-                    await ws.send(data)
-                    self.send_started = None
-                    self.sending_bytes = 0
+                if control:
+                    while control:
+                        data = control.popleft()
+                        self._control_bytes -= len(data)
+                        self.send_started = time.monotonic()
+                        self.sending_bytes = len(data)
+                        await ws.send(data)
+                        self.send_started = None
+                        self.sending_bytes = 0
+                    if not self._closing:
+                        self.perform(self.protocol.on_control_drained())
                 if len(outbox):
                     limit = settings.max_batch_messages if self.batching else 1
                     transport = ws.transport

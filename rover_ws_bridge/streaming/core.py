@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..config import BridgeConfig
 from ..protocols import base as p
-from . import parameters
+from . import assets, parameters
 from .commands import (
     CallRosService,
     CancelRosService,
@@ -35,6 +35,7 @@ from .commands import (
     DestroyPublisher,
     PublishMessage,
 )
+from .graph import EMPTY_GRAPH, RosGraph
 from .policy import Client, Policy, is_absolute_name, is_interface_type
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ class Requester(Protocol):
     client: Client
 
     def deliver(self, outcome: p.Outcome) -> None: ...
+
+    def graph_changed(self, old: RosGraph, new: RosGraph) -> None: ...
+
+    def parameters_changed(self, node: str, values: tuple) -> None: ...
 
 
 @dataclass
@@ -91,6 +96,19 @@ class BridgeCore:
         self._introduced: dict[Any, set[str]] = {}
         self.published = 0
         self.publish_errors = 0
+        # The ROS graph's services (and, while watched, its connections), from the ROS shell.
+        self.graph: RosGraph = EMPTY_GRAPH
+        self._graph_watchers: set[Any] = set()
+        # Told whether some connection watches the graph (the ROS shell then collects who
+        # publishes, subscribes and serves what at each scan). Set by the runtime.
+        self.on_graph_watched: Callable[[bool], None] = lambda watched: None
+        # Connections that want parameter changes; the ROS shell subscribes to
+        # /parameter_events only while there is one (told through on_parameters_watched).
+        self._parameter_watchers: set[Any] = set()
+        self.on_parameters_watched: Callable[[bool], None] = lambda watched: None
+        # use_sim_time: the latest /clock as (sim ns, wall ns when it arrived).
+        self.sim_time = False
+        self.sim_clock: tuple[int, int] | None = None
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -112,6 +130,49 @@ class BridgeCore:
             if call.requester is requester:
                 self._end_call(call_id)
         self._in_flight.pop(requester, None)
+        self._watch_graph(requester, p.WatchGraph(False))
+        self._watch_parameters(requester, p.WatchParameters(False))
+
+    # -- the ROS graph -------------------------------------------------------------------------
+
+    def update_graph(self, graph: RosGraph) -> None:
+        """The ROS shell's latest graph scan (asyncio thread), passed on to the connections."""
+        old, self.graph = self.graph, graph
+        if old != graph:
+            for session in self.router.sessions():
+                session.graph_changed(old, graph)
+
+    def _watch_graph(self, requester: Requester, request: p.WatchGraph) -> None:
+        before = bool(self._graph_watchers)
+        if request.wanted:
+            self._graph_watchers.add(requester)
+        else:
+            self._graph_watchers.discard(requester)
+        if bool(self._graph_watchers) != before:
+            self.on_graph_watched(not before)
+
+    def clock(self, sim_ns: int, wall_ns: int) -> None:
+        """/clock from the ROS shell (use_sim_time; throttled there), to every connection."""
+        self.sim_clock = (sim_ns, wall_ns)
+        for session in self.router.sessions():
+            session.clock_changed(sim_ns)
+
+    def _watch_parameters(self, requester: Requester, request: p.WatchParameters) -> None:
+        before = bool(self._parameter_watchers)
+        if request.wanted:
+            self._parameter_watchers.add(requester)
+        else:
+            self._parameter_watchers.discard(requester)
+        if bool(self._parameter_watchers) != before:
+            self.on_parameters_watched(not before)
+
+    def parameter_event(self, node: str, values: tuple[tuple[str, Any, str], ...]) -> None:
+        """A /parameter_events message (asyncio thread): to the watchers that may read the
+        node's parameters."""
+        node = _absolute(node)
+        for requester in list(self._parameter_watchers):
+            if self.policy.may_get_parameters(requester.client, node) is None:
+                requester.parameters_changed(node, values)
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -299,11 +360,11 @@ class BridgeCore:
                 requester.deliver(p.Refused(ref, code, str(detail), subject))
 
         self._start_call(requester, ref, subject, service, request.type_name, request.args,
-                         request.timeout_s, finish)
+                         request.timeout_s, finish, request.serialized)
 
     def _start_call(self, requester: Requester, ref: Any, subject: str, service: str,
-                    type_name: str | None, args: dict, timeout_s: float | None,
-                    finish: Callable[[str, Any], None]) -> None:
+                    type_name: str | None, args: Any, timeout_s: float | None,
+                    finish: Callable[[str, Any], None], serialized: bool = False) -> None:
         """One ROS service call with a timeout, counted against the client's bound."""
         if self._in_flight.get(requester, 0) >= self.config.max_service_calls_in_flight:
             requester.deliver(p.Refused(ref, "too_many_calls", f"this connection already has "
@@ -318,7 +379,7 @@ class BridgeCore:
                 finish(code, detail)
 
         if not self.commands.put(CallRosService(call_id, service, type_name, args,
-                                                self._on_loop(done))):
+                                                self._on_loop(done), serialized)):
             requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
                                         "full; try again", subject))
             return
@@ -346,6 +407,45 @@ class BridgeCore:
         if cancel:
             self.commands.put(CancelRosService(call_id), essential=True)
         return call
+
+    # -- assets --------------------------------------------------------------------------------
+
+    def _fetch_asset(self, requester: Requester, request: p.FetchAsset) -> None:
+        """A package file, read in a worker thread; counted like a call in flight, so one
+        client cannot queue many reads."""
+        ref, uri = request.ref, request.uri
+        if self._in_flight.get(requester, 0) >= self.config.max_service_calls_in_flight:
+            requester.deliver(p.Refused(ref, "too_many_calls", "this connection already has "
+                                        f"{self.config.max_service_calls_in_flight} requests "
+                                        "waiting (max_service_calls_in_flight)", _short(uri)))
+            return
+        try:
+            path = assets.asset_path(uri, self.config.asset_allow)
+        except assets.AssetRefused as exc:
+            requester.deliver(p.Refused(ref, "not_allowed", str(exc), _short(uri)))
+            return
+        self._in_flight[requester] = self._in_flight.get(requester, 0) + 1
+        loop = asyncio.get_running_loop()
+        read = loop.run_in_executor(None, assets.read_asset, path, self.config.asset_max_bytes)
+
+        def done(future: asyncio.Future) -> None:
+            left = self._in_flight.get(requester, 0) - 1
+            if left > 0:
+                self._in_flight[requester] = left
+            elif requester in self._in_flight:
+                del self._in_flight[requester]
+            else:
+                return  # the connection is gone (forget)
+            exc = future.exception()
+            if exc is None:
+                requester.deliver(p.Asset(ref, uri, future.result()))
+            elif isinstance(exc, assets.AssetRefused):
+                requester.deliver(p.Refused(ref, "not_found", f"{uri}: {exc}", uri))
+            else:
+                log.warning("reading asset %s failed: %s", path, exc)
+                requester.deliver(p.Refused(ref, "failed", f"{uri} could not be read", uri))
+
+        read.add_done_callback(done)
 
     # -- parameters (through the target node's own parameter services) -----------------------
 
@@ -506,4 +606,7 @@ _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
     p.ListParameters: BridgeCore._list_parameters,
     p.GetParameters: BridgeCore._get_parameters,
     p.SetParameters: BridgeCore._set_parameters,
+    p.FetchAsset: BridgeCore._fetch_asset,
+    p.WatchGraph: BridgeCore._watch_graph,
+    p.WatchParameters: BridgeCore._watch_parameters,
 }

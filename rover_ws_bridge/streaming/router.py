@@ -140,6 +140,9 @@ class Router:
     def add_session(self, session: "Session") -> None:
         self._sessions.add(session)
 
+    def sessions(self) -> list["Session"]:
+        return list(self._sessions)
+
     def remove_session(self, session: "Session") -> None:
         self._sessions.discard(session)
         for name in [n for n, subs in self._wanted_by.items() if session in subs]:
