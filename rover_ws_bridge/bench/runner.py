@@ -633,7 +633,7 @@ def _critical_figures(clients: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 # What the bridge reports of a connection's link (/api/performance/connections).
-LINK_FIGURES = ("link", "outbox_bytes", "kernel_queued_bytes")
+LINK_FIGURES = ("link",)
 
 
 def _link_figures(spec: LinkSpec, r: dict[str, Any], start_ns: int, end_ns: int,
