@@ -394,6 +394,36 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "many bytes per round trip (64 KiB over a 20 ms Wi-Fi link: 25 Mbit/s). "
                   "0 = the kernel's default (auto-tuned, up to megabytes).",
                   InRange(0, 1 << 30)),
+    ParameterSpec("socket_notsent_lowat_bytes", "outbox", int, 0,
+                  "TCP_NOTSENT_LOWAT of each client socket (Linux): the kernel takes more data "
+                  "only while it holds fewer unsent bytes than this. 0 = not set (the kernel's "
+                  "default: no limit but the send buffer). The link budget "
+                  "(link_queue_target_ms) bounds the same bytes from the link estimate.",
+                  InRange(0, 1 << 30)),
+    ParameterSpec("link_queue_target_ms", "outbox", float, 50.0,
+                  "Each TCP client's kernel send queue and transport buffer hold at most what "
+                  "its link delivers in this long plus one round trip, from an estimate of its "
+                  "bandwidth (TCP_INFO delivery rate) and RTT; the rest waits in the outbox, "
+                  "where the priority policy applies, and frames are cut to that size. What "
+                  "waits in front of a CRITICAL record on a slow link is about this long. "
+                  "Memory: none (it only lowers what the kernel and transport hold). 0 = no "
+                  "such bound (write_limit_bytes and socket_send_buffer_bytes alone).",
+                  InRange(0.0, 10000.0)),
+    ParameterSpec("link_bandwidth_window_s", "outbox", float, 1.0,
+                  "The bandwidth estimate is the highest delivery rate seen over this window: "
+                  "a link that slows down is followed within about this long.",
+                  InRange(0.1, 60.0)),
+    ParameterSpec("max_record_age_s", "outbox", float, 1.0,
+                  "A LOW or NORMAL record still in the outbox this long after the bridge "
+                  "received it is dropped instead of sent (so is a HIGH record with a newer "
+                  "one of its topic queued); CRITICAL never is. Keeps what a slow client gets "
+                  "fresh: a byte bound alone holds minutes of backlog at 20 kB/s. 0 = no age "
+                  "bound.", InRange(0.0, 3600.0)),
+    ParameterSpec("max_record_link_s", "outbox", float, 0.4,
+                  "A LOW or NORMAL record that the client's link (its bandwidth estimate) needs "
+                  "longer than this to carry is dropped instead of sent: a frame cannot be "
+                  "overtaken once on the wire, so a camera frame of several seconds would "
+                  "hold every CRITICAL record behind it. 0 = never.", InRange(0.0, 3600.0)),
     ParameterSpec("client_send_timeout_s", "outbox", float, 30.0,
                   "A client whose connection accepts no data for this long (a frozen or vanished "
                   "peer) is disconnected; it may reconnect.", InRange(1.0, 3600.0)),

@@ -105,10 +105,18 @@ class TopicFigures:
     json_bytes: int = 0
     json_samples: int = 0
     data_bytes: int = 0  # record data as received (encoded, uncompressed)
+    # With --timeline: each record's client receive time, and its age there (receive time -
+    # header.stamp) when it has a stamp: delivered rate, spacing and freshness per topic.
+    arrivals_ns: list[int] | None = None
+    ages_ns: list[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"delivered": self.delivered, "gaps": self.gaps,
                                "data_bytes": self.data_bytes}
+        if self.arrivals_ns is not None:
+            out["arrivals_ns"] = encode_ns_array(np.asarray(self.arrivals_ns, dtype=np.int64))
+        if self.ages_ns:
+            out["ages_ns"] = encode_ns_array(np.asarray(self.ages_ns, dtype=np.int64))
         if self.first_sequence is not None:
             out.update(first_sequence=self.first_sequence, last_sequence=self.last_sequence)
         if self.critical_sequences:
@@ -137,6 +145,7 @@ class ClientFigures:
     connected: bool = False
     close_code: int | None = None
     local_port: int | None = None  # lets the runner find this client in the bridge's reports
+    timeline: bool = False  # keep per-topic arrival times and ages (TopicFigures)
     first_message: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count_frame(self, window: Window | None, now: int, wire: int, raw: int,
@@ -166,7 +175,13 @@ class ClientFigures:
         t = self.topics.get(topic)
         if t is None:
             t = self.topics[topic] = TopicFigures()
+            if self.timeline:
+                t.arrivals_ns, t.ages_ns = [], []
         t.delivered += 1
+        if t.arrivals_ns is not None:
+            t.arrivals_ns.append(client_ns)
+            if stamp_ns is not None:
+                t.ages_ns.append(client_ns - stamp_ns)  # type: ignore[union-attr]
         t.data_bytes += data_size
         if sequence is not None:
             if t.first_sequence is None:
@@ -459,7 +474,7 @@ async def run(args: argparse.Namespace) -> int:
         kind, cls = "slow", SlowNativeClient
     else:
         kind, cls = "native", NativeClient
-    figures = [ClientFigures(i, kind) for i in range(args.clients)]
+    figures = [ClientFigures(i, kind, timeline=args.timeline) for i in range(args.clients)]
     clients = [cls(args, f, commands) for f in figures]
 
     async def set_up() -> None:
@@ -505,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-bytes-per-s", type=int, default=0, metavar="N",
                         help="native clients that read at most N bytes/s through a tiny "
                              "receive buffer until the window closes")
+    parser.add_argument("--timeline", action="store_true",
+                        help="report each topic's arrival times and record ages")
     parser.add_argument("--drain", type=float, default=1.0)
     parser.add_argument("--ready-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)

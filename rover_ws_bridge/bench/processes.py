@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 LOG_TAIL_LINES = 15
@@ -88,10 +88,12 @@ def machine_cpu_s() -> tuple[float, float]:
 
 class ChildProcess:
     def __init__(self, name: str, module: str, args: list[str], env: dict[str, str],
-                 log_dir: Path) -> None:
+                 log_dir: Path, prefix: Sequence[str] = ()) -> None:
+        """`prefix`: a command that execs the rest (`ip netns exec NAME`): the PID stays
+        the module's own."""
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self.command = [sys.executable, "-m", module, *args]
+        self.command = [*prefix, sys.executable, "-m", module, *args]
         self._log: IO[bytes] = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,

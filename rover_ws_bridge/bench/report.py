@@ -212,6 +212,10 @@ def _ms(p: dict[str, float] | None) -> str:
     return "-" if not p else f"p50 {p['p50']:.2f} / p99 {p['p99']:.2f} ms"
 
 
+def _spread(p: dict[str, float] | None) -> str:
+    return "-" if not p else f"p50 {p['p50']:,.0f} / p95 {p['p95']:,.0f} / max {p['max']:,.0f} ms"
+
+
 # Other processes using more than this (percent of one core) during a window: say so.
 DISTURBANCE_NOTE_PCT = 20.0
 
@@ -291,6 +295,20 @@ def _details(r: dict[str, Any], machine: dict[str, Any]) -> list[str]:
                      f"{side['conflated']}, queued in the outbox {side['queued_bytes']:,} of "
                      f"{side['max_bytes']:,} B" + ("" if held is None else
                                                   f", in the kernel's send queue {held:,} B"))
+    for link in r.get("links_detail") or []:
+        rate = f"{link['rate_kbit']:,} kbit/s" + (
+            f" -> {link['later_rate_kbit']:,}" if link.get("later_rate_kbit") else "")
+        lines.append(f"  link {rate}: CRITICAL {link['critical_received']} received, in order "
+                     f"{link['critical_in_order']}, delay {_spread(link['critical_delay_ms'])}; "
+                     f"link used {link['link_used_pct']} %; connected at end "
+                     f"{link['connected_at_end']}")
+        for topic, t in link["by_topic"].items():
+            spacing = t.get("spacing_ms")
+            lines.append(f"    {topic:26s} {t['rate_hz']:>7.1f} msgs/s  age {_spread(t['age_ms'])}"
+                         + (f"  spacing {_spread(spacing)} cv {t['spacing_cv']}" if spacing
+                            else ""))
+        for topic, age in (link.get("age_ms_from_2s_after_change") or {}).items():
+            lines.append(f"    from 2 s after the change: {topic:26s} age {_spread(age)}")
     if "bare_subscriber_msgs_s" in r:
         ceiling = r["bare_subscriber_msgs_s"]
         share = f"{100.0 * r['throughput_msgs_s'] / ceiling:.0f} %" if ceiling else "-"

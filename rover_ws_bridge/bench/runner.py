@@ -18,8 +18,10 @@ The idle scenario runs the bridge alone and only samples its CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -38,7 +40,8 @@ from .processes import (
     tcp_send_queue_bytes,
 )
 from .report import percentiles_ms
-from .scenarios import TARGET_DROP_PCT, TARGET_P95_MS, Scenario
+from .scenarios import TARGET_DROP_PCT, TARGET_P95_MS, LinkSpec, Scenario
+from .slowlink import LinkUnavailable, ThrottledLink
 from .stamps import decode_ns_array
 
 BRIDGE_MODULE = "rover_ws_bridge.ros.node"
@@ -57,6 +60,10 @@ LATENCY_SAMPLES = 2000
 # generator (publisher, client process), the figures measure it rather than the bridge.
 SATURATED_CPU_PCT = 90.0
 MACHINE_SATURATED_PCT = 95.0
+# Links: how often the bridge's per-connection figures are read during the window (its link
+# estimates, to see how fast they follow a rate change).
+CONNECTIONS_POLL_S = 0.25
+CAMERA_TOPIC = "/camera/image/compressed"
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,8 @@ class ScenarioRun:
         self.bridge_name = bridge
         self._started: list[ChildProcess] = []
         self._bridge: ChildProcess | None = None
+        self._links: list[ThrottledLink] = []
+        self.rate_changed_ns = 0  # when _watch_links changed the links' rates
 
     @property
     def is_peer(self) -> bool:
@@ -184,8 +193,10 @@ class ScenarioRun:
     def protocol(self) -> str:
         return "foxglove" if self.is_peer else self.settings.protocol
 
-    def _start(self, name: str, module: str, args: list[str]) -> ChildProcess:
-        child = ChildProcess(name, module, args, self.settings.env, self.settings.log_dir)
+    def _start(self, name: str, module: str, args: list[str],
+               prefix: list[str] | None = None) -> ChildProcess:
+        child = ChildProcess(name, module, args, self.settings.env, self.settings.log_dir,
+                             prefix or ())
         self._started.append(child)
         return child
 
@@ -201,7 +212,16 @@ class ScenarioRun:
             "compression": s.compression, "duration_s": self.settings.duration_s,
         }
         bridge_exit: int | None = None
+        links = contextlib.ExitStack()
         try:
+            # Pids and names of this process: one scenario's links at a time.
+            try:
+                self._links = [links.enter_context(ThrottledLink(i, spec.rate_kbit))
+                               for i, spec in enumerate(s.links)]
+            except (LinkUnavailable, subprocess.CalledProcessError) as exc:
+                detail = getattr(exc, "stderr", "") or ""
+                raise BenchError(f"{s.name}: cannot make its links: {exc} {detail}".strip()) \
+                    from None
             bridge = self._start_bridge()
             url = bridge.wait_for("line", self.settings.start_timeout_s,
                                   LISTENING)["text"].split()[-1]
@@ -210,7 +230,11 @@ class ScenarioRun:
             else:
                 result.update(self._measure_load(bridge, url))
         finally:
-            bridge_exit = self._stop_all()
+            try:
+                bridge_exit = self._stop_all()
+            finally:
+                links.close()
+                self._links = []
         result["bridge_exit_code"] = bridge_exit
         return result
 
@@ -223,7 +247,10 @@ class ScenarioRun:
                                                               f"{t}:sensor_msgs/msg/Imu")]
             self._bridge = self._start(name, PEER_MODULE, args)
             return self._bridge
-        args = ["--ros-args", "-p", "port:=0", "-p", "address:=127.0.0.1"]
+        # Behind links: the first link's host address, which every namespace reaches (and
+        # this machine too, for the loopback clients and the HTTP reads).
+        address = self._links[0].host_address if self._links else "127.0.0.1"
+        args = ["--ros-args", "-p", "port:=0", "-p", f"address:={address}"]
         for param, value in self.scenario.bridge_parameters + self.settings.bridge_parameters:
             args += ["-p", f"{param}:={value}"]
         self._bridge = self._start(name, BRIDGE_MODULE, args)
@@ -274,8 +301,14 @@ class ScenarioRun:
                             client_args + ["--clients", str(s.slow_clients),
                                            "--slow-bytes-per-s", str(s.slow_read_bytes_per_s)])
                 ] if s.slow_clients else []
+        linked = [self._start(f"{s.name}-link-{i}", LOADCLIENT_MODULE,
+                              client_args + ["--clients", "1", "--timeline"],
+                              prefix=link.exec_prefix)
+                  for i, link in enumerate(self._links)]
         for child in clients:
             child.wait_for("ready", settings.start_timeout_s + 5)
+        link_ports = [child.wait_for("ready", settings.start_timeout_s + 5)["ports"][0]
+                      for child in linked]
         slow_ports = [p for child in slow
                       for p in child.wait_for("ready", settings.start_timeout_s + 5)["ports"]]
         bare_ready = bare.wait_for("ready", settings.start_timeout_s + 5) if bare else None
@@ -283,21 +316,25 @@ class ScenarioRun:
         groups = {"bridge": [bridge], "publisher": [publisher], "clients": clients}
         if slow:
             groups["slow_clients"] = slow
+        if linked:
+            groups["link_clients"] = linked
         if bare is not None:
             groups["bare_subscriber"] = [bare]
         clock = _CpuClock(groups)
         start_ns = time.time_ns() + int(settings.warmup_s * 1e9)
         end_ns = start_ns + int(settings.duration_s * 1e9)
-        for child in [publisher, *clients, *slow] + ([bare] if bare else []):
+        for child in [publisher, *clients, *slow, *linked] + ([bare] if bare else []):
             child.send(f"window {start_ns} {end_ns}")
         _sleep_until_ns(start_ns)
         clock.start()
         memory_start = process_memory_mb(bridge.pid)
+        estimates = self._watch_links(url, start_ns, end_ns, link_ports) if linked else []
         _sleep_until_ns(end_ns)
         cpu = clock.stop()
         memory_end = process_memory_mb(bridge.pid)
         bridge_port = urlsplit(url).port or 0
         slow_queues = [tcp_send_queue_bytes(bridge_port, p) for p in slow_ports if p]
+        link_queues = [tcp_send_queue_bytes(bridge_port, p) for p in link_ports]
         backpressure = None if self.is_peer else _bridge_get(url, "/api/performance/backpressure")
 
         published = publisher.wait_for("result", 10.0)
@@ -305,8 +342,15 @@ class ScenarioRun:
         client_results = [r for c in clients
                           for r in c.wait_for("result", results_timeout)["clients"]]
         slow_results = [r for c in slow for r in c.wait_for("result", results_timeout)["clients"]]
+        link_results = [c.wait_for("result", results_timeout)["clients"][0] for c in linked]
         bare_result = bare.wait_for("result", results_timeout) if bare else None
-        figures = self._figures(published, client_results, slow_results, bare_result, cpu)
+        figures = self._figures(published, client_results, slow_results + link_results,
+                                bare_result, cpu)
+        if linked:
+            figures["links_detail"] = [
+                _link_figures(spec, r, start_ns, end_ns, self.rate_changed_ns, queued, series)
+                for spec, r, queued, series in zip(self.scenario.links, link_results,
+                                                   link_queues, estimates)]
         figures.update(self._memory(memory_start, memory_end))
         figures.update(self._bridge_side(backpressure, client_results, slow_results))
         if slow_queues:
@@ -318,6 +362,34 @@ class ScenarioRun:
         figures["bottlenecks"] = self._bottlenecks(figures)
         figures["targets"] = self._targets(figures)
         return figures
+
+    def _watch_links(self, url: str, start_ns: int, end_ns: int,
+                     ports: list[int]) -> list[list[dict[str, Any]]]:
+        """Through the window: change the links' rates at its middle, and read the bridge's
+        view of each link client every CONNECTIONS_POLL_S (its link estimate, where the
+        bridge has one). One series per link: [{"t_s": since the window's start, ...}]."""
+        middle_ns = (start_ns + end_ns) // 2
+        self.rate_changed_ns = middle_ns
+        changed = False
+        series: list[list[dict[str, Any]]] = [[] for _ in ports]
+        while time.time_ns() < end_ns:
+            now = time.time_ns()
+            if not changed and now >= middle_ns:
+                changed = True
+                self.rate_changed_ns = now
+                for link, spec in zip(self._links, self.scenario.links):
+                    if spec.later_rate_kbit is not None:
+                        link.change_rate(spec.later_rate_kbit)
+            connections = _bridge_get(url, "/api/performance/connections") or {}
+            by_port = {c.get("remote", "").rsplit(":", 1)[-1]: c
+                       for c in connections.get("connections", [])}
+            for i, port in enumerate(ports):
+                entry = by_port.get(str(port))
+                if entry is not None:
+                    series[i].append({"t_s": round((now - start_ns) / 1e9, 2),
+                                      **{k: entry.get(k) for k in LINK_FIGURES}})
+            time.sleep(min(CONNECTIONS_POLL_S, max(0.0, (end_ns - time.time_ns()) / 1e9)))
+        return series
 
     # -- figures -------------------------------------------------------------------------------
 
@@ -569,6 +641,62 @@ def _critical_figures(clients: list[dict[str, Any]]) -> dict[str, Any] | None:
             "dropped": missing, "missing_by_client": per_client,
             # bridge receive -> client receive of the CRITICAL records, per kind of client
             "delay_ms": {kind: percentiles_ms(d) for kind, d in sorted(delays.items())}}
+
+
+# What the bridge reports of a connection's link (/api/performance/connections).
+LINK_FIGURES = ("link",)
+
+
+def _link_figures(spec: LinkSpec, r: dict[str, Any], start_ns: int, end_ns: int,
+                  changed_ns: int, kernel_queued: int | None,
+                  estimates: list[dict[str, Any]]) -> dict[str, Any]:
+    """One link client: CRITICAL delays and order, how full the link was, and per topic the
+    delivered rate, the age of what arrived and (camera) how evenly it arrived."""
+    duration_s = (end_ns - start_ns) / 1e9
+    later = spec.later_rate_kbit if spec.later_rate_kbit is not None else spec.rate_kbit
+    # What the link could carry in the window (tbf counts IP packets: headers included, so
+    # a WebSocket payload fills at most ~96 % of it).
+    capacity_bytes = (spec.rate_kbit * (changed_ns - start_ns)
+                      + later * (end_ns - changed_ns)) / 1e9 * 1000 / 8
+    critical = decode_ns_array(r.get("critical_delay_ns", ""))
+    sequences = [seq for t in r["topics"].values() for seq in t.get("critical_sequences", [])]
+    topics: dict[str, Any] = {}
+    after_change: dict[str, Any] = {}
+    for name, t in r["topics"].items():
+        arrivals = decode_ns_array(t["arrivals_ns"]) if "arrivals_ns" in t else np.empty(0)
+        ages = decode_ns_array(t["ages_ns"]) if "ages_ns" in t else np.empty(0, np.int64)
+        entry: dict[str, Any] = {"delivered": t["delivered"],
+                                 "rate_hz": round(t["delivered"] / duration_s, 1),
+                                 "age_ms": percentiles_ms(ages)}
+        if name == CAMERA_TOPIC and len(arrivals) > 2:
+            gaps = np.diff(np.sort(arrivals))
+            entry["spacing_ms"] = percentiles_ms(gaps)
+            entry["spacing_cv"] = round(float(np.std(gaps) / np.mean(gaps)), 2)
+        topics[name] = entry
+        if spec.later_rate_kbit is not None and len(arrivals) == len(ages) and len(ages):
+            late = ages[arrivals >= changed_ns + 2_000_000_000]  # the estimate had 2 s
+            after_change[name] = percentiles_ms(late)
+    out: dict[str, Any] = {
+        "rate_kbit": spec.rate_kbit, "later_rate_kbit": spec.later_rate_kbit,
+        "connected_at_end": r["connected_at_end"],
+        "critical_received": len(sequences),
+        # In order and none missing: strictly consecutive sequence numbers per topic.
+        "critical_in_order": all(
+            list(t["critical_sequences"]) == list(range(t["critical_sequences"][0],
+                                                        t["critical_sequences"][0]
+                                                        + len(t["critical_sequences"])))
+            for t in r["topics"].values() if t.get("critical_sequences")),
+        "critical_delay_ms": percentiles_ms(critical),
+        "wire_bytes": r["wire_bytes"],
+        "link_used_pct": round(100.0 * r["wire_bytes"] / capacity_bytes, 1),
+        "kernel_send_queue_bytes_at_end": kernel_queued,
+        "by_topic": topics,
+    }
+    if after_change:
+        out["age_ms_from_2s_after_change"] = after_change
+    if estimates:
+        out["bridge_estimates"] = estimates
+    return out
 
 
 def _slow_figures(slow: list[dict[str, Any]], published: int) -> list[dict[str, Any]]:

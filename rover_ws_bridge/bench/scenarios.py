@@ -22,6 +22,16 @@ TARGET_DROP_PCT = 0.1
 
 
 @dataclass(frozen=True)
+class LinkSpec:
+    """A client behind a slow link of its own (bench/slowlink.py: a network namespace, a veth
+    pair, tbf on the bridge's side)."""
+
+    rate_kbit: int
+    # The link's rate from the middle of the window on (`tc qdisc change`); None: constant.
+    later_rate_kbit: int | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -45,6 +55,9 @@ class Scenario:
     bare_subscriber: bool = False
     # Extra bridge parameters, as (name, value) pairs passed with `-p name:=value`.
     bridge_parameters: tuple[tuple[str, str], ...] = ()
+    # One more client per link, each in a network namespace behind its link (needs root); the
+    # bridge then listens on the first link's host address.
+    links: tuple[LinkSpec, ...] = ()
 
     @property
     def clients(self) -> int:
@@ -58,7 +71,8 @@ class Scenario:
     @property
     def peer_capable(self) -> bool:
         """The foxglove-sdk peer takes bench-publisher (sensor_msgs/Imu) scenarios."""
-        return not self.is_idle and self.publisher == "bench" and not self.slow_clients
+        return not self.is_idle and self.publisher == "bench" and not self.slow_clients \
+            and not self.links
 
 
 def _imu(name: str, clients: int, rate_hz: float, processes: int = 1, note: str = "") -> Scenario:
@@ -90,6 +104,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              topics=SIM_TOPICS, publisher="sim",
              sim_parameters=(("estop_toggle_period_s", "0.5"),), clients_per_process=3,
              slow_clients=1, compression="lz4"),
+    Scenario("slow_link", "the rover mix, one client on loopback and three behind tbf links, "
+             "each in a network namespace: 2 Mbit/s, 400 kbit/s, and 2 Mbit/s halved to 1 "
+             "Mbit/s mid-window; e-stop toggling every 0.1 s (needs root)", rate_hz=0.0,
+             topics=SIM_TOPICS, publisher="sim",
+             sim_parameters=(("estop_toggle_period_s", "0.1"),), compression="lz4",
+             links=(LinkSpec(2000), LinkSpec(400), LinkSpec(2000, 1000))),
     Scenario("max_rate", "publisher in a tight loop, one client through the bridge, and a bare "
              "rclpy subscriber on the same publisher as the ceiling", rate_hz=0.0,
              bare_subscriber=True),

@@ -7,13 +7,17 @@ records from the outbox (batcher.py decides when).
 
 `websocket.send` waits while the transport holds more than its write limit: a slow client's
 backlog stays in the outbox, where the priority policy applies, and never stalls the router
-or the other clients.
+or the other clients. On a TCP socket the loop also keeps what the kernel and the transport
+hold to what the link delivers in `link.queue_target_s` (link.py), bounds frames to that
+budget, and sheds from the outbox what is stale or too large for the link (outbox.py), all
+from the link estimate; CRITICAL records pass the budget (they are small, and must not wait).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
 
+from ..priority import Priority
 from ..protocols import base as p
 from ..wire.compression import Compression
 from ..wire.frame import Record
 from .batcher import linger_s
 from .limits import PASS, Act, Verdict
+from .link import MIN_BUDGET_BYTES, LinkEstimate, LinkSettings, read_tcp_info
 from .outbox import BackpressureState, Outbox, OutboxLimits, OutboxOverflow
 from .policy import Client
 
@@ -58,6 +64,16 @@ class SessionSettings:
     compression_threshold_bytes: int = 512
     default_encoding: str = "msgpack"
     outbox: OutboxLimits = field(default_factory=OutboxLimits)
+    link: LinkSettings = field(default_factory=LinkSettings)
+    # LOW/NORMAL records older than this when they would leave are shed (0: never), and so
+    # are those the link estimate needs longer than max_record_link_s to carry (0: never).
+    max_record_age_s: float = 1.0
+    max_record_link_s: float = 0.4
+
+
+# How long the send loop sleeps at most while the link drains its budget: a new CRITICAL
+# record wakes it at once, so this only bounds how stale the link sample can get.
+MAX_DRAIN_WAIT_S = 0.05
 
 
 class Connection:
@@ -110,6 +126,25 @@ class Connection:
         self.sending_bytes = 0
         self.pending_over_since: float | None = None
         self._reading_paused = False
+        # The link estimate of a TCP client (None: a Unix socket, a test's fake transport).
+        transport = websocket.transport
+        extra_info = getattr(transport, "get_extra_info", None)
+        self._socket = extra_info("socket") if extra_info is not None else None
+        self._held_by_link = False  # the last batch waited for the link's budget
+        self.link = LinkEstimate(settings.link) if self._socket is not None \
+            and self._socket.type == socket.SOCK_STREAM \
+            and self._socket.family in (socket.AF_INET, socket.AF_INET6) else None
+
+    def link_stats(self) -> dict[str, Any]:
+        """The link estimate and the bytes queued at each stage, for the HTTP API and
+        /metrics (empty without an estimate)."""
+        if self.link is None:
+            return {}
+        sample = read_tcp_info(self._socket) if self._socket is not None else None
+        return {**self.link.stats(),
+                "kernel_queued_bytes": None if sample is None else sample.kernel_queued_bytes,
+                "outbox_bytes": self.outbox.queued_bytes + self.outbox.critical_bytes,
+                "shed_for_link": self.outbox.shed_for_link}
 
     def _visible_topics(self) -> list["TopicInfo"]:
         may_see = self.core.policy.may_see
@@ -304,13 +339,56 @@ class Connection:
             except (asyncio.CancelledError, ConnectionClosed):
                 pass
 
+    def _link_budget(self, transport_bytes: int) -> int | None:
+        """Bytes the next batch may add to what the kernel and the transport hold (negative:
+        over budget by that much; None: no bound). Reads TCP_INFO when due (link.py)."""
+        link = self.link
+        assert link is not None and self._socket is not None
+        now = time.monotonic()
+        if link.due(now):
+            sample = read_tcp_info(self._socket)
+            if sample is not None:
+                # The link sets the pace only while data waits for it: unsent in the kernel or
+                # the transport, held back in the outbox by the budget, or in flight while the
+                # kernel says its sender is not application-limited (never on loopback).
+                link.update(now, sample, backlogged=sample.notsent_bytes > 0
+                            or transport_bytes > 0 or self._held_by_link
+                            or (not sample.app_limited
+                                and sample.kernel_queued_bytes > MIN_BUDGET_BYTES))
+        budget = link.budget_bytes()
+        if budget is None or link.last is None:
+            return None
+        room = budget - link.last.kernel_queued_bytes - transport_bytes
+        self._held_by_link = room < 0
+        if room < 0 and self.outbox.has_at_least(Priority.CRITICAL):
+            return 1  # CRITICAL goes now, alone (see _pop_for_link)
+        return room
+
+    def _pop_for_link(self, limit: int, room: int) -> list[Record]:
+        """A batch that fits the link's room, after shedding what the link cannot carry in
+        time (stale, or too large for it)."""
+        settings = self.settings
+        link = self.link
+        assert link is not None
+        bandwidth = link.bandwidth_Bps or 0.0
+        now_ns = time.time_ns()
+        max_age = settings.max_record_age_s
+        return self.outbox.pop_batch(
+            limit, min(settings.max_batch_bytes, room),
+            stale_ns=now_ns - int(max_age * 1e9) if max_age > 0 else None,
+            max_sheddable_bytes=int(bandwidth * settings.max_record_link_s)
+            if settings.max_record_link_s > 0 else None)
+
     async def _send_loop(self) -> None:
         ws = self.websocket
         outbox = self.outbox
         control = self._control
         metrics = self.router.metrics
         settings = self.settings
+        link = self.link
         while True:
+            if link is not None:
+                link.idle()
             await self._wakeup.wait()
             self._wakeup.clear()
             while control or len(outbox):
@@ -330,6 +408,19 @@ class Connection:
                     transport = ws.transport
                     # Cheapest test first: almost always the transport is empty.
                     buffered = transport.get_write_buffer_size() if transport is not None else 0
+                    budget = self._link_budget(buffered) if self.link is not None else None
+                    if budget is not None and budget < 0:
+                        # The link holds its budget: wait for it to drain (or for CRITICAL).
+                        # A peer that never drains is a stalled write: close_stalled sees it.
+                        if self.send_started is None:
+                            self.send_started = time.monotonic()
+                        self._wakeup.clear()
+                        try:
+                            await asyncio.wait_for(self._wakeup.wait(), min(
+                                MAX_DRAIN_WAIT_S, self.link.seconds_to_drain(-budget)))
+                        except asyncio.TimeoutError:
+                            pass
+                        continue
                     if buffered:
                         wait_s = linger_s(time.time_ns(), buffered, self.batching,
                                           settings.max_batch_delay_ns, len(outbox), limit,
@@ -342,7 +433,12 @@ class Connection:
                             except asyncio.TimeoutError:
                                 pass
                             continue
-                    records = outbox.pop_batch(limit, settings.max_batch_bytes)
+                    if budget is None:
+                        records = outbox.pop_batch(limit, settings.max_batch_bytes)
+                    else:
+                        records = self._pop_for_link(limit, budget)
+                        if not records:
+                            continue
                     frames = self.protocol.encode_batch(records)
                     raw = wire = compressed = 0
                     self.send_started = time.monotonic()

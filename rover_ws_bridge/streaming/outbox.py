@@ -20,6 +20,18 @@ per queued record.
 
 Records leave highest priority first, oldest first within a priority, so the order of records
 of one topic is preserved (a topic's priority is fixed while it has records queued).
+
+Bounded in age and size too, at the moment a record would leave (`pop_batch`'s `stale_ns` and
+`max_sheddable_bytes`, which the connection ties to its link estimate, link.py): a byte bound
+alone holds minutes of backlog for a slow client, all of it stale by the time it is sent.
+
+- a LOW or NORMAL record received before `stale_ns` is dropped, and so is one larger than
+  `max_sheddable_bytes` (a camera frame the link would need most of a second for: it would
+  hold up every record behind it, CRITICAL included);
+- a stale HIGH record is dropped only when a newer record of its topic is queued (conflation:
+  the newest of a HIGH topic always goes);
+- CRITICAL is never dropped.
+Both count as dropped (and in `shed_for_link`).
 """
 from __future__ import annotations
 
@@ -86,6 +98,7 @@ class Outbox:
         self.peak_bytes = 0
         self.state = BackpressureState.OK
         self.totals = OutboxCounts()
+        self.shed_for_link = 0  # dropped at pop_batch: stale or too large for the link
         # (topic_id, priority) -> counts, for per-topic and per-priority reporting.
         self.counts: dict[tuple[int, int], OutboxCounts] = {}
 
@@ -160,17 +173,29 @@ class Outbox:
             self.peak_bytes = self.queued_bytes
         self._update_state()
 
-    def pop_batch(self, max_records: int, max_bytes: int | None = None) -> list[Record]:
+    def pop_batch(self, max_records: int, max_bytes: int | None = None,
+                  stale_ns: int | None = None,
+                  max_sheddable_bytes: int | None = None) -> list[Record]:
         """Up to `max_records` records and about `max_bytes` (always at least one record),
-        highest priority first, oldest first within one."""
+        highest priority first, oldest first within one; shedding what is stale (received
+        before `stale_ns`) or too large (see the module's doc)."""
         out: list[Record] = []
         budget = max_bytes if max_bytes is not None else 1 << 62
+        too_large = max_sheddable_bytes if max_sheddable_bytes is not None else 1 << 62
+        stale = stale_ns if stale_ns is not None else -1
         for priority in reversed(Priority):
             queue = self._queues[priority]
             while queue and len(out) < max_records:
                 entry = queue[0]
                 if not entry.alive:
                     queue.popleft()
+                    continue
+                if priority < Priority.CRITICAL and (
+                        entry.record.timestamp_ns < stale or entry.size > too_large) \
+                        and self._sheddable(entry, priority, stale):
+                    queue.popleft()
+                    self._evict(entry, priority)
+                    self.shed_for_link += 1
                     continue
                 if out and entry.size > budget:
                     budget = -1  # full: stop here, this record leads the next batch
@@ -184,11 +209,20 @@ class Outbox:
                 out.append(entry.record)
             if len(out) >= max_records or budget < 0:
                 break
-        if out:
+        if out or self.shed_for_link:
             self._update_state()
         return out
 
     # -- policy helpers --------------------------------------------------------------------
+
+    def _sheddable(self, entry: _Entry, priority: int, stale_ns: int) -> bool:
+        """LOW and NORMAL: always. HIGH: only stale, and only if its topic has a newer one."""
+        if priority <= Priority.NORMAL:
+            return True
+        if entry.record.timestamp_ns >= stale_ns:
+            return False
+        topic_queue = self._by_topic.get(entry.record.topic_id)
+        return bool(topic_queue) and topic_queue[-1] is not entry  # type: ignore[index]
 
     def _append(self, record: Record, size: int, priority: int) -> None:
         entry = _Entry(record, size)

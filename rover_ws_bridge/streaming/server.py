@@ -32,6 +32,7 @@ from ..wire.compression import Compression
 from .connection import Connection, SessionSettings
 from .core import BridgeCore
 from .http_server import DASHBOARD_DIR, FrontDoor, HttpSite
+from .link import LinkSettings
 from .outbox import OutboxLimits
 from .policy import Client, Refusal, redact
 
@@ -78,6 +79,10 @@ def settings_from_config(config: BridgeConfig) -> SessionSettings:
         default_encoding=config.default_encoding,
         outbox=OutboxLimits(max_bytes=config.outbox_max_bytes,
                             critical_max_bytes=config.outbox_max_bytes),
+        link=LinkSettings(queue_target_s=config.link_queue_target_ms / 1e3,
+                          bandwidth_window_s=config.link_bandwidth_window_s),
+        max_record_age_s=config.max_record_age_s,
+        max_record_link_s=config.max_record_link_s,
     )
 
 
@@ -271,6 +276,10 @@ class BridgeServer:
                 # Keep the backlog of a slow client in its outbox, not in the kernel.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                 self.config.socket_send_buffer_bytes)
+            if self.config.socket_notsent_lowat_bytes and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+                # Unsent bytes the kernel takes: the rest stays in the outbox (Linux only).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT,
+                                self.config.socket_notsent_lowat_bytes)
         name = self._selected.pop(websocket, self.config.default_protocol)
         client = self.client_of(websocket)
         session = Connection(websocket, PROTOCOLS[name], self.core, self.settings, client)

@@ -77,6 +77,22 @@ def render(r: Reading) -> str:
     metric("rover_ws_bridge_client_pending_bytes", "gauge",
            "Bytes each client's transport holds unsent.",
            [({"client": str(c.id)}, c.pending_bytes) for c in r.connections])
+    linked = [c for c in r.connections if c.link]
+    metric("rover_ws_bridge_client_link_bandwidth_bytes_per_second", "gauge",
+           "Estimated bottleneck bandwidth of each client's link (windowed max of TCP's "
+           "delivery rate).",
+           [({"client": str(c.id)}, c.link["bandwidth_bytes_per_s"]) for c in linked
+            if c.link.get("bandwidth_bytes_per_s") is not None])
+    metric("rover_ws_bridge_client_link_min_rtt_seconds", "gauge",
+           "Estimated round-trip time of each client's link (windowed min of TCP's RTT).",
+           [({"client": str(c.id)}, c.link["min_rtt_ms"] / 1e3) for c in linked
+            if c.link.get("min_rtt_ms") is not None])
+    metric("rover_ws_bridge_client_queued_bytes", "gauge",
+           "Bytes waiting for each client, by stage: its outbox, and the kernel's send queue "
+           "(unsent and unacknowledged).",
+           [({"client": str(c.id), "stage": stage}, c.link[key]) for c in linked
+            for stage, key in (("outbox", "outbox_bytes"), ("kernel", "kernel_queued_bytes"))
+            if c.link.get(key) is not None])
     metric("rover_ws_bridge_handoff_dropped_total", "counter",
            "Messages dropped at the ROS->asyncio handoff.", [({}, r.handoff.dropped)])
     if r.core:

@@ -79,6 +79,7 @@ def connections(r: Reading, show_addresses: bool = True) -> dict[str, Any]:
         "client_report": c.client_report,
         "backpressure": _outbox(c),
         "limits": {**c.penalty, "pending_bytes": c.pending_bytes},
+        "link": dict(c.link) or None,
     } for c in r.connections]}
 
 

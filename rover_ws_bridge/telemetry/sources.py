@@ -106,6 +106,9 @@ class ConnectionStats:
     # dropped_by_limit; and the bytes its transport holds now.
     penalty: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     pending_bytes: int = 0
+    # The link estimate (streaming/link.py) and the bytes queued in the outbox and the kernel;
+    # empty for a connection without one.
+    link: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def connection_stats(connection: "Connection", router: "Router", period_peak: float,
@@ -119,7 +122,12 @@ def connection_stats(connection: "Connection", router: "Router", period_peak: fl
         compression.name.lower() if compression is not None else None,
         c.batching, c.frames_sent, c.bytes_sent, latency * 1e3 if latency else None,
         c.client_report, outbox_stats(c.outbox, period_peak),
-        _penalty(c), _pending_bytes(c))
+        _penalty(c), _pending_bytes(c), _link(c))
+
+
+def _link(connection: "Connection") -> Mapping[str, Any]:
+    link_stats = getattr(connection, "link_stats", None)
+    return link_stats() if link_stats is not None else {}
 
 
 def _penalty(connection: "Connection") -> Mapping[str, Any]:

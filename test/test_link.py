@@ -1,0 +1,132 @@
+"""The link estimate (streaming/link.py) and the outbox's shedding for the link (outbox.py):
+pure, fed with samples and records."""
+from __future__ import annotations
+
+import socket
+
+from rover_ws_bridge.priority import Priority
+from rover_ws_bridge.streaming.link import (
+    MIN_BUDGET_BYTES,
+    RATE_INTERVAL_S,
+    LinkEstimate,
+    LinkSettings,
+    TcpSample,
+    read_tcp_info,
+)
+from rover_ws_bridge.streaming.outbox import Outbox
+from rover_ws_bridge.wire.frame import Record
+
+
+def _sample(acked: int, rtt_s: float = 0.02, queued: int = 20_000) -> TcpSample:
+    return TcpSample(delivery_rate_Bps=0, app_limited=False, bytes_acked=acked, rtt_s=rtt_s,
+                     unacked_bytes=queued, notsent_bytes=0)
+
+
+def _feed(link: LinkEstimate, start_s: float, seconds: float, rate_Bps: float,
+          acked: int, rtt_s: float = 0.02) -> int:
+    """Samples every 10 ms of a link acknowledging rate_Bps; returns bytes acked at the end."""
+    steps = int(seconds / 0.01)
+    for i in range(1, steps + 1):
+        link.update(start_s + i * 0.01, _sample(acked + int(rate_Bps * i * 0.01), rtt_s),
+                    backlogged=True)
+    return acked + int(rate_Bps * steps * 0.01)
+
+
+def test_bandwidth_is_the_acked_rate_while_backlogged_and_budget_follows_it():
+    link = LinkEstimate(LinkSettings(queue_target_s=0.05, bandwidth_window_s=1.0))
+    assert link.budget_bytes() is None  # nothing measured: no bound
+    _feed(link, 0.0, 1.0, 250_000, 0)
+    assert abs(link.bandwidth_Bps - 250_000) < 2_000
+    assert link.min_rtt_s == 0.02
+    # bandwidth x (min RTT + target)
+    assert abs(link.budget_bytes() - 250_000 * 0.07) < 500
+
+
+def test_a_rate_that_halves_is_followed_within_the_window():
+    link = LinkEstimate(LinkSettings(bandwidth_window_s=1.0))
+    acked = _feed(link, 0.0, 2.0, 250_000, 0)
+    acked = _feed(link, 2.0, 0.5, 125_000, acked)
+    assert link.bandwidth_Bps > 200_000  # the old maximum is still in the window
+    _feed(link, 2.5, 1.0 + RATE_INTERVAL_S, 125_000, acked)
+    assert abs(link.bandwidth_Bps - 125_000) < 2_000
+
+
+def test_idle_intervals_say_nothing_of_the_link():
+    link = LinkEstimate(LinkSettings())
+    acked = _feed(link, 0.0, 1.0, 250_000, 0)
+    # The client had nothing to send for a while: few bytes acked, not a slower link.
+    link.idle()
+    link.update(1.5, _sample(acked + 100), backlogged=False)
+    link.update(2.0, _sample(acked + 200), backlogged=False)
+    assert abs(link.bandwidth_Bps - 250_000) < 2_000
+
+
+def test_budget_has_a_floor():
+    link = LinkEstimate(LinkSettings(queue_target_s=0.05))
+    _feed(link, 0.0, 1.0, 10_000, 0, rtt_s=0.0001)
+    assert link.budget_bytes() == MIN_BUDGET_BYTES
+
+
+def test_no_budget_when_switched_off():
+    link = LinkEstimate(LinkSettings(queue_target_s=0.0))
+    _feed(link, 0.0, 1.0, 250_000, 0)
+    assert link.budget_bytes() is None
+
+
+def test_tcp_info_of_a_real_socket():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    try:
+        accepted.sendall(b"x" * 100_000)
+        received = 0
+        while received < 100_000:
+            received += len(client.recv(1 << 20))
+        sample = read_tcp_info(accepted)
+        assert sample is not None
+        assert sample.bytes_acked >= 100_000
+        assert sample.rtt_s > 0
+        assert sample.notsent_bytes == 0
+    finally:
+        for s in (client, accepted, server):
+            s.close()
+
+
+def _record(topic: int, seq: int, priority: Priority, ts: int, size: int = 100) -> Record:
+    return Record(ts, topic, seq, int(priority), 1, b"x" * size)
+
+
+def test_stale_low_and_normal_are_shed_critical_never():
+    outbox = Outbox()
+    outbox.push(_record(1, 1, Priority.NORMAL, ts=100))
+    outbox.push(_record(2, 1, Priority.LOW, ts=100))
+    outbox.push(_record(3, 1, Priority.CRITICAL, ts=100))
+    outbox.push(_record(1, 2, Priority.NORMAL, ts=5_000))
+    records = outbox.pop_batch(10, stale_ns=1_000)
+    assert [(r.topic_id, r.sequence) for r in records] == [(3, 1), (1, 2)]
+    assert outbox.shed_for_link == 2
+    assert outbox.totals.dropped == 2
+    assert len(outbox) == 0
+
+
+def test_a_stale_high_record_goes_unless_a_newer_one_of_its_topic_waits():
+    outbox = Outbox()
+    outbox.push(_record(1, 1, Priority.HIGH, ts=100))
+    outbox.push(_record(1, 2, Priority.HIGH, ts=200))
+    outbox.push(_record(2, 1, Priority.HIGH, ts=100))
+    records = outbox.pop_batch(10, stale_ns=1_000)
+    # Topic 1: the newest of the two (both stale); topic 2: its only record, stale or not.
+    assert [(r.topic_id, r.sequence) for r in records] == [(1, 2), (2, 1)]
+    assert outbox.shed_for_link == 1
+
+
+def test_records_too_large_for_the_link_are_shed_unless_high_or_critical():
+    outbox = Outbox()
+    outbox.push(_record(1, 1, Priority.LOW, ts=100, size=50_000))
+    outbox.push(_record(2, 1, Priority.HIGH, ts=100, size=50_000))
+    outbox.push(_record(3, 1, Priority.LOW, ts=100, size=100))
+    records = outbox.pop_batch(10, max_sheddable_bytes=10_000)
+    assert [r.topic_id for r in records] == [2, 3]
+    assert outbox.shed_for_link == 1
