@@ -308,3 +308,85 @@ def test_backpressure_is_told_in_a_status_at_warning_level():
     [status] = texts(proto.on_backpressure(BackpressureState.OK, BackpressureState.WARNING,
                                            {"dropped": 0, "conflated": 3}))
     assert status["level"] == "warning" and "backpressure" in status["msg"]
+
+
+GRAPH = p.Graph(
+    topics={"/imu": ("sensor_msgs/msg/Imu",), "/cmd_vel": ("geometry_msgs/msg/Twist",)},
+    services={"/sim/set_estop": ("std_srvs/srv/SetBool",),
+              "/sim/reset": ("std_srvs/srv/Trigger",)},
+    actions={"/dock": ("nav2_msgs/action/Dock",)},
+    nodes={"/sim": p.NodeEndpoints(("/imu",), ("/cmd_vel",), ("/sim/reset", "/sim/set_estop")),
+           "/teleop": p.NodeEndpoints(("/cmd_vel",), (), ())})
+
+
+def rosapi(proto, service, args=None, graph=GRAPH):
+    """Call a graph service of rosapi: the protocol asks the core for the graph; answer it."""
+    [read] = send(proto, op="call_service", id="q", service=service, args=args or {})
+    assert isinstance(read, p.ReadGraph)
+    [answer] = texts(proto.on_outcome(p.GraphRead(read.ref, graph)))
+    assert answer["result"] is True and answer["id"] == "q" and answer["service"] == service
+    return answer["values"]
+
+
+def test_rosapi_graph_services_are_answered_from_the_graph_in_rosapi_msgs_shapes():
+    proto = protocol()
+    assert rosapi(proto, "/rosapi/services") == {"services": ["/sim/reset", "/sim/set_estop"]}
+    assert rosapi(proto, "/rosapi/service_type", {"service": "sim/set_estop"}) == {
+        "type": "std_srvs/srv/SetBool"}
+    assert rosapi(proto, "/rosapi/service_type", ["/nope"]) == {"type": ""}
+    assert rosapi(proto, "/rosapi/services_for_type", {"type": "std_srvs/Trigger"}) == {
+        "services": ["/sim/reset"]}
+    assert rosapi(proto, "/rosapi/nodes") == {"nodes": ["/sim", "/teleop"]}
+    assert rosapi(proto, "/rosapi/node_details", {"node": "/sim"}) == {
+        "subscribing": ["/cmd_vel"], "publishing": ["/imu"],
+        "services": ["/sim/reset", "/sim/set_estop"]}
+    assert rosapi(proto, "/rosapi/node_details", {"node": "/gone"}) == {
+        "subscribing": [], "publishing": [], "services": []}
+    assert rosapi(proto, "/rosapi/publishers", {"topic": "/cmd_vel"}) == {
+        "publishers": ["/teleop"]}
+    assert rosapi(proto, "/rosapi/subscribers", ["cmd_vel"]) == {"subscribers": ["/sim"]}
+    assert rosapi(proto, "/rosapi/action_servers") == {"action_servers": ["/dock"]}
+
+
+def test_rosapi_graph_failure_is_result_false():
+    proto = protocol()
+    [read] = send(proto, op="call_service", id="q", service="/rosapi/nodes")
+    [answer] = texts(proto.on_outcome(p.Refused(read.ref, "busy", "queue full")))
+    assert answer["result"] is False and answer["values"] == "queue full"
+
+
+def test_the_graph_is_cut_to_what_the_client_may_see():
+    visible = GRAPH.visible(lambda t: t != "/cmd_vel", lambda s: s == "/sim/reset",
+                            lambda n: n != "/teleop")
+    assert set(visible.topics) == {"/imu"} and set(visible.services) == {"/sim/reset"}
+    assert visible.actions == {}  # actions go by the service rule
+    assert visible.nodes == {"/sim": p.NodeEndpoints(("/imu",), (), ("/sim/reset",))}
+
+
+def test_rosapi_type_details_ask_the_core_for_the_typedefs():
+    proto = protocol()
+    typedef = {"type": "std_msgs/String", "fieldnames": ["data"], "fieldtypes": ["string"],
+               "fieldarraylen": [-1], "examples": [""], "constnames": [], "constvalues": []}
+    for service, type_name, part in (
+            ("/rosapi/message_details", "std_msgs/msg/String", "message"),
+            ("/rosapi/service_request_details", "std_srvs/srv/SetBool", "request"),
+            ("/rosapi/service_response_details", "std_srvs/srv/SetBool", "response")):
+        short = type_name.replace("/msg/", "/").replace("/srv/", "/")  # ROS 1 spelling
+        [describe] = send(proto, op="call_service", id=part, service=service,
+                          args={"type": short})
+        assert describe == p.DescribeType(describe.ref, type_name, part)
+        [answer] = texts(proto.on_outcome(p.TypeDescribed(describe.ref, type_name,
+                                                          (typedef,))))
+        assert answer["values"] == {"typedefs": [typedef]} and answer["id"] == part
+
+
+def test_rosapi_get_param_names_lists_every_visible_node_one_after_the_other():
+    proto = protocol()
+    [read] = send(proto, op="call_service", id="n", service="/rosapi/get_param_names")
+    [first] = proto.on_outcome(p.GraphRead(read.ref, GRAPH))
+    assert first == p.ListParameters(first.ref, "/sim")
+    [second] = proto.on_outcome(p.ParameterNames(first.ref, "/sim", ("rate_hz", "use_sim_time")))
+    assert second == p.ListParameters(second.ref, "/teleop")
+    # a node without parameter services is skipped
+    [answer] = texts(proto.on_outcome(p.Refused(second.ref, "no_such_node", "none")))
+    assert answer["values"] == {"names": ["/sim:rate_hz", "/sim:use_sim_time"]}

@@ -73,6 +73,8 @@ def bridge(sim: subprocess.Popen, tmp_path_factory: pytest.TempPathFactory
         "publish_allow": f'["{NS}/cmd_vel", "{TOPIC_PREFIX}/rb/*"]',
         "service_allow": f'["{SIM_NODE}/*"]',
         "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps"]',
+        # Names no client may see: rosapi must not tell of them either.
+        "topic_deny": f'["{TOPIC_PREFIX}/rb/secret*"]',
         # Small, so that a stalled client fills its outbox within a second of camera frames.
         "outbox_max_bytes": str(OUTBOX_BYTES), "write_limit_bytes": "4096",
     }, tmp_path_factory.mktemp("rosbridge_bridge"))
@@ -175,6 +177,48 @@ def test_param_get_and_set_on_a_real_node(bridge, node_env) -> None:
     wait_for_topic(bridge, node_env, f"{NS}/odom")
     seen = scenario(bridge, node_env, "param", param=f"{SIM_NODE}:max_speed_mps", value=1.25)
     assert seen == {"before": 2.0, "after": 1.25}
+
+
+def test_rosapi_graph_services_answer_from_the_ros_graph_without_what_is_hidden(
+        bridge, node_env, ros: RosHarness) -> None:
+    from std_srvs.srv import Trigger
+
+    wait_for_topic(bridge, node_env, f"{NS}/imu")
+    secret_topic, secret_service = f"{TOPIC_PREFIX}/rb/secret", f"{TOPIC_PREFIX}/rb/secret_srv"
+    publisher = ros.node.create_publisher(String, secret_topic, QoSProfile(depth=1))
+    service = ros.node.create_service(Trigger, secret_service, lambda request, response: response)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while True:  # until the bridge's graph view has our test node's endpoints
+            seen = scenario(bridge, node_env, "graph", node=SIM_NODE, topic=f"{NS}/imu",
+                            service=f"{SIM_NODE}/set_estop")
+            if "/bridge_integration_test" in seen["nodes"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        ros.node.destroy_service(service)
+        ros.node.destroy_publisher(publisher)
+    assert {SIM_NODE, "/rover_ws_bridge", "/bridge_integration_test"} <= set(seen["nodes"])
+    assert f"{NS}/imu" in seen["details"]["publishing"]
+    assert f"{NS}/cmd_vel" in seen["details"]["subscribing"]
+    assert f"{SIM_NODE}/set_estop" in seen["details"]["services"]
+    assert {f"{SIM_NODE}/set_estop", f"{SIM_NODE}/reset_odometry"} <= set(seen["services"])
+    assert seen["serviceType"] == "std_srvs/srv/SetBool"
+    assert f"{SIM_NODE}/set_estop" in seen["servicesForType"]
+    assert seen["publishers"] == [SIM_NODE]
+    [request] = seen["request"]["typedefs"]
+    assert request["fieldnames"] == ["data"] and request["fieldtypes"] == ["boolean"]
+    assert seen["response"]["typedefs"][0]["fieldnames"] == ["success", "message"]
+    types = [t["type"] for t in seen["message"]]  # roslib hands over the typedefs
+    assert types[:3] == ["sensor_msgs/Imu", "std_msgs/Header", "builtin_interfaces/Time"]
+    assert seen["message"][0]["fieldarraylen"][2] == 9  # orientation_covariance
+    assert seen["actionServers"] == []
+    # Parameters of every node, as node:param.
+    assert f"{SIM_NODE}:max_speed_mps" in seen["params"]
+    assert "/rover_ws_bridge:port" in seen["params"]
+    # Denied names are not told of: not among the services, nor in the node's details.
+    text = json.dumps(seen)
+    assert secret_topic not in text and secret_service not in text
 
 
 def test_errors_are_status_messages_and_failed_calls_and_the_connection_stays_up(

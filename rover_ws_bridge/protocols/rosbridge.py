@@ -35,7 +35,10 @@ from .base import (
     Advertise,
     CallService,
     ConnectionView,
+    DescribeType,
     GetParameters,
+    Graph,
+    GraphRead,
     ListParameters,
     Outcome,
     OutgoingFrame,
@@ -45,11 +48,13 @@ from .base import (
     Protocol,
     Publish,
     QosRequest,
+    ReadGraph,
     Refused,
     ServiceResult,
     SetParameters,
     Subscribe,
     Subscribed,
+    TypeDescribed,
     Unadvertise,
     Unadvertised,
     Unsubscribe,
@@ -496,18 +501,113 @@ class RosbridgeProtocol(Protocol):
 
     def _rosapi_get_param_names(self, args: dict, spelling: str,
                                 request_id: Any) -> list[Action]:
-        # rosapi lists the parameters of every node; without the node list here, the
-        # parameters of the node named by `node` (an extension) or of this bridge.
-        node = args.get("node") or "/rover_ws_bridge"
-        node = absolute(_check_name(node, "node"))
+        """The parameters of every node the client may see, as rosapi lists them: asked of
+        one node at a time (each is a service call, and calls in flight are bounded); a node
+        without parameter services is skipped."""
+        names: list[str] = []
 
-        def answer(outcome: Outcome) -> list[Action]:
-            if isinstance(outcome, ParameterNames):
-                return self._service_response(spelling, request_id, {
-                    "names": [f"{node}:{n}" for n in outcome.names]})
+        def next_node(nodes: list[str]) -> list[Action]:
+            if not nodes:
+                return self._service_response(spelling, request_id, {"names": names})
+            node, rest = nodes[0], nodes[1:]
+
+            def answer(outcome: Outcome) -> list[Action]:
+                if isinstance(outcome, ParameterNames):
+                    names.extend(f"{node}:{n}" for n in outcome.names)
+                elif isinstance(outcome, Refused) and outcome.code not in (
+                        "no_such_node", "timeout", "failed"):
+                    return self._service_failure(spelling, request_id, outcome)
+                return next_node(rest)
+
+            return [self._request(answer, lambda ref: ListParameters(ref, node))]
+
+        return self._from_graph(spelling, request_id, lambda graph: next_node(sorted(
+            graph.nodes)))
+
+    # The graph part: each answered from one snapshot the core cut to what the client sees.
+
+    def _from_graph(self, spelling: str, request_id: Any,
+                    answer: Callable[[Graph], list[Action]]) -> list[Action]:
+        def read(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, GraphRead):
+                return answer(outcome.graph)
             return self._service_failure(spelling, request_id, outcome)
 
-        return [self._request(answer, lambda ref: ListParameters(ref, node))]
+        return [self._request(read, ReadGraph)]
+
+    def _graph_values(self, spelling: str, request_id: Any,
+                      values: Callable[[Graph], dict]) -> list[Action]:
+        return self._from_graph(spelling, request_id, lambda graph: self._service_response(
+            spelling, request_id, values(graph)))
+
+    def _rosapi_services(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        return self._graph_values(spelling, request_id, lambda g: {
+            "services": sorted(g.services)})
+
+    def _rosapi_service_type(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        service = absolute(_check_name(args.get("service"), "service"))
+        return self._graph_values(spelling, request_id, lambda g: {
+            "type": (g.services.get(service) or ("",))[0]})
+
+    def _rosapi_services_for_type(self, args: dict, spelling: str,
+                                  request_id: Any) -> list[Action]:
+        type_name = ros2_type(_check_name(args.get("type"), "type"), "srv")
+        return self._graph_values(spelling, request_id, lambda g: {"services": sorted(
+            name for name, types in g.services.items() if type_name in types)})
+
+    def _rosapi_nodes(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        return self._graph_values(spelling, request_id, lambda g: {"nodes": sorted(g.nodes)})
+
+    def _rosapi_node_details(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        node = absolute(_check_name(args.get("node"), "node"))
+
+        def values(graph: Graph) -> dict:
+            found = graph.nodes.get(node)
+            if found is None:  # rosapi answers an unknown node with empty lists
+                return {"subscribing": [], "publishing": [], "services": []}
+            return {"subscribing": list(found.subscribing), "publishing": list(found.publishing),
+                    "services": list(found.services)}
+
+        return self._graph_values(spelling, request_id, values)
+
+    def _rosapi_publishers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        topic = absolute(_check_name(args.get("topic"), "topic"))
+        return self._graph_values(spelling, request_id, lambda g: {"publishers": sorted(
+            name for name, e in g.nodes.items() if topic in e.publishing)})
+
+    def _rosapi_subscribers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        topic = absolute(_check_name(args.get("topic"), "topic"))
+        return self._graph_values(spelling, request_id, lambda g: {"subscribers": sorted(
+            name for name, e in g.nodes.items() if topic in e.subscribing)})
+
+    def _rosapi_action_servers(self, args: dict, spelling: str,
+                               request_id: Any) -> list[Action]:
+        return self._graph_values(spelling, request_id, lambda g: {
+            "action_servers": sorted(g.actions)})
+
+    def _typedefs(self, args: dict, spelling: str, request_id: Any, kind: str,
+                  part: str) -> list[Action]:
+        type_name = ros2_type(_check_name(args.get("type"), "type"), kind)
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, TypeDescribed):
+                return self._service_response(spelling, request_id, {
+                    "typedefs": list(outcome.typedefs)})
+            return self._service_failure(spelling, request_id, outcome)
+
+        return [self._request(answer, lambda ref: DescribeType(ref, type_name, part))]
+
+    def _rosapi_message_details(self, args: dict, spelling: str,
+                                request_id: Any) -> list[Action]:
+        return self._typedefs(args, spelling, request_id, "msg", "message")
+
+    def _rosapi_service_request_details(self, args: dict, spelling: str,
+                                        request_id: Any) -> list[Action]:
+        return self._typedefs(args, spelling, request_id, "srv", "request")
+
+    def _rosapi_service_response_details(self, args: dict, spelling: str,
+                                         request_id: Any) -> list[Action]:
+        return self._typedefs(args, spelling, request_id, "srv", "response")
 
     # -- other ops -------------------------------------------------------------------------
 
@@ -702,11 +802,25 @@ _ROSAPI: dict[str, Callable[[RosbridgeProtocol, dict, str, Any], list[Action]]] 
     "get_param": RosbridgeProtocol._rosapi_get_param,
     "set_param": RosbridgeProtocol._rosapi_set_param,
     "get_param_names": RosbridgeProtocol._rosapi_get_param_names,
+    "services": RosbridgeProtocol._rosapi_services,
+    "service_type": RosbridgeProtocol._rosapi_service_type,
+    "services_for_type": RosbridgeProtocol._rosapi_services_for_type,
+    "nodes": RosbridgeProtocol._rosapi_nodes,
+    "node_details": RosbridgeProtocol._rosapi_node_details,
+    "publishers": RosbridgeProtocol._rosapi_publishers,
+    "subscribers": RosbridgeProtocol._rosapi_subscribers,
+    "action_servers": RosbridgeProtocol._rosapi_action_servers,
+    "message_details": RosbridgeProtocol._rosapi_message_details,
+    "service_request_details": RosbridgeProtocol._rosapi_service_request_details,
+    "service_response_details": RosbridgeProtocol._rosapi_service_response_details,
 }
 # The request fields of rosapi_msgs services, in order, for positional `args`.
 _ROSAPI_ARGS = {"topic_type": ("topic",), "topics_for_type": ("type",),
                 "get_param": ("name", "default_value"), "set_param": ("name", "value"),
-                "get_param_names": ()}
+                "service_type": ("service",), "services_for_type": ("type",),
+                "node_details": ("node",), "publishers": ("topic",), "subscribers": ("topic",),
+                "message_details": ("type",), "service_request_details": ("type",),
+                "service_response_details": ("type",)}
 
 
 # -- small helpers ---------------------------------------------------------------------------

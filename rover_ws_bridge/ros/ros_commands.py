@@ -20,10 +20,13 @@ from ..streaming.commands import (
     CancelRosService,
     CommandQueue,
     CreatePublisher,
+    DescribeRosType,
     DestroyPublisher,
     PublishMessage,
+    ReadRosGraph,
 )
 from . import message_codec
+from .graph import GraphReader, typedefs
 from .message_codec import MessageConversionError, UnknownMessageType
 from .qos_events import no_publisher_events
 
@@ -50,6 +53,7 @@ class RosCommands:
         self._publishers: dict[str, tuple[Any, type]] = {}  # topic -> (publisher, class)
         self._clients: dict[tuple[str, str], tuple[Any, type]] = {}  # (service, type) -> ...
         self._pending: dict[int, tuple[Any, Any]] = {}  # call id -> (client, future)
+        self._graph = GraphReader(node)
 
     def run(self) -> None:
         """Carry out up to COMMANDS_PER_WAKE commands, then wake again for the rest, so the
@@ -171,6 +175,18 @@ class RosCommands:
         return entry
 
 
+    # -- the graph (rosapi) ---------------------------------------------------------------------
+
+    def _read_graph(self, command: ReadRosGraph) -> None:
+        command.done("ok", self._graph.read())
+
+    def _describe_type(self, command: DescribeRosType) -> None:
+        try:
+            command.done("ok", typedefs(command.type_name, command.part))
+        except UnknownMessageType as exc:
+            command.done("unknown_type", str(exc))
+
+
 def _type_name(message_class: type) -> str:
     module = message_class.__module__.split(".")
     return f"{module[0]}/msg/{message_class.__name__}"
@@ -182,4 +198,6 @@ _RUN: dict[type, Callable[[RosCommands, Any], None]] = {
     PublishMessage: RosCommands._publish,
     CallRosService: RosCommands._call_service,
     CancelRosService: RosCommands._cancel_service,
+    ReadRosGraph: RosCommands._read_graph,
+    DescribeRosType: RosCommands._describe_type,
 }

@@ -61,8 +61,20 @@ class CancelRosService:
     call_id: int
 
 
+@dataclass(frozen=True)
+class ReadRosGraph:
+    done: Done  # "ok" with a protocols.base.Graph of the whole graph (the core filters it)
+
+
+@dataclass(frozen=True)
+class DescribeRosType:
+    type_name: str  # pkg/msg/Type or pkg/srv/Type
+    part: str  # "message", "request" or "response"
+    done: Done  # "ok" with a tuple of rosapi TypeDef dicts, or ("unknown_type", message)
+
+
 Command = Union[CreatePublisher, DestroyPublisher, PublishMessage, CallRosService,
-                CancelRosService]
+                CancelRosService, ReadRosGraph, DescribeRosType]
 
 
 class CommandQueue:

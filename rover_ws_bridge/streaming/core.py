@@ -32,8 +32,10 @@ from .commands import (
     CancelRosService,
     CommandQueue,
     CreatePublisher,
+    DescribeRosType,
     DestroyPublisher,
     PublishMessage,
+    ReadRosGraph,
 )
 from .policy import Client, Policy, is_absolute_name, is_interface_type
 
@@ -455,6 +457,47 @@ class BridgeCore:
         self._start_call(requester, ref, node, f"{_absolute(node)}/get_parameters",
                          "rcl_interfaces/srv/GetParameters", {"names": list(names)}, None, got)
 
+    # -- the graph (rosapi) ----------------------------------------------------------------------
+
+    def _read_graph(self, requester: Requester, request: p.ReadGraph) -> None:
+        """The graph, cut to what this client may see: a client must not learn of topics,
+        services or nodes its see rules hide (policy.may_see / may_see_service)."""
+        ref, client, policy = request.ref, requester.client, self.policy
+
+        def done(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(p.Refused(ref, code, str(detail)))
+                return
+            requester.deliver(p.GraphRead(ref, detail.visible(
+                lambda topic: policy.may_see(client, topic),
+                lambda service: policy.may_see_service(client, service),
+                lambda node: policy.may_see(client, node))))
+
+        if not self.commands.put(ReadRosGraph(self._on_loop(done))):
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; try again"))
+
+    def _describe_type(self, requester: Requester, request: p.DescribeType) -> None:
+        # Types are no secret (they are installed files): no policy, only a name check
+        # before anything is imported.
+        ref, type_name = request.ref, request.type_name
+        kind = "msg" if request.part == "message" else "srv"
+        if request.part not in ("message", "request", "response") \
+                or not is_interface_type(type_name, kind):
+            requester.deliver(p.Refused(ref, "unknown_type", f"type {_short(type_name)!r} is "
+                                        f"not pkg/{kind}/Type", _short(type_name)))
+            return
+
+        def done(code: str, detail: Any) -> None:
+            if code == "ok":
+                requester.deliver(p.TypeDescribed(ref, type_name, detail))
+            else:
+                requester.deliver(p.Refused(ref, code, str(detail), type_name))
+
+        if not self.commands.put(DescribeRosType(type_name, request.part, self._on_loop(done))):
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; try again"))
+
     # -- helpers -------------------------------------------------------------------------------
 
     def _on_loop(self, fn: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
@@ -506,4 +549,6 @@ _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
     p.ListParameters: BridgeCore._list_parameters,
     p.GetParameters: BridgeCore._get_parameters,
     p.SetParameters: BridgeCore._set_parameters,
+    p.ReadGraph: BridgeCore._read_graph,
+    p.DescribeType: BridgeCore._describe_type,
 }

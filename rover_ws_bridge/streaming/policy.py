@@ -375,6 +375,11 @@ class Policy:
             return topic not in HIDDEN_BY_DEFAULT or topic in self._explicit_topics
         return client.role is not None and client.role.may_see(topic)
 
+    def may_see_service(self, client: Client, service: str) -> bool:
+        """Whether a client may learn that a service (or action) exists: its name passes the
+        same see rules as a topic's, or the client may call it."""
+        return self.may_see(client, service) or self.may_call(client, service) is None
+
     def may_wait_for(self, topic: str) -> bool:
         """Whether a client may make the bridge subscribe to a topic nobody offers yet: only
         where discovery would offer it (with discover_topics off, only the `topics` list)."""

@@ -111,6 +111,26 @@ const scenarios = {
     return { before, after: await get() };
   },
 
+  async graph(ros) {
+    // rosapi's graph services through roslib's own helpers.
+    const ask = (method, ...args) => new Promise((resolve, reject) =>
+      ros[method](...args, resolve, reject));
+    const imu = new ROSLIB.Topic({ ros, name: options.topic });
+    return {
+      nodes: await ask("getNodes"),
+      details: await ask("getNodeDetails", options.node),
+      services: await ask("getServices"),
+      serviceType: await ask("getServiceType", options.service),
+      servicesForType: await ask("getServicesForType", "std_srvs/srv/SetBool"),
+      request: await ask("getServiceRequestDetails", "std_srvs/srv/SetBool"),
+      response: await ask("getServiceResponseDetails", "std_srvs/srv/SetBool"),
+      message: await ask("getMessageDetails", "sensor_msgs/msg/Imu"),
+      publishers: await new Promise((resolve, reject) => imu.getPublishers(resolve, reject)),
+      actionServers: await ask("getActionServers"),
+      params: await ask("getParams"),
+    };
+  },
+
   async errors(ros) {
     // A subscription to a topic that does not exist, without a type: a status names it.
     const status = new Promise((resolve) => ros.on("status:bad-subscribe", resolve));
