@@ -73,7 +73,11 @@ BAD_INPUT = [
     json.dumps({"op": "call_service", "service": "/s", "timeout": 0}),
     json.dumps({"op": "advertise", "topic": "/cmd_vel"}),
     json.dumps({"op": "fragment", "id": "f", "data": "x", "num": 2, "total": 2}),
-    json.dumps({"op": "advertise_service", "service": "/s", "type": "std_srvs/srv/Trigger"}),
+    json.dumps({"op": "advertise_service", "service": "/s"}),
+    json.dumps({"op": "service_response", "service": "/s", "id": "x", "result": True}),
+    json.dumps({"op": "service_response", "service": "/s", "id": "service_request:/s:1"}),
+    json.dumps({"op": "service_response", "service": "/s", "id": "service_request:/s:1",
+                "result": True, "values": [1]}),
     json.dumps({"op": "set_level", "level": "loud"}),
 ]
 
@@ -390,3 +394,38 @@ def test_rosapi_get_param_names_lists_every_visible_node_one_after_the_other():
     # a node without parameter services is skipped
     [answer] = texts(proto.on_outcome(p.Refused(second.ref, "no_such_node", "none")))
     assert answer["values"] == {"names": ["/sim:rate_hz", "/sim:use_sim_time"]}
+
+
+def test_a_service_the_client_serves_gets_the_calls_and_answers_them_by_id():
+    proto = protocol()
+    [advertise] = send(proto, op="advertise_service", service="dash/confirm",
+                       type="std_srvs/Trigger")
+    assert advertise == p.AdvertiseService(advertise.ref, "/dash/confirm",
+                                           "std_srvs/srv/Trigger")
+    assert proto.on_outcome(p.ServiceAdvertised(advertise.ref, "/dash/confirm")) == []
+    # a ROS node calls it: the client gets call_service with the service as it spelled it
+    [call] = texts(proto.on_outcome(p.ServiceRequested(None, "/dash/confirm", 7, {})))
+    assert call == {"op": "call_service", "id": "service_request:dash/confirm:7",
+                    "service": "dash/confirm", "args": {}}
+    [answer] = send(proto, op="service_response", service="dash/confirm", id=call["id"],
+                    values={"success": True, "message": "ok"}, result=True)
+    assert answer == p.AnswerServiceCall(answer.ref, 7, {"success": True, "message": "ok"})
+    [failed] = send(proto, op="service_response", service="dash/confirm", id=call["id"],
+                    result=False, values="operator said no")
+    assert failed.values is None and failed.reason == "operator said no"
+    # an answer the core no longer waits for: a warning, shown at that level
+    send(proto, op="set_level", level="warning")
+    [late] = texts(proto.on_outcome(p.Refused(answer.ref, "not_pending", "timed out")))
+    assert late["level"] == "warning" and late["id"] == call["id"]
+    [unadvertise] = send(proto, op="unadvertise_service", service="dash/confirm")
+    assert unadvertise == p.UnadvertiseService(unadvertise.ref, "/dash/confirm")
+    [status] = texts(send(proto, op="unadvertise_service", service="dash/confirm"))
+    assert status["level"] == "warning"
+
+
+def test_a_refused_advertise_service_is_an_error_status():
+    proto = protocol()
+    [advertise] = send(proto, op="advertise_service", id="a", service="/s",
+                       type="std_srvs/srv/Trigger")
+    [status] = texts(proto.on_outcome(p.Refused(advertise.ref, "not_allowed", "no glob")))
+    assert status["level"] == "error" and status["id"] == "a" and "no glob" in status["msg"]

@@ -73,6 +73,8 @@ def bridge(sim: subprocess.Popen, tmp_path_factory: pytest.TempPathFactory
         "publish_allow": f'["{NS}/cmd_vel", "{TOPIC_PREFIX}/rb/*"]',
         "service_allow": f'["{SIM_NODE}/*"]',
         "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps"]',
+        "service_offer_allow": f'["{TOPIC_PREFIX}/rb/offered/*"]',
+        "service_timeout_s": "2.0",
         # Names no client may see: rosapi must not tell of them either.
         "topic_deny": f'["{TOPIC_PREFIX}/rb/secret*"]',
         # Small, so that a stalled client fills its outbox within a second of camera frames.
@@ -219,6 +221,55 @@ def test_rosapi_graph_services_answer_from_the_ros_graph_without_what_is_hidden(
     # Denied names are not told of: not among the services, nor in the node's details.
     text = json.dumps(seen)
     assert secret_topic not in text and secret_service not in text
+
+
+def test_a_service_the_roslib_client_advertises_is_called_by_a_real_rclpy_client(
+        bridge, node_env, ros: RosHarness) -> None:
+    from std_srvs.srv import SetBool
+
+    name = f"{TOPIC_PREFIX}/rb/offered/confirm"
+    process = subprocess.Popen(
+        ["node", "checks.mjs", bridge.url, "serve", json.dumps({
+            "service": name, "denied": f"{TOPIC_PREFIX}/rb/not_offered", "count": 2,
+            "linger_ms": 4000,  # longer than service_timeout_s
+            "limit_ms": int(WAIT_S * 1000)})],
+        cwd=PEER, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = ros.node.create_client(SetBool, name)
+    try:
+        if not client.wait_for_service(timeout_sec=WAIT_S):
+            process.kill()
+            pytest.fail(f"the bridge never served it: {process.communicate()}")
+        answer = wait_future(client.call_async(SetBool.Request(data=True)))
+        assert answer.success is True and answer.message == "served by roslib: true"
+        # unanswered by the client: after service_timeout_s the caller gets the default
+        # response with the reason, and the bridge stays up
+        answer = wait_future(client.call_async(SetBool.Request(data=False)))
+        assert answer.success is False and "did not answer within 2 s" in answer.message
+        out, err = process.communicate(timeout=SCENARIO_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err[-3000:]
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert [c["data"] for c in seen["calls"]] == [True, False]
+    assert seen["others"] == []  # the allowed advertise_service went through without a word
+    # Locked by default: a name service_offer_allow does not match is refused.
+    assert seen["status"]["level"] == "error" and "not_offered" in seen["status"]["msg"]
+    # The client left: nobody serves the name any more.
+    deadline = time.monotonic() + WAIT_S
+    while ros.node.count_services(name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ros.node.count_services(name) == 0
+    ros.node.destroy_client(client)
+
+
+def wait_future(future: Any) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while not future.done():
+        assert time.monotonic() < deadline, "no answer"
+        time.sleep(0.05)
+    return future.result()
 
 
 def test_errors_are_status_messages_and_failed_calls_and_the_connection_stays_up(

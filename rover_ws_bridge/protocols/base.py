@@ -165,8 +165,37 @@ class DescribeType:
     part: str = "message"
 
 
+@dataclass(frozen=True)
+class AdvertiseService:
+    """This client serves `service` on the ROS graph: each ROS call comes to the protocol as
+    `ServiceRequested`, to be answered with `AnswerServiceCall`. Answered by
+    `ServiceAdvertised`."""
+
+    ref: Ref
+    service: str
+    type_name: str
+
+
+@dataclass(frozen=True)
+class UnadvertiseService:
+    ref: Ref
+    service: str
+
+
+@dataclass(frozen=True)
+class AnswerServiceCall:
+    """The client's response to a `ServiceRequested` (values None: it failed, `reason` says
+    why). Answered only when refused (an unknown call id)."""
+
+    ref: Ref
+    call_id: int
+    values: dict | None
+    reason: str = ""
+
+
 CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
-                    ListParameters, GetParameters, SetParameters, ReadGraph, DescribeType]
+                    ListParameters, GetParameters, SetParameters, ReadGraph, DescribeType,
+                    AdvertiseService, UnadvertiseService, AnswerServiceCall]
 Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
 
 
@@ -282,8 +311,31 @@ class TypeDescribed:
     # type it contains, once each, depth first
 
 
+@dataclass(frozen=True)
+class ServiceAdvertised:
+    ref: Ref
+    service: str
+
+
+@dataclass(frozen=True)
+class ServiceUnadvertised:
+    ref: Ref
+    service: str
+
+
+@dataclass(frozen=True)
+class ServiceRequested:
+    """A ROS node called a service this client serves (ref None: no request of the client's)."""
+
+    ref: Ref
+    service: str
+    call_id: int
+    args: dict  # the request's fields, plain values
+
+
 Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, ServiceResult,
-                ParameterNames, ParameterValues, ParametersSet, GraphRead, TypeDescribed]
+                ParameterNames, ParameterValues, ParametersSet, GraphRead, TypeDescribed,
+                ServiceAdvertised, ServiceUnadvertised, ServiceRequested]
 
 
 # -- what a protocol may read ----------------------------------------------------------------

@@ -33,6 +33,8 @@ from ..wire.frame import Encoding, Record
 from .base import (
     Action,
     Advertise,
+    AdvertiseService,
+    AnswerServiceCall,
     CallService,
     ConnectionView,
     DescribeType,
@@ -50,6 +52,8 @@ from .base import (
     QosRequest,
     ReadGraph,
     Refused,
+    ServiceAdvertised,
+    ServiceRequested,
     ServiceResult,
     SetParameters,
     Subscribe,
@@ -57,6 +61,7 @@ from .base import (
     TypeDescribed,
     Unadvertise,
     Unadvertised,
+    UnadvertiseService,
     Unsubscribe,
     Unsubscribed,
 )
@@ -141,6 +146,11 @@ class _PublishRef:
     topic: str  # as the client wrote it
 
 
+@dataclass(frozen=True)
+class _ServedRef:
+    request_id: Any  # of the client's service_response
+
+
 @dataclass
 class _Partial:
     """A client message arriving in fragments."""
@@ -159,6 +169,9 @@ class RosbridgeProtocol(Protocol):
         self._subscriptions: dict[str, _TopicSubscriptions] = {}
         self._subscription_count = 0
         self._advertised: dict[str, str] = {}  # spelling -> absolute name
+        # Services this client serves: absolute name -> the spelling its calls are sent with
+        # (roslib keys an advertised Service's callback on it). Bounded by the core.
+        self._served: dict[str, str] = {}
         self._next_ref = 0
         # ref -> (how to answer the outcome); the closure holds what the answer echoes
         self._requests: dict[int, Callable[[Outcome], list[Action]]] = {}
@@ -393,17 +406,59 @@ class RosbridgeProtocol(Protocol):
         return [_text({"op": "service_response", "service": spelling, "values": reason,
                        "result": False, **_id(request_id)})]
 
-    def _op_service_response(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "service_response: this bridge does not yet forward "
-                           "ROS calls to client services (advertise_service)")
+    # -- services this client serves --------------------------------------------------------
+    # A ROS call comes as ServiceRequested and goes to the client as call_service with the id
+    # "service_request:<service>:<call id>"; the client's service_response carries that id
+    # back, so nothing is kept here per call (the core keeps and bounds the waiting calls).
 
     def _op_advertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "advertise_service is not supported by this bridge "
-                           "yet")
+        spelling = _check_name(message.get("service"), "service")
+        type_name = ros2_type(_check_name(message.get("type"), "type"), "srv")
+        service = absolute(spelling)
+        self._served[service] = spelling
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, ServiceAdvertised):
+                return []
+            if self._served.get(service) == spelling:
+                del self._served[service]
+            reason = outcome.message if isinstance(outcome, Refused) else "refused"
+            return self._status("error", request_id, f"advertise_service {spelling}: {reason}")
+
+        return [self._request(answer, lambda ref: AdvertiseService(ref, service, type_name))]
 
     def _op_unadvertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "unadvertise_service is not supported by this "
-                           "bridge yet")
+        spelling = _check_name(message.get("service"), "service")
+        service = absolute(spelling)
+        if self._served.pop(service, None) is None:
+            return self._status("warning", request_id, f"{_short(spelling)} is not served by "
+                                "this connection")
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, Refused):
+                return self._status("warning", request_id, outcome.message)
+            return []
+
+        return [self._request(answer, lambda ref: UnadvertiseService(ref, service))]
+
+    def _op_service_response(self, message: dict, request_id: Any) -> list[Action]:
+        spelling = _check_name(message.get("service"), "service")
+        prefix = f"service_request:{spelling}:"
+        call = request_id[len(prefix):] if isinstance(request_id, str) \
+            and request_id.startswith(prefix) else ""
+        if not call.isdigit() or len(call) > 18:
+            raise RequestError("bad_request", f"service_response: 'id' must be the id of a "
+                               f"call_service this bridge sent for {_short(spelling)}")
+        result, values = message.get("result"), message.get("values")
+        if not isinstance(result, bool):
+            raise RequestError("bad_request", "service_response: 'result' must be true or false")
+        if result and values is not None and not isinstance(values, dict):
+            raise RequestError("bad_request", "service_response: 'values' must be an object of "
+                               "the response's fields")
+        if result:
+            return [AnswerServiceCall(_ServedRef(request_id), int(call), values or {})]
+        reason = values if isinstance(values, str) else "the client answered result: false"
+        return [AnswerServiceCall(_ServedRef(request_id), int(call), None, reason[:1000])]
 
     def _op_send_action_goal(self, message: dict, request_id: Any) -> list[Action]:
         raise RequestError("unsupported", "actions (send_action_goal) are not supported by "
@@ -670,6 +725,14 @@ class RosbridgeProtocol(Protocol):
             return []
         if isinstance(ref, _SubscribeRef):
             return self._subscribe_outcome(ref, outcome)
+        if isinstance(ref, _ServedRef):  # an answer to a call the core no longer waits for
+            reason = outcome.message if isinstance(outcome, Refused) else "refused"
+            return self._status("warning", ref.request_id, f"service_response: {reason}")
+        if isinstance(outcome, ServiceRequested):
+            spelling = self._served.get(outcome.service, outcome.service)
+            return [_text({"op": "call_service",
+                           "id": f"service_request:{spelling}:{outcome.call_id}",
+                           "service": spelling, "args": outcome.args})]
         answer = self._requests.pop(ref, None)
         if answer is not None:
             return answer(outcome)

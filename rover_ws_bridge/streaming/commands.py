@@ -62,6 +62,32 @@ class CancelRosService:
 
 
 @dataclass(frozen=True)
+class CreateClientService:
+    """A ROS service served for a client: each call goes out as `on_call(call_id, request)`
+    (plain values) and waits for AnswerClientCall with that id."""
+
+    service: str
+    type_name: str
+    on_call: Callable[[int, Any], None]
+    done: Done  # "ok", or ("unknown_type" | "already_served" | "failed", message)
+
+
+@dataclass(frozen=True)
+class DestroyClientService:
+    service: str
+
+
+@dataclass(frozen=True)
+class AnswerClientCall:
+    """The client's answer to one call (values: plain response fields), or, with values None,
+    no answer (timeout, refused, client gone): `reason` says why."""
+
+    call_id: int
+    values: dict | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class ReadRosGraph:
     done: Done  # "ok" with a protocols.base.Graph of the whole graph (the core filters it)
 
@@ -74,7 +100,8 @@ class DescribeRosType:
 
 
 Command = Union[CreatePublisher, DestroyPublisher, PublishMessage, CallRosService,
-                CancelRosService, ReadRosGraph, DescribeRosType]
+                CancelRosService, ReadRosGraph, DescribeRosType, CreateClientService,
+                DestroyClientService, AnswerClientCall]
 
 
 class CommandQueue:

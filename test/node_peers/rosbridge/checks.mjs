@@ -131,6 +131,31 @@ const scenarios = {
     };
   },
 
+  async serve(ros) {
+    // Serve a std_srvs/SetBool until `count` calls were answered; a call with data false is
+    // never answered (the bridge's timeout answers it). First, a name the bridge does not let
+    // this client serve: an error status.
+    const refused = new Promise((resolve) => ros.on("status:refused", resolve));
+    ros.callOnConnection({ op: "advertise_service", id: "refused", service: options.denied,
+      type: "std_srvs/srv/SetBool" });
+    const status = await refused;
+    const others = [];  // statuses without an id (roslib's advertise_service sends none)
+    ros.on("status", (message) => others.push(message));
+    const calls = [];
+    const service = new ROSLIB.Service({ ros, name: options.service,
+      serviceType: "std_srvs/srv/SetBool" });
+    await new Promise((resolve) => {
+      service.advertiseAsync(async (request) => {
+        calls.push(request);
+        // Stay a while after the last call: its answer goes first, or its timeout passes.
+        if (calls.length === options.count) setTimeout(resolve, options.linger_ms);
+        if (!request.data) return await new Promise(() => {});
+        return { success: true, message: `served by roslib: ${request.data}` };
+      });
+    });
+    return { status, calls, others };
+  },
+
   async errors(ros) {
     // A subscription to a topic that does not exist, without a type: a status names it.
     const status = new Promise((resolve) => ros.on("status:bad-subscribe", resolve));
