@@ -429,3 +429,28 @@ def test_a_refused_advertise_service_is_an_error_status():
                        type="std_srvs/srv/Trigger")
     [status] = texts(proto.on_outcome(p.Refused(advertise.ref, "not_allowed", "no glob")))
     assert status["level"] == "error" and status["id"] == "a" and "no glob" in status["msg"]
+
+
+def test_png_compression_packs_the_publish_text_in_an_rgb_png_as_rosbridge_does():
+    import base64
+    import struct
+    import zlib
+
+    proto = protocol()
+    [sub] = send(proto, op="subscribe", id="a", topic="/imu", compression="png")
+    assert sub.encoding is Encoding.JSON
+    data = json.dumps({"text": "z" * 100}).encode()
+    [frame] = proto.encode_batch([json_record(data=data)])
+    message = json.loads(frame.data)
+    assert message["op"] == "png"
+    png = base64.b64decode(message["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, color = struct.unpack(">IIBB", png[16:26])
+    assert (depth, color) == (8, 2)  # 8-bit RGB
+    idat = png.index(b"IDAT")
+    length = struct.unpack(">I", png[idat - 4:idat])[0]
+    rows = zlib.decompress(png[idat + 4:idat + 4 + length])
+    stride = 1 + 3 * width
+    text = b"".join(rows[i + 1:i + stride] for i in range(0, len(rows), stride))
+    assert len(rows) == height * stride
+    assert json.loads(text) == {"op": "publish", "topic": "/imu", "msg": {"text": "z" * 100}}

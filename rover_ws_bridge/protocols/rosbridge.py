@@ -19,10 +19,14 @@ its callbacks on them; they share one subscription in the bridge and its merged 
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
 import os
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -794,6 +798,8 @@ class RosbridgeProtocol(Protocol):
             # The message is JSON text already (made once for every client): splice it in.
             text = '{"op":"publish","topic":' + json.dumps(spelling) + ',"msg":' \
                 + record.data.decode("utf-8") + "}"
+            if options is not None and options.compression == "png":
+                text = '{"op":"png","data":"' + png_packed(text) + '"}'
             size = options.fragment_size if options is not None else None
             if size is not None and len(text) > size:
                 return self._fragments(text, size)
@@ -887,6 +893,28 @@ _ROSAPI_ARGS = {"topic_type": ("topic",), "topics_for_type": ("type",),
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+def png_packed(text: str) -> str:
+    """rosbridge's `png` compression (rosbridge_library internal/pngcompression.py): the
+    UTF-8 text as the pixels of an RGB image of width floor(sqrt(n / 3)) and the height that
+    holds it, padded with newlines (JSON ignores them), as a PNG, in base64."""
+    data = text.encode("utf-8")
+    width = max(1, math.isqrt(len(data) // 3))
+    height = max(1, -(-len(data) // (3 * width)))
+    data += b"\n" * (width * height * 3 - len(data))
+    row = width * 3
+    # Each row with filter type 0 (none) in front, as PNG requires.
+    pixels = b"".join(b"\x00" + data[i:i + row] for i in range(0, len(data), row))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body \
+            + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                               0, 0, 0)) \
+        + chunk(b"IDAT", zlib.compress(pixels, 6)) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode("ascii")
 
 
 def absolute(name: str) -> str:
