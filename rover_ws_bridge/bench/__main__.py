@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer", choices=PEERS,
                         help="also run each (Imu) scenario through this peer bridge, with the "
                              "same publisher and client harness, and print ours/peer ratios")
+    parser.add_argument("--protocol", choices=("rosbridge",),
+                        help="also run each (Imu) scenario with clients of this protocol on "
+                             "our bridge (rosbridge: JSON, then CBOR), reported beside the "
+                             "native runs")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the latency distributions (needs matplotlib)")
     parser.add_argument("--compare", type=Path, metavar="OLD.json",
@@ -144,14 +148,33 @@ def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[
         elif args.peer:
             print(f"  ({scenario.name}: no {args.peer} run: the peer takes sensor_msgs/Imu "
                   "bench-publisher scenarios only)", file=sys.stderr, flush=True)
+    if args.protocol == "rosbridge":
+        failed = _run_rosbridge(scenarios, settings, peers) or failed
     if failed or args.keep_logs:
         print(f"logs kept in {log_dir}", file=sys.stderr)
     else:
         shutil.rmtree(log_dir, ignore_errors=True)
     document = {"scenarios": results, "machine": machine, "command": command}
-    if args.peer:
+    if args.peer or args.protocol == "rosbridge":
         document.update(peers=peers, peer_ratios=ratios)
     return document, failed
+
+
+def _run_rosbridge(scenarios: list[Any], settings: RunSettings,
+                   runs: list[dict[str, Any]]) -> bool:
+    """`--protocol rosbridge`: each Imu scenario again on our bridge, its clients speaking
+    rosbridge (JSON, then CBOR), reported beside the native runs. True if one failed."""
+    failed = False
+    for scenario in [s for s in scenarios if s.peer_capable]:
+        for encoding in ("json", "cbor"):
+            print(f"  {scenario.name} with rosbridge {encoding} clients", file=sys.stderr,
+                  flush=True)
+            try:
+                runs.append(ScenarioRun(scenario, settings, rosbridge_encoding=encoding).run())
+            except BenchError as exc:
+                failed = True
+                runs.append(_failed(scenario, f"rosbridge {encoding}", exc))
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
