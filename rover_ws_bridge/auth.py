@@ -52,7 +52,7 @@ _TOKEN_TEXT = re.compile(r"[A-Za-z0-9_\-.~+/=]{1,%d}" % MAX_TOKEN_CHARS)
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
-_ROLE_KEYS = ("see", "see_except", "publish", "call", "set_parameters", "admin")
+_ROLE_KEYS = ("see", "see_except", "publish", "call", "offer", "set_parameters", "admin")
 
 # Every node's log lines (with file paths) and every parameter change: offered only to those
 # who ask (a role naming them; without a token file, the `topics` list).
@@ -83,6 +83,7 @@ class Role:
     see_except: tuple[str, ...] = ()
     publish: tuple[str, ...] = ()
     call: tuple[str, ...] = ()
+    offer: tuple[str, ...] = ()  # services the client may serve (rosbridge advertise_service)
     set_parameters: tuple[str, ...] = ()
     admin: bool = False
 
@@ -209,6 +210,7 @@ class TokenStore:
         return {
             "roles": {name: {"see": list(r.see), "see_except": list(r.see_except),
                              "publish": list(r.publish), "call": list(r.call),
+                             "offer": list(r.offer),
                              "set_parameters": list(r.set_parameters), "admin": r.admin}
                       for name, r in self.roles.items()},
             "tokens": [{"name": t.name, "role": t.role, "sha256": t.sha256}

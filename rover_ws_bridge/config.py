@@ -470,14 +470,20 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("service_allow", "policy", list, [],
                   "Globs of services clients may call. Empty: no client calls a service.",
                   note=_GLOBS, example=["/rover_sim/*"]),
+    ParameterSpec("service_offer_allow", "policy", list, [],
+                  "Globs of services clients may offer (rosbridge's advertise_service: the "
+                  "bridge serves the name on the ROS graph and forwards each call to that "
+                  "client). Separate from service_allow: a client allowed to call a service "
+                  "must not be able to impersonate it. Empty: no client offers a service.",
+                  note=_GLOBS, example=["/dashboard/*"]),
     ParameterSpec("parameter_write_allow", "policy", list, [],
                   "Globs of 'node:parameter' (e.g. '/rover_sim:max_speed_mps', '/rover_sim:*') "
                   "clients may set. Empty: no client sets a parameter. Reading is allowed.",
                   note=_GLOBS + " of node:parameter"),
     ParameterSpec("write_allowed_networks", "policy", list, ["127.0.0.0/8", "::1/128"],
-                  "Client addresses (CIDR) to which publish_allow, service_allow and "
-                  "parameter_write_allow (or, with a token file, the role's write globs) "
-                  "apply; other clients may only read.",
+                  "Client addresses (CIDR) to which publish_allow, service_allow, "
+                  "service_offer_allow and parameter_write_allow (or, with a token file, the "
+                  "role's write globs) apply; other clients may only read.",
                   CidrNetworks(), example=["127.0.0.0/8", "::1/128", "192.168.1.0/24"]),
     ParameterSpec("max_control_messages_per_second", "policy", float, 50.0,
                   "Control messages (anything but a publish) one client may send per second "

@@ -273,3 +273,47 @@ def test_a_client_cannot_make_the_bridge_wait_for_endless_topics_or_advertise_en
             core.execute(conn, p.Advertise(i, f"/free/t{i}", "std_msgs/msg/Bool"))
         assert len(queue.take()) == 64 and last(conn).code == "too_many_topics"
     run(scenario)
+
+
+def test_client_services_are_locked_by_default_bounded_and_withdrawn_with_the_client():
+    assert Policy(BridgeConfig()).may_offer(LOOPBACK, "/dash/x") is not None
+    assert Policy(BridgeConfig()).permissions(LOOPBACK)["offer_service"] == []
+
+    async def scenario():
+        core, queue, _ = make_core(service_offer_allow=["/dash/*", "/sim/*"],
+                                   service_timeout_s=0.05)
+        dash, other = RecordingConnection(LOOPBACK), RecordingConnection(LOOPBACK)
+        core.execute(dash, p.AdvertiseService(1, "/sim/get_parameters",
+                                              "rcl_interfaces/srv/GetParameters"))
+        assert last(dash).code == "not_allowed"  # a node's parameter services: never
+        core.execute(dash, p.AdvertiseService(2, "/dash/ok", "std_srvs/srv/Trigger"))
+        [create] = queue.take()
+        assert isinstance(create, c.CreateClientService) and create.service == "/dash/ok"
+        core.execute(other, p.AdvertiseService(3, "/dash/ok", "std_srvs/srv/Trigger"))
+        assert last(other).code == "already_served"
+        create.done("ok", None)
+        await asyncio.sleep(0)
+        assert last(dash) == p.ServiceAdvertised(2, "/dash/ok")
+        # Two ROS calls (the bound in flight is 2), a third answered at once without the client.
+        for call_id in (10, 11, 12):
+            create.on_call(call_id, {})
+        await asyncio.sleep(0)
+        assert [o.call_id for o in dash.outcomes if isinstance(o, p.ServiceRequested)] == [10, 11]
+        [refused] = queue.take()
+        assert refused.call_id == 12 and refused.values is None
+        core.execute(dash, p.AnswerServiceCall(4, 10, {"success": True}))
+        [answer] = queue.take()
+        assert answer == c.AnswerClientCall(10, {"success": True}, answer.reason)
+        core.execute(other, p.AnswerServiceCall(5, 11, {}))  # not its call
+        assert last(other).code == "not_pending"
+        await asyncio.sleep(0.1)  # call 11 times out: the ROS caller is answered without values
+        [timed_out] = queue.take()
+        assert timed_out.call_id == 11 and "did not answer" in timed_out.reason
+        for n in range(15):
+            core.execute(dash, p.AdvertiseService(20 + n, f"/dash/s{n}", "std_srvs/srv/Trigger"))
+        core.execute(dash, p.AdvertiseService(40, "/dash/more", "std_srvs/srv/Trigger"))
+        assert last(dash).code == "too_many_services"
+        queue.take()
+        core.forget(dash)  # gone: every service it served is withdrawn
+        assert sum(isinstance(x, c.DestroyClientService) for x in queue.take()) == 16
+    run(scenario)

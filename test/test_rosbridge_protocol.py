@@ -73,7 +73,11 @@ BAD_INPUT = [
     json.dumps({"op": "call_service", "service": "/s", "timeout": 0}),
     json.dumps({"op": "advertise", "topic": "/cmd_vel"}),
     json.dumps({"op": "fragment", "id": "f", "data": "x", "num": 2, "total": 2}),
-    json.dumps({"op": "advertise_service", "service": "/s", "type": "std_srvs/srv/Trigger"}),
+    json.dumps({"op": "advertise_service", "service": "/s"}),
+    json.dumps({"op": "service_response", "service": "/s", "id": "x", "result": True}),
+    json.dumps({"op": "service_response", "service": "/s", "id": "service_request:/s:1"}),
+    json.dumps({"op": "service_response", "service": "/s", "id": "service_request:/s:1",
+                "result": True, "values": [1]}),
     json.dumps({"op": "set_level", "level": "loud"}),
 ]
 
@@ -308,3 +312,145 @@ def test_backpressure_is_told_in_a_status_at_warning_level():
     [status] = texts(proto.on_backpressure(BackpressureState.OK, BackpressureState.WARNING,
                                            {"dropped": 0, "conflated": 3}))
     assert status["level"] == "warning" and "backpressure" in status["msg"]
+
+
+GRAPH = p.Graph(
+    topics={"/imu": ("sensor_msgs/msg/Imu",), "/cmd_vel": ("geometry_msgs/msg/Twist",)},
+    services={"/sim/set_estop": ("std_srvs/srv/SetBool",),
+              "/sim/reset": ("std_srvs/srv/Trigger",)},
+    actions={"/dock": ("nav2_msgs/action/Dock",)},
+    nodes={"/sim": p.NodeEndpoints(("/imu",), ("/cmd_vel",), ("/sim/reset", "/sim/set_estop")),
+           "/teleop": p.NodeEndpoints(("/cmd_vel",), (), ())})
+
+
+def rosapi(proto, service, args=None, graph=GRAPH):
+    """Call a graph service of rosapi: the protocol asks the core for the graph; answer it."""
+    [read] = send(proto, op="call_service", id="q", service=service, args=args or {})
+    assert isinstance(read, p.ReadGraph)
+    [answer] = texts(proto.on_outcome(p.GraphRead(read.ref, graph)))
+    assert answer["result"] is True and answer["id"] == "q" and answer["service"] == service
+    return answer["values"]
+
+
+def test_rosapi_graph_services_are_answered_from_the_graph_in_rosapi_msgs_shapes():
+    proto = protocol()
+    assert rosapi(proto, "/rosapi/services") == {"services": ["/sim/reset", "/sim/set_estop"]}
+    assert rosapi(proto, "/rosapi/service_type", {"service": "sim/set_estop"}) == {
+        "type": "std_srvs/srv/SetBool"}
+    assert rosapi(proto, "/rosapi/service_type", ["/nope"]) == {"type": ""}
+    assert rosapi(proto, "/rosapi/services_for_type", {"type": "std_srvs/Trigger"}) == {
+        "services": ["/sim/reset"]}
+    assert rosapi(proto, "/rosapi/nodes") == {"nodes": ["/sim", "/teleop"]}
+    assert rosapi(proto, "/rosapi/node_details", {"node": "/sim"}) == {
+        "subscribing": ["/cmd_vel"], "publishing": ["/imu"],
+        "services": ["/sim/reset", "/sim/set_estop"]}
+    assert rosapi(proto, "/rosapi/node_details", {"node": "/gone"}) == {
+        "subscribing": [], "publishing": [], "services": []}
+    assert rosapi(proto, "/rosapi/publishers", {"topic": "/cmd_vel"}) == {
+        "publishers": ["/teleop"]}
+    assert rosapi(proto, "/rosapi/subscribers", ["cmd_vel"]) == {"subscribers": ["/sim"]}
+    assert rosapi(proto, "/rosapi/action_servers") == {"action_servers": ["/dock"]}
+
+
+def test_rosapi_graph_failure_is_result_false():
+    proto = protocol()
+    [read] = send(proto, op="call_service", id="q", service="/rosapi/nodes")
+    [answer] = texts(proto.on_outcome(p.Refused(read.ref, "busy", "queue full")))
+    assert answer["result"] is False and answer["values"] == "queue full"
+
+
+def test_the_graph_is_cut_to_what_the_client_may_see():
+    visible = GRAPH.visible(lambda t: t != "/cmd_vel", lambda s: s == "/sim/reset",
+                            lambda n: n != "/teleop")
+    assert set(visible.topics) == {"/imu"} and set(visible.services) == {"/sim/reset"}
+    assert visible.actions == {}  # actions go by the service rule
+    assert visible.nodes == {"/sim": p.NodeEndpoints(("/imu",), (), ("/sim/reset",))}
+
+
+def test_rosapi_type_details_ask_the_core_for_the_typedefs():
+    proto = protocol()
+    typedef = {"type": "std_msgs/String", "fieldnames": ["data"], "fieldtypes": ["string"],
+               "fieldarraylen": [-1], "examples": [""], "constnames": [], "constvalues": []}
+    for service, type_name, part in (
+            ("/rosapi/message_details", "std_msgs/msg/String", "message"),
+            ("/rosapi/service_request_details", "std_srvs/srv/SetBool", "request"),
+            ("/rosapi/service_response_details", "std_srvs/srv/SetBool", "response")):
+        short = type_name.replace("/msg/", "/").replace("/srv/", "/")  # ROS 1 spelling
+        [describe] = send(proto, op="call_service", id=part, service=service,
+                          args={"type": short})
+        assert describe == p.DescribeType(describe.ref, type_name, part)
+        [answer] = texts(proto.on_outcome(p.TypeDescribed(describe.ref, type_name,
+                                                          (typedef,))))
+        assert answer["values"] == {"typedefs": [typedef]} and answer["id"] == part
+
+
+def test_rosapi_get_param_names_lists_every_visible_node_one_after_the_other():
+    proto = protocol()
+    [read] = send(proto, op="call_service", id="n", service="/rosapi/get_param_names")
+    [first] = proto.on_outcome(p.GraphRead(read.ref, GRAPH))
+    assert first == p.ListParameters(first.ref, "/sim")
+    [second] = proto.on_outcome(p.ParameterNames(first.ref, "/sim", ("rate_hz", "use_sim_time")))
+    assert second == p.ListParameters(second.ref, "/teleop")
+    # a node without parameter services is skipped
+    [answer] = texts(proto.on_outcome(p.Refused(second.ref, "no_such_node", "none")))
+    assert answer["values"] == {"names": ["/sim:rate_hz", "/sim:use_sim_time"]}
+
+
+def test_a_service_the_client_serves_gets_the_calls_and_answers_them_by_id():
+    proto = protocol()
+    [advertise] = send(proto, op="advertise_service", service="dash/confirm",
+                       type="std_srvs/Trigger")
+    assert advertise == p.AdvertiseService(advertise.ref, "/dash/confirm",
+                                           "std_srvs/srv/Trigger")
+    assert proto.on_outcome(p.ServiceAdvertised(advertise.ref, "/dash/confirm")) == []
+    # a ROS node calls it: the client gets call_service with the service as it spelled it
+    [call] = texts(proto.on_outcome(p.ServiceRequested(None, "/dash/confirm", 7, {})))
+    assert call == {"op": "call_service", "id": "service_request:dash/confirm:7",
+                    "service": "dash/confirm", "args": {}}
+    [answer] = send(proto, op="service_response", service="dash/confirm", id=call["id"],
+                    values={"success": True, "message": "ok"}, result=True)
+    assert answer == p.AnswerServiceCall(answer.ref, 7, {"success": True, "message": "ok"})
+    [failed] = send(proto, op="service_response", service="dash/confirm", id=call["id"],
+                    result=False, values="operator said no")
+    assert failed.values is None and failed.reason == "operator said no"
+    # an answer the core no longer waits for: a warning, shown at that level
+    send(proto, op="set_level", level="warning")
+    [late] = texts(proto.on_outcome(p.Refused(answer.ref, "not_pending", "timed out")))
+    assert late["level"] == "warning" and late["id"] == call["id"]
+    [unadvertise] = send(proto, op="unadvertise_service", service="dash/confirm")
+    assert unadvertise == p.UnadvertiseService(unadvertise.ref, "/dash/confirm")
+    [status] = texts(send(proto, op="unadvertise_service", service="dash/confirm"))
+    assert status["level"] == "warning"
+
+
+def test_a_refused_advertise_service_is_an_error_status():
+    proto = protocol()
+    [advertise] = send(proto, op="advertise_service", id="a", service="/s",
+                       type="std_srvs/srv/Trigger")
+    [status] = texts(proto.on_outcome(p.Refused(advertise.ref, "not_allowed", "no glob")))
+    assert status["level"] == "error" and status["id"] == "a" and "no glob" in status["msg"]
+
+
+def test_png_compression_packs_the_publish_text_in_an_rgb_png_as_rosbridge_does():
+    import base64
+    import struct
+    import zlib
+
+    proto = protocol()
+    [sub] = send(proto, op="subscribe", id="a", topic="/imu", compression="png")
+    assert sub.encoding is Encoding.JSON
+    data = json.dumps({"text": "z" * 100}).encode()
+    [frame] = proto.encode_batch([json_record(data=data)])
+    message = json.loads(frame.data)
+    assert message["op"] == "png"
+    png = base64.b64decode(message["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, color = struct.unpack(">IIBB", png[16:26])
+    assert (depth, color) == (8, 2)  # 8-bit RGB
+    idat = png.index(b"IDAT")
+    length = struct.unpack(">I", png[idat - 4:idat])[0]
+    rows = zlib.decompress(png[idat + 4:idat + 4 + length])
+    stride = 1 + 3 * width
+    text = b"".join(rows[i + 1:i + stride] for i in range(0, len(rows), stride))
+    assert len(rows) == height * stride
+    assert json.loads(text) == {"op": "publish", "topic": "/imu", "msg": {"text": "z" * 100}}

@@ -72,6 +72,10 @@ def bridge(sim: subprocess.Popen, tmp_path_factory: pytest.TempPathFactory
         "publish_allow": f'["{NS}/cmd_vel", "{TOPIC_PREFIX}/rb/*"]',
         "service_allow": f'["{SIM_NODE}/*"]',
         "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps"]',
+        "service_offer_allow": f'["{TOPIC_PREFIX}/rb/offered/*"]',
+        "service_timeout_s": "2.0",
+        # Names no client may see: rosapi must not tell of them either.
+        "topic_deny": f'["{TOPIC_PREFIX}/rb/secret*"]',
         # Small, so that a stalled client fills its outbox within a second of camera frames.
         "outbox_max_bytes": str(OUTBOX_BYTES), "write_limit_bytes": "4096",
     }, tmp_path_factory.mktemp("rosbridge_bridge"))
@@ -112,7 +116,7 @@ def test_get_topics_lists_the_sims_topics_with_their_types(bridge, node_env) -> 
     assert types[f"{NS}/camera/image/compressed"] == "sensor_msgs/msg/CompressedImage"
 
 
-@pytest.mark.parametrize("compression", ["none", "cbor"])
+@pytest.mark.parametrize("compression", ["none", "cbor", "png"])
 def test_imu_arrives_with_sec_nanosec_stamps_at_the_sims_rate(bridge, node_env,
                                                               compression) -> None:
     wait_for_topic(bridge, node_env, f"{NS}/imu")
@@ -130,6 +134,16 @@ def test_imu_arrives_with_sec_nanosec_stamps_at_the_sims_rate(bridge, node_env,
         assert covariance["typed"] == "Float64Array" and len(covariance["values"]) == 9
     else:
         assert isinstance(covariance, list) and len(covariance) == 9
+
+
+def test_throttle_rate_is_applied_by_the_bridge(bridge, node_env) -> None:
+    wait_for_topic(bridge, node_env, f"{NS}/imu")
+    seen = scenario(bridge, node_env, "subscribe", topic=f"{NS}/imu", count=5,
+                    type="sensor_msgs/msg/Imu", throttle_rate=200)
+    stamps = [s["sec"] + s["nanosec"] / 1e9 for s in seen["stamps"]]
+    # The sim stamps every 5 ms; at most one message per 200 ms gets through (the bridge
+    # throttles on receive time, so a stamp gap may be a little shorter than 200 ms).
+    assert min(b - a for a, b in zip(stamps, stamps[1:])) > 0.1
 
 
 def test_camera_frames_arrive_as_base64_that_decodes_to_a_jpeg(bridge, node_env) -> None:
@@ -174,6 +188,97 @@ def test_param_get_and_set_on_a_real_node(bridge, node_env) -> None:
     wait_for_topic(bridge, node_env, f"{NS}/odom")
     seen = scenario(bridge, node_env, "param", param=f"{SIM_NODE}:max_speed_mps", value=1.25)
     assert seen == {"before": 2.0, "after": 1.25}
+
+
+def test_rosapi_graph_services_answer_from_the_ros_graph_without_what_is_hidden(
+        bridge, node_env, ros: RosHarness) -> None:
+    from std_srvs.srv import Trigger
+
+    wait_for_topic(bridge, node_env, f"{NS}/imu")
+    secret_topic, secret_service = f"{TOPIC_PREFIX}/rb/secret", f"{TOPIC_PREFIX}/rb/secret_srv"
+    publisher = ros.node.create_publisher(String, secret_topic, QoSProfile(depth=1))
+    service = ros.node.create_service(Trigger, secret_service, lambda request, response: response)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while True:  # until the bridge's graph view has our test node's endpoints
+            seen = scenario(bridge, node_env, "graph", node=SIM_NODE, topic=f"{NS}/imu",
+                            service=f"{SIM_NODE}/set_estop")
+            if "/bridge_integration_test" in seen["nodes"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        ros.node.destroy_service(service)
+        ros.node.destroy_publisher(publisher)
+    assert {SIM_NODE, "/rover_ws_bridge", "/bridge_integration_test"} <= set(seen["nodes"])
+    assert f"{NS}/imu" in seen["details"]["publishing"]
+    assert f"{NS}/cmd_vel" in seen["details"]["subscribing"]
+    assert f"{SIM_NODE}/set_estop" in seen["details"]["services"]
+    assert {f"{SIM_NODE}/set_estop", f"{SIM_NODE}/reset_odometry"} <= set(seen["services"])
+    assert seen["serviceType"] == "std_srvs/srv/SetBool"
+    assert f"{SIM_NODE}/set_estop" in seen["servicesForType"]
+    assert seen["publishers"] == [SIM_NODE]
+    [request] = seen["request"]["typedefs"]
+    assert request["fieldnames"] == ["data"] and request["fieldtypes"] == ["boolean"]
+    assert seen["response"]["typedefs"][0]["fieldnames"] == ["success", "message"]
+    types = [t["type"] for t in seen["message"]]  # roslib hands over the typedefs
+    assert types[:3] == ["sensor_msgs/Imu", "std_msgs/Header", "builtin_interfaces/Time"]
+    assert seen["message"][0]["fieldarraylen"][2] == 9  # orientation_covariance
+    assert seen["actionServers"] == []
+    # Parameters of every node, as node:param.
+    assert f"{SIM_NODE}:max_speed_mps" in seen["params"]
+    assert "/rover_ws_bridge:port" in seen["params"]
+    # Denied names are not told of: not among the services, nor in the node's details.
+    text = json.dumps(seen)
+    assert secret_topic not in text and secret_service not in text
+
+
+def test_a_service_the_roslib_client_advertises_is_called_by_a_real_rclpy_client(
+        bridge, node_env, ros: RosHarness) -> None:
+    from std_srvs.srv import SetBool
+
+    name = f"{TOPIC_PREFIX}/rb/offered/confirm"
+    process = subprocess.Popen(
+        ["node", "checks.mjs", bridge.url, "serve", json.dumps({
+            "service": name, "denied": f"{TOPIC_PREFIX}/rb/not_offered", "count": 2,
+            "linger_ms": 4000,  # longer than service_timeout_s
+            "limit_ms": int(WAIT_S * 1000)})],
+        cwd=PEER, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = ros.node.create_client(SetBool, name)
+    try:
+        if not client.wait_for_service(timeout_sec=WAIT_S):
+            process.kill()
+            pytest.fail(f"the bridge never served it: {process.communicate()}")
+        answer = wait_future(client.call_async(SetBool.Request(data=True)))
+        assert answer.success is True and answer.message == "served by roslib: true"
+        # unanswered by the client: after service_timeout_s the caller gets the default
+        # response with the reason, and the bridge stays up
+        answer = wait_future(client.call_async(SetBool.Request(data=False)))
+        assert answer.success is False and "did not answer within 2 s" in answer.message
+        out, err = process.communicate(timeout=SCENARIO_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err[-3000:]
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert [c["data"] for c in seen["calls"]] == [True, False]
+    assert seen["others"] == []  # the allowed advertise_service went through without a word
+    # Locked by default: a name service_offer_allow does not match is refused.
+    assert seen["status"]["level"] == "error" and "not_offered" in seen["status"]["msg"]
+    # The client left: nobody serves the name any more.
+    deadline = time.monotonic() + WAIT_S
+    while ros.node.count_services(name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ros.node.count_services(name) == 0
+    ros.node.destroy_client(client)
+
+
+def wait_future(future: Any) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while not future.done():
+        assert time.monotonic() < deadline, "no answer"
+        time.sleep(0.05)
+    return future.result()
 
 
 def test_errors_are_status_messages_and_failed_calls_and_the_connection_stays_up(

@@ -63,11 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer", choices=PEERS,
                         help="also run each (Imu) scenario through this peer bridge, with the "
                              "same publisher and client harness, and print ours/peer ratios")
-    parser.add_argument("--protocol", choices=("native", "foxglove"), default="native",
-                        help="the protocol of the clients of our bridge (default native); "
-                             "foxglove runs the (Imu) scenarios with Foxglove WebSocket clients, "
-                             "so that --peer foxglove-sdk compares the same protocol and the "
-                             "same CDR passthrough on both sides")
+    parser.add_argument("--protocol", choices=("native", "foxglove", "rosbridge"),
+                        default="native",
+                        help="the protocol of the clients of our bridge (default native). "
+                             "foxglove runs the (Imu) scenarios with Foxglove WebSocket clients "
+                             "instead, so that --peer foxglove-sdk compares the same protocol "
+                             "and the same CDR passthrough on both sides; rosbridge also runs "
+                             "each (Imu) scenario with rosbridge clients (JSON, then CBOR), "
+                             "reported beside the native runs")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the latency distributions (needs matplotlib)")
     parser.add_argument("--compare", type=Path, metavar="OLD.json",
@@ -121,7 +124,9 @@ def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[
     machine = machine_info(env)
     log_dir = Path(tempfile.mkdtemp(prefix="rover-ws-bridge-bench-"))
     settings = RunSettings(args.duration, args.warmup, args.drain, env, log_dir,
-                           bridge_parameters=tuple(args.bridge_param), protocol=args.protocol)
+                           bridge_parameters=tuple(args.bridge_param),
+                           # rosbridge runs come after the native ones (_run_rosbridge)
+                           protocol="foxglove" if args.protocol == "foxglove" else "native")
     print(f"rover-ws-bridge-bench: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {log_dir}",
           file=sys.stderr, flush=True)
     results: list[dict[str, Any]] = []
@@ -154,14 +159,33 @@ def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[
         elif args.peer:
             print(f"  ({scenario.name}: no {args.peer} run: the peer takes sensor_msgs/Imu "
                   "bench-publisher scenarios only)", file=sys.stderr, flush=True)
+    if args.protocol == "rosbridge":
+        failed = _run_rosbridge(scenarios, settings, peers) or failed
     if failed or args.keep_logs:
         print(f"logs kept in {log_dir}", file=sys.stderr)
     else:
         shutil.rmtree(log_dir, ignore_errors=True)
     document = {"scenarios": results, "machine": machine, "command": command}
-    if args.peer:
+    if args.peer or args.protocol == "rosbridge":
         document.update(peers=peers, peer_ratios=ratios)
     return document, failed
+
+
+def _run_rosbridge(scenarios: list[Any], settings: RunSettings,
+                   runs: list[dict[str, Any]]) -> bool:
+    """`--protocol rosbridge`: each Imu scenario again on our bridge, its clients speaking
+    rosbridge (JSON, then CBOR), reported beside the native runs. True if one failed."""
+    failed = False
+    for scenario in [s for s in scenarios if s.peer_capable]:
+        for encoding in ("json", "cbor"):
+            print(f"  {scenario.name} with rosbridge {encoding} clients", file=sys.stderr,
+                  flush=True)
+            try:
+                runs.append(ScenarioRun(scenario, settings, rosbridge_encoding=encoding).run())
+            except BenchError as exc:
+                failed = True
+                runs.append(_failed(scenario, f"rosbridge {encoding}", exc))
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:

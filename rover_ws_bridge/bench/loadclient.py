@@ -16,6 +16,8 @@ kinds of client share one harness (window, figures, result):
   `foxglove.sdk.v1`: serverInfo and advertise in, subscribe with a client-chosen subscription
   id, then binary messageData frames: opcode 0x01 | subscription id u32 | log time u64 (ns) |
   payload (CDR here). For the foxglove-sdk peer (bench/foxglove_peer.py).
+- rosbridge (`--protocol rosbridge`, `--encoding json` or `cbor`): roslib's protocol on our
+  bridge, one publish message per frame.
 
 For every record whose stamp lies in the window:
 
@@ -49,8 +51,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import cbor2
 import msgpack
 import numpy as np
 from websockets.asyncio.client import connect
@@ -463,6 +466,55 @@ class FoxgloveClient(_RawConnection):
 
 
 
+# -- rosbridge: the rosbridge v2 protocol, as roslib speaks it ----------------------------------
+
+
+class RosbridgeClient(_RawConnection):
+    """No subprotocol (the path /rosbridge selects it), one subscribe op per topic with
+    `compression` none (JSON text frames) or cbor (binary frames: a CBOR map); the header
+    stamp is read from each message. rosbridge frames carry no bridge receive time: no ROS
+    leg is measured."""
+
+    def __init__(self, args: argparse.Namespace, figures: ClientFigures,
+                 commands: Commands) -> None:
+        self.args = args
+        self.figures = figures
+        self.commands = commands
+        self.ws: Any = None
+        self._reader: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        parts = urlsplit(self.args.url)
+        url = urlunsplit((parts.scheme, parts.netloc, "/rosbridge", parts.query, ""))
+        self.ws = await connect(url, max_size=None, compression=None,
+                                open_timeout=self.args.ready_timeout)
+        self.figures.local_port = self.ws.local_address[1]
+        compression = "cbor" if self.args.encoding == "cbor" else "none"
+        self._reader = asyncio.create_task(self._read())
+        for topic in self.args.topic:
+            await self.ws.send(json.dumps({"op": "subscribe", "id": topic, "topic": topic,
+                                           "type": "sensor_msgs/msg/Imu",
+                                           "compression": compression}))
+
+    async def _read(self) -> None:
+        figures, commands = self.figures, self.commands
+        try:
+            async for frame in self.ws:
+                now = time.time_ns()
+                message = json.loads(frame) if isinstance(frame, str) else cbor2.loads(frame)
+                if message.get("op") != "publish":
+                    continue
+                window = commands.window
+                size = len(frame.encode()) if isinstance(frame, str) else len(frame)
+                figures.count_frame(window, now, size, size, 1)
+                msg = message.get("msg")
+                figures.take(window, message.get("topic", "?"), size,
+                             msg if isinstance(frame, str) else None, _header_stamp(msg), None,
+                             now)
+        except ConnectionClosed:
+            pass
+
+
 # -- the harness ---------------------------------------------------------------------------------
 
 
@@ -470,6 +522,8 @@ async def run(args: argparse.Namespace) -> int:
     commands = Commands()
     if args.protocol == "foxglove":
         kind, cls = "foxglove", FoxgloveClient
+    elif args.protocol == "rosbridge":
+        kind, cls = "rosbridge", RosbridgeClient
     elif args.slow_bytes_per_s:
         kind, cls = "slow", SlowNativeClient
     else:
@@ -514,8 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--topic", action="append", required=True)
-    parser.add_argument("--protocol", default="native", choices=("native", "foxglove"))
-    parser.add_argument("--encoding", default="msgpack", choices=("msgpack", "json", "cdr"))
+    parser.add_argument("--protocol", default="native",
+                        choices=("native", "foxglove", "rosbridge"))
+    parser.add_argument("--encoding", default="msgpack",
+                        choices=("msgpack", "json", "cdr", "cbor"))  # cbor: rosbridge only
     parser.add_argument("--compression", default=None, choices=("lz4", "zlib", "none"))
     parser.add_argument("--slow-bytes-per-s", type=int, default=0, metavar="N",
                         help="native clients that read at most N bytes/s through a tiny "

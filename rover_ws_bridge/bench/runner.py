@@ -168,7 +168,10 @@ def _target(value: float | int | None, limit: float | int, passed: bool | None,
 class ScenarioRun:
     """One run of one scenario. `run()` returns its result entry (see report.py)."""
 
-    def __init__(self, scenario: Scenario, settings: RunSettings, bridge: str = OURS) -> None:
+    def __init__(self, scenario: Scenario, settings: RunSettings, bridge: str = OURS,
+                 rosbridge_encoding: str | None = None) -> None:
+        """`rosbridge_encoding` ("json" or "cbor"): our bridge, its clients speaking the
+        rosbridge protocol with that compression instead of the native one."""
         if bridge != OURS and bridge not in PEERS:
             raise ValueError(f"unknown bridge {bridge!r}")
         if bridge != OURS and not scenario.peer_capable:
@@ -180,6 +183,7 @@ class ScenarioRun:
         self.scenario = scenario
         self.settings = settings
         self.bridge_name = bridge
+        self.rosbridge_encoding = rosbridge_encoding
         self._started: list[ChildProcess] = []
         self._bridge: ChildProcess | None = None
         self._links: list[ThrottledLink] = []
@@ -191,6 +195,8 @@ class ScenarioRun:
 
     @property
     def protocol(self) -> str:
+        if self.rosbridge_encoding is not None:
+            return "rosbridge"
         return "foxglove" if self.is_peer else self.settings.protocol
 
     def _start(self, name: str, module: str, args: list[str],
@@ -203,8 +209,9 @@ class ScenarioRun:
     def run(self) -> dict[str, Any]:
         s = self.scenario
         result: dict[str, Any] = {
-            "name": s.name, "bridge": self.bridge_name, "protocol": self.protocol,
-            "description": s.description,
+            "name": s.name, "protocol": self.protocol, "description": s.description,
+            "bridge": f"{OURS}, rosbridge {self.rosbridge_encoding}" if self.rosbridge_encoding
+            else self.bridge_name,
             "clients": s.clients, "slow_clients": s.slow_clients,
             "client_processes": s.client_processes, "rate_hz": s.rate_hz,
             "publisher": s.publisher if not s.is_idle else None,
@@ -292,6 +299,8 @@ class ScenarioRun:
                        "--ready-timeout", f"{settings.start_timeout_s:g}"]
         if self.protocol == "foxglove":
             client_args += ["--protocol", "foxglove"]
+        elif self.rosbridge_encoding is not None:
+            client_args += ["--protocol", "rosbridge", "--encoding", self.rosbridge_encoding]
         elif s.compression is not None:
             client_args += ["--compression", s.compression]
         clients = [self._start(f"{s.name}-clients-{i}", LOADCLIENT_MODULE,

@@ -182,9 +182,58 @@ class WatchParameters:
     wanted: bool
 
 
+
+
+@dataclass(frozen=True)
+class ReadGraph:
+    """The ROS graph (nodes, services, actions, who publishes and subscribes what), as far as
+    this client may see it: answered by `GraphRead`."""
+
+    ref: Ref
+
+
+@dataclass(frozen=True)
+class DescribeType:
+    """The field layout of an interface type (rosapi's TypeDefs): `part` "message" for a
+    pkg/msg/Type, "request" or "response" for a pkg/srv/Type. Answered by `TypeDescribed`."""
+
+    ref: Ref
+    type_name: str
+    part: str = "message"
+
+
+@dataclass(frozen=True)
+class AdvertiseService:
+    """This client serves `service` on the ROS graph: each ROS call comes to the protocol as
+    `ServiceRequested`, to be answered with `AnswerServiceCall`. Answered by
+    `ServiceAdvertised`."""
+
+    ref: Ref
+    service: str
+    type_name: str
+
+
+@dataclass(frozen=True)
+class UnadvertiseService:
+    ref: Ref
+    service: str
+
+
+@dataclass(frozen=True)
+class AnswerServiceCall:
+    """The client's response to a `ServiceRequested` (values None: it failed, `reason` says
+    why). Answered only when refused (an unknown call id)."""
+
+    ref: Ref
+    call_id: int
+    values: dict | None
+    reason: str = ""
+
+
 CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
                     ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph,
-                    WatchParameters]
+                    WatchParameters, ReadGraph, DescribeType, AdvertiseService,
+                    UnadvertiseService, AnswerServiceCall]
 Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
 
 
@@ -264,8 +313,74 @@ class ParametersSet:
     results: tuple[tuple[str, bool, str], ...]  # (name, successful, reason)
 
 
+@dataclass(frozen=True)
+class NodeEndpoints:
+    publishing: tuple[str, ...] = ()  # topic names
+    subscribing: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()  # the services it serves
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A snapshot of the ROS graph, ROS-free: names to types, nodes to their endpoints. The
+    core hands a protocol only the part its client may see (`visible`)."""
+
+    topics: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    services: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    nodes: dict[str, NodeEndpoints] = field(default_factory=dict)  # full name -> endpoints
+
+    def visible(self, see_topic: Callable[[str], bool], see_service: Callable[[str], bool],
+                see_node: Callable[[str], bool]) -> "Graph":
+        topics = {n: t for n, t in self.topics.items() if see_topic(n)}
+        services = {n: t for n, t in self.services.items() if see_service(n)}
+        return Graph(
+            topics, services, {n: t for n, t in self.actions.items() if see_service(n)},
+            {name: NodeEndpoints(tuple(t for t in e.publishing if t in topics),
+                                 tuple(t for t in e.subscribing if t in topics),
+                                 tuple(s for s in e.services if s in services))
+             for name, e in self.nodes.items() if see_node(name)})
+
+
+@dataclass(frozen=True)
+class GraphRead:
+    ref: Ref
+    graph: Graph
+
+
+@dataclass(frozen=True)
+class TypeDescribed:
+    ref: Ref
+    type_name: str
+    typedefs: tuple[dict, ...]  # rosapi_msgs/TypeDef as plain dicts: the type, then each
+    # type it contains, once each, depth first
+
+
+@dataclass(frozen=True)
+class ServiceAdvertised:
+    ref: Ref
+    service: str
+
+
+@dataclass(frozen=True)
+class ServiceUnadvertised:
+    ref: Ref
+    service: str
+
+
+@dataclass(frozen=True)
+class ServiceRequested:
+    """A ROS node called a service this client serves (ref None: no request of the client's)."""
+
+    ref: Ref
+    service: str
+    call_id: int
+    args: dict  # the request's fields, plain values
+
+
 Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, ServiceResult,
-                ParameterNames, ParameterValues, ParametersSet, Asset]
+                ParameterNames, ParameterValues, ParametersSet, Asset, GraphRead, TypeDescribed,
+                ServiceAdvertised, ServiceUnadvertised, ServiceRequested]
 
 
 # -- what a protocol may read ----------------------------------------------------------------

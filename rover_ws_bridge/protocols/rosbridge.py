@@ -19,10 +19,14 @@ its callbacks on them; they share one subscription in the bridge and its merged 
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
 import os
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,9 +37,14 @@ from ..wire.frame import Encoding, Record
 from .base import (
     Action,
     Advertise,
+    AdvertiseService,
+    AnswerServiceCall,
     CallService,
     ConnectionView,
+    DescribeType,
     GetParameters,
+    Graph,
+    GraphRead,
     ListParameters,
     Outcome,
     OutgoingFrame,
@@ -45,13 +54,18 @@ from .base import (
     Protocol,
     Publish,
     QosRequest,
+    ReadGraph,
     Refused,
+    ServiceAdvertised,
+    ServiceRequested,
     ServiceResult,
     SetParameters,
     Subscribe,
     Subscribed,
+    TypeDescribed,
     Unadvertise,
     Unadvertised,
+    UnadvertiseService,
     Unsubscribe,
     Unsubscribed,
 )
@@ -136,6 +150,11 @@ class _PublishRef:
     topic: str  # as the client wrote it
 
 
+@dataclass(frozen=True)
+class _ServedRef:
+    request_id: Any  # of the client's service_response
+
+
 @dataclass
 class _Partial:
     """A client message arriving in fragments."""
@@ -154,6 +173,9 @@ class RosbridgeProtocol(Protocol):
         self._subscriptions: dict[str, _TopicSubscriptions] = {}
         self._subscription_count = 0
         self._advertised: dict[str, str] = {}  # spelling -> absolute name
+        # Services this client serves: absolute name -> the spelling its calls are sent with
+        # (roslib keys an advertised Service's callback on it). Bounded by the core.
+        self._served: dict[str, str] = {}
         self._next_ref = 0
         # ref -> (how to answer the outcome); the closure holds what the answer echoes
         self._requests: dict[int, Callable[[Outcome], list[Action]]] = {}
@@ -388,17 +410,59 @@ class RosbridgeProtocol(Protocol):
         return [_text({"op": "service_response", "service": spelling, "values": reason,
                        "result": False, **_id(request_id)})]
 
-    def _op_service_response(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "service_response: this bridge does not yet forward "
-                           "ROS calls to client services (advertise_service)")
+    # -- services this client serves --------------------------------------------------------
+    # A ROS call comes as ServiceRequested and goes to the client as call_service with the id
+    # "service_request:<service>:<call id>"; the client's service_response carries that id
+    # back, so nothing is kept here per call (the core keeps and bounds the waiting calls).
 
     def _op_advertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "advertise_service is not supported by this bridge "
-                           "yet")
+        spelling = _check_name(message.get("service"), "service")
+        type_name = ros2_type(_check_name(message.get("type"), "type"), "srv")
+        service = absolute(spelling)
+        self._served[service] = spelling
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, ServiceAdvertised):
+                return []
+            if self._served.get(service) == spelling:
+                del self._served[service]
+            reason = outcome.message if isinstance(outcome, Refused) else "refused"
+            return self._status("error", request_id, f"advertise_service {spelling}: {reason}")
+
+        return [self._request(answer, lambda ref: AdvertiseService(ref, service, type_name))]
 
     def _op_unadvertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "unadvertise_service is not supported by this "
-                           "bridge yet")
+        spelling = _check_name(message.get("service"), "service")
+        service = absolute(spelling)
+        if self._served.pop(service, None) is None:
+            return self._status("warning", request_id, f"{_short(spelling)} is not served by "
+                                "this connection")
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, Refused):
+                return self._status("warning", request_id, outcome.message)
+            return []
+
+        return [self._request(answer, lambda ref: UnadvertiseService(ref, service))]
+
+    def _op_service_response(self, message: dict, request_id: Any) -> list[Action]:
+        spelling = _check_name(message.get("service"), "service")
+        prefix = f"service_request:{spelling}:"
+        call = request_id[len(prefix):] if isinstance(request_id, str) \
+            and request_id.startswith(prefix) else ""
+        if not call.isdigit() or len(call) > 18:
+            raise RequestError("bad_request", f"service_response: 'id' must be the id of a "
+                               f"call_service this bridge sent for {_short(spelling)}")
+        result, values = message.get("result"), message.get("values")
+        if not isinstance(result, bool):
+            raise RequestError("bad_request", "service_response: 'result' must be true or false")
+        if result and values is not None and not isinstance(values, dict):
+            raise RequestError("bad_request", "service_response: 'values' must be an object of "
+                               "the response's fields")
+        if result:
+            return [AnswerServiceCall(_ServedRef(request_id), int(call), values or {})]
+        reason = values if isinstance(values, str) else "the client answered result: false"
+        return [AnswerServiceCall(_ServedRef(request_id), int(call), None, reason[:1000])]
 
     def _op_send_action_goal(self, message: dict, request_id: Any) -> list[Action]:
         raise RequestError("unsupported", "actions (send_action_goal) are not supported by "
@@ -496,18 +560,113 @@ class RosbridgeProtocol(Protocol):
 
     def _rosapi_get_param_names(self, args: dict, spelling: str,
                                 request_id: Any) -> list[Action]:
-        # rosapi lists the parameters of every node; without the node list here, the
-        # parameters of the node named by `node` (an extension) or of this bridge.
-        node = args.get("node") or "/rover_ws_bridge"
-        node = absolute(_check_name(node, "node"))
+        """The parameters of every node the client may see, as rosapi lists them: asked of
+        one node at a time (each is a service call, and calls in flight are bounded); a node
+        without parameter services is skipped."""
+        names: list[str] = []
 
-        def answer(outcome: Outcome) -> list[Action]:
-            if isinstance(outcome, ParameterNames):
-                return self._service_response(spelling, request_id, {
-                    "names": [f"{node}:{n}" for n in outcome.names]})
+        def next_node(nodes: list[str]) -> list[Action]:
+            if not nodes:
+                return self._service_response(spelling, request_id, {"names": names})
+            node, rest = nodes[0], nodes[1:]
+
+            def answer(outcome: Outcome) -> list[Action]:
+                if isinstance(outcome, ParameterNames):
+                    names.extend(f"{node}:{n}" for n in outcome.names)
+                elif isinstance(outcome, Refused) and outcome.code not in (
+                        "no_such_node", "timeout", "failed"):
+                    return self._service_failure(spelling, request_id, outcome)
+                return next_node(rest)
+
+            return [self._request(answer, lambda ref: ListParameters(ref, node))]
+
+        return self._from_graph(spelling, request_id, lambda graph: next_node(sorted(
+            graph.nodes)))
+
+    # The graph part: each answered from one snapshot the core cut to what the client sees.
+
+    def _from_graph(self, spelling: str, request_id: Any,
+                    answer: Callable[[Graph], list[Action]]) -> list[Action]:
+        def read(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, GraphRead):
+                return answer(outcome.graph)
             return self._service_failure(spelling, request_id, outcome)
 
-        return [self._request(answer, lambda ref: ListParameters(ref, node))]
+        return [self._request(read, ReadGraph)]
+
+    def _graph_values(self, spelling: str, request_id: Any,
+                      values: Callable[[Graph], dict]) -> list[Action]:
+        return self._from_graph(spelling, request_id, lambda graph: self._service_response(
+            spelling, request_id, values(graph)))
+
+    def _rosapi_services(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        return self._graph_values(spelling, request_id, lambda g: {
+            "services": sorted(g.services)})
+
+    def _rosapi_service_type(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        service = absolute(_check_name(args.get("service"), "service"))
+        return self._graph_values(spelling, request_id, lambda g: {
+            "type": (g.services.get(service) or ("",))[0]})
+
+    def _rosapi_services_for_type(self, args: dict, spelling: str,
+                                  request_id: Any) -> list[Action]:
+        type_name = ros2_type(_check_name(args.get("type"), "type"), "srv")
+        return self._graph_values(spelling, request_id, lambda g: {"services": sorted(
+            name for name, types in g.services.items() if type_name in types)})
+
+    def _rosapi_nodes(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        return self._graph_values(spelling, request_id, lambda g: {"nodes": sorted(g.nodes)})
+
+    def _rosapi_node_details(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        node = absolute(_check_name(args.get("node"), "node"))
+
+        def values(graph: Graph) -> dict:
+            found = graph.nodes.get(node)
+            if found is None:  # rosapi answers an unknown node with empty lists
+                return {"subscribing": [], "publishing": [], "services": []}
+            return {"subscribing": list(found.subscribing), "publishing": list(found.publishing),
+                    "services": list(found.services)}
+
+        return self._graph_values(spelling, request_id, values)
+
+    def _rosapi_publishers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        topic = absolute(_check_name(args.get("topic"), "topic"))
+        return self._graph_values(spelling, request_id, lambda g: {"publishers": sorted(
+            name for name, e in g.nodes.items() if topic in e.publishing)})
+
+    def _rosapi_subscribers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        topic = absolute(_check_name(args.get("topic"), "topic"))
+        return self._graph_values(spelling, request_id, lambda g: {"subscribers": sorted(
+            name for name, e in g.nodes.items() if topic in e.subscribing)})
+
+    def _rosapi_action_servers(self, args: dict, spelling: str,
+                               request_id: Any) -> list[Action]:
+        return self._graph_values(spelling, request_id, lambda g: {
+            "action_servers": sorted(g.actions)})
+
+    def _typedefs(self, args: dict, spelling: str, request_id: Any, kind: str,
+                  part: str) -> list[Action]:
+        type_name = ros2_type(_check_name(args.get("type"), "type"), kind)
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, TypeDescribed):
+                return self._service_response(spelling, request_id, {
+                    "typedefs": list(outcome.typedefs)})
+            return self._service_failure(spelling, request_id, outcome)
+
+        return [self._request(answer, lambda ref: DescribeType(ref, type_name, part))]
+
+    def _rosapi_message_details(self, args: dict, spelling: str,
+                                request_id: Any) -> list[Action]:
+        return self._typedefs(args, spelling, request_id, "msg", "message")
+
+    def _rosapi_service_request_details(self, args: dict, spelling: str,
+                                        request_id: Any) -> list[Action]:
+        return self._typedefs(args, spelling, request_id, "srv", "request")
+
+    def _rosapi_service_response_details(self, args: dict, spelling: str,
+                                         request_id: Any) -> list[Action]:
+        return self._typedefs(args, spelling, request_id, "srv", "response")
 
     # -- other ops -------------------------------------------------------------------------
 
@@ -570,6 +729,14 @@ class RosbridgeProtocol(Protocol):
             return []
         if isinstance(ref, _SubscribeRef):
             return self._subscribe_outcome(ref, outcome)
+        if isinstance(ref, _ServedRef):  # an answer to a call the core no longer waits for
+            reason = outcome.message if isinstance(outcome, Refused) else "refused"
+            return self._status("warning", ref.request_id, f"service_response: {reason}")
+        if isinstance(outcome, ServiceRequested):
+            spelling = self._served.get(outcome.service, outcome.service)
+            return [_text({"op": "call_service",
+                           "id": f"service_request:{spelling}:{outcome.call_id}",
+                           "service": spelling, "args": outcome.args})]
         answer = self._requests.pop(ref, None)
         if answer is not None:
             return answer(outcome)
@@ -631,6 +798,8 @@ class RosbridgeProtocol(Protocol):
             # The message is JSON text already (made once for every client): splice it in.
             text = '{"op":"publish","topic":' + json.dumps(spelling) + ',"msg":' \
                 + record.data.decode("utf-8") + "}"
+            if options is not None and options.compression == "png":
+                text = '{"op":"png","data":"' + png_packed(text) + '"}'
             size = options.fragment_size if options is not None else None
             if size is not None and len(text) > size:
                 return self._fragments(text, size)
@@ -702,14 +871,50 @@ _ROSAPI: dict[str, Callable[[RosbridgeProtocol, dict, str, Any], list[Action]]] 
     "get_param": RosbridgeProtocol._rosapi_get_param,
     "set_param": RosbridgeProtocol._rosapi_set_param,
     "get_param_names": RosbridgeProtocol._rosapi_get_param_names,
+    "services": RosbridgeProtocol._rosapi_services,
+    "service_type": RosbridgeProtocol._rosapi_service_type,
+    "services_for_type": RosbridgeProtocol._rosapi_services_for_type,
+    "nodes": RosbridgeProtocol._rosapi_nodes,
+    "node_details": RosbridgeProtocol._rosapi_node_details,
+    "publishers": RosbridgeProtocol._rosapi_publishers,
+    "subscribers": RosbridgeProtocol._rosapi_subscribers,
+    "action_servers": RosbridgeProtocol._rosapi_action_servers,
+    "message_details": RosbridgeProtocol._rosapi_message_details,
+    "service_request_details": RosbridgeProtocol._rosapi_service_request_details,
+    "service_response_details": RosbridgeProtocol._rosapi_service_response_details,
 }
 # The request fields of rosapi_msgs services, in order, for positional `args`.
 _ROSAPI_ARGS = {"topic_type": ("topic",), "topics_for_type": ("type",),
                 "get_param": ("name", "default_value"), "set_param": ("name", "value"),
-                "get_param_names": ()}
+                "service_type": ("service",), "services_for_type": ("type",),
+                "node_details": ("node",), "publishers": ("topic",), "subscribers": ("topic",),
+                "message_details": ("type",), "service_request_details": ("type",),
+                "service_response_details": ("type",)}
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+def png_packed(text: str) -> str:
+    """rosbridge's `png` compression (rosbridge_library internal/pngcompression.py): the
+    UTF-8 text as the pixels of an RGB image of width floor(sqrt(n / 3)) and the height that
+    holds it, padded with newlines (JSON ignores them), as a PNG, in base64."""
+    data = text.encode("utf-8")
+    width = max(1, math.isqrt(len(data) // 3))
+    height = max(1, -(-len(data) // (3 * width)))
+    data += b"\n" * (width * height * 3 - len(data))
+    row = width * 3
+    # Each row with filter type 0 (none) in front, as PNG requires.
+    pixels = b"".join(b"\x00" + data[i:i + row] for i in range(0, len(data), row))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body \
+            + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                               0, 0, 0)) \
+        + chunk(b"IDAT", zlib.compress(pixels, 6)) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode("ascii")
 
 
 def absolute(name: str) -> str:

@@ -8,28 +8,40 @@ converter (message_codec.from_plain) that every protocol shares.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, Callable
 
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.task import Future
 
 from ..streaming.commands import (
+    AnswerClientCall,
     CallRosService,
     CancelRosService,
     CommandQueue,
+    CreateClientService,
     CreatePublisher,
+    DescribeRosType,
+    DestroyClientService,
     DestroyPublisher,
     PublishMessage,
+    ReadRosGraph,
 )
 from . import message_codec
+from .graph import GraphReader, typedefs
 from .message_codec import MessageConversionError, UnknownMessageType
 from .qos_events import no_publisher_events
 
 log = logging.getLogger(__name__)
 
 COMMANDS_PER_WAKE = 50
+# A withdrawn client service whose calls were just answered lives this long more: the executor
+# sends those answers on its next turns, and sending on a destroyed service raises there.
+RETIRE_DELAY_S = 1.0
 
 
 def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfile:
@@ -50,6 +62,14 @@ class RosCommands:
         self._publishers: dict[str, tuple[Any, type]] = {}  # topic -> (publisher, class)
         self._clients: dict[tuple[str, str], tuple[Any, type]] = {}  # (service, type) -> ...
         self._pending: dict[int, tuple[Any, Any]] = {}  # call id -> (client, future)
+        self._graph = GraphReader(node)
+        # Services served for clients: name -> (rclpy service, ids of its calls waiting).
+        self._served: dict[str, tuple[Any, set[int]]] = {}
+        self._answers: dict[int, Future] = {}  # call id -> the client's answer, once it comes
+        self._served_call_ids = itertools.count(1)
+        # A call waits for its client without holding the node's default (mutually
+        # exclusive) group: else the guard condition that brings the answer could never run.
+        self._client_services_group = ReentrantCallbackGroup()
 
     def run(self) -> None:
         """Carry out up to COMMANDS_PER_WAKE commands, then wake again for the rest, so the
@@ -182,6 +202,101 @@ class RosCommands:
         return entry
 
 
+    # -- services served for clients (rosbridge advertise_service) ---------------------------
+
+    def _create_client_service(self, command: CreateClientService) -> None:
+        try:
+            service_class = message_codec.import_service_type(command.type_name)
+        except UnknownMessageType as exc:
+            command.done("unknown_type", str(exc))
+            return
+        if command.service in self._served or self._served_elsewhere(command.service):
+            command.done("already_served", f"{command.service} is already served on the ROS "
+                         "graph")
+            return
+        waiting: set[int] = set()
+        on_call, name = command.on_call, command.service
+
+        async def serve(request: Any, response: Any) -> Any:
+            call_id = next(self._served_call_ids)
+            answer = self._answers[call_id] = Future()
+            waiting.add(call_id)
+            try:
+                on_call(call_id, message_codec.to_plain(request))
+                values, reason = await answer
+            finally:
+                waiting.discard(call_id)
+                self._answers.pop(call_id, None)
+            return _client_response(service_class, name, values, reason)
+
+        server = self._node.create_service(service_class, name, serve,
+                                           callback_group=self._client_services_group)
+        self._served[name] = (server, waiting)
+        self._node.get_logger().info(f"serving {name} ({command.type_name}) for a client")
+        command.done("ok", None)
+
+    def _served_elsewhere(self, service: str) -> bool:
+        """Whether some node already serves `service` (a client must not shadow it). The
+        graph's service list also names services that only have clients, so servers are
+        counted, where rclpy can (Jazzy and later: count_services); on Humble, not checked."""
+        count_services = getattr(self._node, "count_services", None)
+        return count_services is not None and count_services(service) > 0
+
+    def _answer_client_call(self, command: AnswerClientCall) -> None:
+        answer = self._answers.get(command.call_id)
+        if answer is not None and not answer.done():
+            answer.set_result((command.values, command.reason))
+
+    def _destroy_client_service(self, command: DestroyClientService) -> None:
+        entry = self._served.pop(command.service, None)
+        if entry is None:
+            return
+        server, waiting = entry
+        self._node.get_logger().info(f"no client serves {command.service} any more")
+        if not waiting:
+            self._node.destroy_service(server)
+            return
+        for call_id in list(waiting):  # the core answered them; these are left-overs
+            self._answer_client_call(AnswerClientCall(call_id, None, "the service was "
+                                                      "withdrawn"))
+        timer = None
+
+        def retire() -> None:
+            timer.cancel()
+            self._node.destroy_timer(timer)
+            self._node.destroy_service(server)
+
+        timer = self._node.create_timer(RETIRE_DELAY_S, retire)
+
+    # -- the graph (rosapi) ---------------------------------------------------------------------
+
+    def _read_graph(self, command: ReadRosGraph) -> None:
+        command.done("ok", self._graph.read())
+
+    def _describe_type(self, command: DescribeRosType) -> None:
+        try:
+            command.done("ok", typedefs(command.type_name, command.part))
+        except UnknownMessageType as exc:
+            command.done("unknown_type", str(exc))
+
+
+def _client_response(service_class: type, service: str, values: Any, reason: str) -> Any:
+    """The ROS response to a call a client served. A ROS service cannot answer "failed": when
+    the client did not answer (timeout, gone) or answered with an error, the caller gets the
+    type's default response (std_srvs' Trigger and SetBool: success false), with the reason in
+    its `message` field when it has one."""
+    if values is not None:
+        try:
+            return message_codec.from_plain(service_class.Response, values)
+        except MessageConversionError as exc:
+            reason = f"the client's response does not fit the type: {exc}"
+    response = service_class.Response()
+    if isinstance(getattr(response, "message", None), str):
+        response.message = reason[:1000]
+    log.warning("%s: the client served no response (%s)", service, reason[:300])
+    return response
+
+
 def _type_name(message_class: type) -> str:
     module = message_class.__module__.split(".")
     return f"{module[0]}/msg/{message_class.__name__}"
@@ -193,4 +308,9 @@ _RUN: dict[type, Callable[[RosCommands, Any], None]] = {
     PublishMessage: RosCommands._publish,
     CallRosService: RosCommands._call_service,
     CancelRosService: RosCommands._cancel_service,
+    ReadRosGraph: RosCommands._read_graph,
+    CreateClientService: RosCommands._create_client_service,
+    DestroyClientService: RosCommands._destroy_client_service,
+    AnswerClientCall: RosCommands._answer_client_call,
+    DescribeRosType: RosCommands._describe_type,
 }

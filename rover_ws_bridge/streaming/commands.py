@@ -64,8 +64,47 @@ class CancelRosService:
     call_id: int
 
 
+@dataclass(frozen=True)
+class CreateClientService:
+    """A ROS service served for a client: each call goes out as `on_call(call_id, request)`
+    (plain values) and waits for AnswerClientCall with that id."""
+
+    service: str
+    type_name: str
+    on_call: Callable[[int, Any], None]
+    done: Done  # "ok", or ("unknown_type" | "already_served" | "failed", message)
+
+
+@dataclass(frozen=True)
+class DestroyClientService:
+    service: str
+
+
+@dataclass(frozen=True)
+class AnswerClientCall:
+    """The client's answer to one call (values: plain response fields), or, with values None,
+    no answer (timeout, refused, client gone): `reason` says why."""
+
+    call_id: int
+    values: dict | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReadRosGraph:
+    done: Done  # "ok" with a protocols.base.Graph of the whole graph (the core filters it)
+
+
+@dataclass(frozen=True)
+class DescribeRosType:
+    type_name: str  # pkg/msg/Type or pkg/srv/Type
+    part: str  # "message", "request" or "response"
+    done: Done  # "ok" with a tuple of rosapi TypeDef dicts, or ("unknown_type", message)
+
+
 Command = Union[CreatePublisher, DestroyPublisher, PublishMessage, CallRosService,
-                CancelRosService]
+                CancelRosService, ReadRosGraph, DescribeRosType, CreateClientService,
+                DestroyClientService, AnswerClientCall]
 
 
 class CommandQueue:

@@ -14,6 +14,12 @@ Bounds: service calls and parameter requests in flight per client
 topics one client advertises (MAX_CHANNELS_PER_CLIENT: each is a ROS publisher, a few kB and a
 DDS entity) and topics one client waits for (MAX_WAITING_TOPICS_PER_CLIENT: each makes the
 bridge subscribe to a name nobody publishes yet, so a read-only client must not make many).
+
+Services a client serves (`AdvertiseService`, under the policy's `may_offer`): a ROS service
+per name, at most MAX_OFFERED_SERVICES_PER_CLIENT per client and MAX_OFFERED_SERVICES in all,
+one client per name; each ROS call goes to the client and waits at most `service_timeout_s`
+for its answer, at most `max_service_calls_in_flight` calls per client (more are answered at
+once with the type's default response). Withdrawn when the client unadvertises or leaves.
 """
 from __future__ import annotations
 
@@ -28,12 +34,17 @@ from ..config import BridgeConfig
 from ..protocols import base as p
 from . import assets, parameters
 from .commands import (
+    AnswerClientCall,
     CallRosService,
     CancelRosService,
     CommandQueue,
+    CreateClientService,
     CreatePublisher,
+    DescribeRosType,
+    DestroyClientService,
     DestroyPublisher,
     PublishMessage,
+    ReadRosGraph,
 )
 from .graph import EMPTY_GRAPH, RosGraph
 from .policy import Client, Policy, is_absolute_name, is_interface_type
@@ -47,6 +58,9 @@ DEFAULT_PUBLISH_QOS = p.QosRequest(reliable=True, transient_local=False, depth=1
 MAX_CHANNELS_PER_CLIENT = 64
 MAX_CLIENT_CHANNELS = 256  # all clients together, those in their grace period included
 MAX_WAITING_TOPICS_PER_CLIENT = 32
+# Services clients serve (rosbridge advertise_service): each is a ROS service and a DDS entity.
+MAX_OFFERED_SERVICES_PER_CLIENT = 16
+MAX_OFFERED_SERVICES = 64
 
 
 class Requester(Protocol):
@@ -74,6 +88,23 @@ class _ClientChannel:
 
 
 @dataclass
+class _OfferedService:
+    service: str
+    type_name: str
+    requester: Any
+    ready: bool = False  # the ROS service exists
+
+
+@dataclass
+class _IncomingCall:
+    """A ROS node's call to a service a client serves, waiting for the client's answer."""
+
+    requester: Any
+    service: str
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
 class _Call:
     requester: Any
     finish: Callable[[str, Any], None]
@@ -94,6 +125,8 @@ class BridgeCore:
         self._in_flight: dict[Any, int] = {}
         # Topics each client made the bridge subscribe to before anyone offered them.
         self._introduced: dict[Any, set[str]] = {}
+        self._offered: dict[str, _OfferedService] = {}
+        self._incoming: dict[int, _IncomingCall] = {}
         self.published = 0
         self.publish_errors = 0
         # The ROS graph's services (and, while watched, its connections), from the ROS shell.
@@ -132,6 +165,8 @@ class BridgeCore:
         self._in_flight.pop(requester, None)
         self._watch_graph(requester, p.WatchGraph(False))
         self._watch_parameters(requester, p.WatchParameters(False))
+        for offered in [o for o in self._offered.values() if o.requester is requester]:
+            self._withdraw(offered, "the client that served it left")
 
     # -- the ROS graph -------------------------------------------------------------------------
 
@@ -446,6 +481,111 @@ class BridgeCore:
                 requester.deliver(p.Refused(ref, "failed", f"{uri} could not be read", uri))
 
         read.add_done_callback(done)
+    # -- services clients serve ----------------------------------------------------------------
+
+    def _advertise_service(self, requester: Requester, request: p.AdvertiseService) -> None:
+        service, type_name, ref = _absolute(request.service), request.type_name, request.ref
+        if not is_absolute_name(service):
+            requester.deliver(_bad_name(ref, request.service, "service"))
+            return
+        refusal = self.policy.may_offer(requester.client, service)
+        if refusal is not None:
+            requester.deliver(p.Refused(ref, "not_allowed", refusal, request.service))
+            return
+        if not is_interface_type(type_name, "srv"):
+            requester.deliver(p.Refused(ref, "unknown_type", f"type {_short(type_name)!r} is "
+                                        "not pkg/srv/Type", request.service))
+            return
+        offered = self._offered.get(service)
+        if offered is not None:
+            if offered.requester is requester and offered.type_name == type_name:
+                if offered.ready:
+                    requester.deliver(p.ServiceAdvertised(ref, request.service))
+                return  # the answer to the first advertise is on its way
+            requester.deliver(p.Refused(ref, "already_served", f"{service} is already served "
+                                        "by a client", request.service))
+            return
+        mine = sum(1 for o in self._offered.values() if o.requester is requester)
+        if mine >= MAX_OFFERED_SERVICES_PER_CLIENT or len(self._offered) >= MAX_OFFERED_SERVICES:
+            requester.deliver(p.Refused(ref, "too_many_services", f"at most "
+                                        f"{MAX_OFFERED_SERVICES_PER_CLIENT} services per client "
+                                        f"and {MAX_OFFERED_SERVICES} in all may be served for "
+                                        "clients", request.service))
+            return
+        offered = self._offered[service] = _OfferedService(service, type_name, requester)
+
+        def created(code: str, detail: Any) -> None:
+            if self._offered.get(service) is not offered:
+                return  # withdrawn meanwhile
+            if code == "ok":
+                offered.ready = True
+                requester.deliver(p.ServiceAdvertised(ref, request.service))
+            else:
+                del self._offered[service]
+                requester.deliver(p.Refused(ref, code, str(detail), request.service))
+
+        if not self.commands.put(CreateClientService(
+                service, type_name, self._on_loop(lambda call_id, args: self._incoming_call(
+                    offered, call_id, args)), self._on_loop(created))):
+            del self._offered[service]
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; try again", request.service))
+
+    def _incoming_call(self, offered: _OfferedService, call_id: int, args: Any) -> None:
+        if self._offered.get(offered.service) is not offered:
+            self._answer_ros(call_id, None, "the client no longer serves it")
+            return
+        requester = offered.requester
+        waiting = sum(1 for c in self._incoming.values() if c.requester is requester)
+        if waiting >= self.config.max_service_calls_in_flight:
+            self._answer_ros(call_id, None, f"the client already has {waiting} calls to answer "
+                             "(max_service_calls_in_flight)")
+            return
+        call = self._incoming[call_id] = _IncomingCall(requester, offered.service)
+        timeout = self.config.service_timeout_s
+
+        def timed_out() -> None:
+            if self._incoming.pop(call_id, None) is not None:
+                self._answer_ros(call_id, None, f"the client did not answer within {timeout:g} s")
+
+        call.timer = asyncio.get_running_loop().call_later(timeout, timed_out)
+        requester.deliver(p.ServiceRequested(None, offered.service, call_id, args))
+
+    def _answer_service_call(self, requester: Requester, request: p.AnswerServiceCall) -> None:
+        call = self._incoming.get(request.call_id)
+        if call is None or call.requester is not requester:
+            requester.deliver(p.Refused(request.ref, "not_pending", f"no call {request.call_id} "
+                                        "is waiting for this connection's answer (answered, "
+                                        "or timed out)"))
+            return
+        del self._incoming[request.call_id]
+        if call.timer is not None:
+            call.timer.cancel()
+        self._answer_ros(request.call_id, request.values, request.reason or "the client "
+                         "answered that the call failed")
+
+    def _answer_ros(self, call_id: int, values: dict | None, reason: str) -> None:
+        # Essential: it ends a ROS caller's wait and frees what the call holds.
+        self.commands.put(AnswerClientCall(call_id, values, reason), essential=True)
+
+    def _unadvertise_service(self, requester: Requester, request: p.UnadvertiseService) -> None:
+        offered = self._offered.get(_absolute(request.service))
+        if offered is None or offered.requester is not requester:
+            requester.deliver(p.Refused(request.ref, "not_advertised", f"{request.service} is "
+                                        "not served by this connection", request.service))
+            return
+        self._withdraw(offered, "the client withdrew the service")
+        requester.deliver(p.ServiceUnadvertised(request.ref, request.service))
+
+    def _withdraw(self, offered: _OfferedService, reason: str) -> None:
+        del self._offered[offered.service]
+        for call_id, call in list(self._incoming.items()):
+            if call.service == offered.service:
+                del self._incoming[call_id]
+                if call.timer is not None:
+                    call.timer.cancel()
+                self._answer_ros(call_id, None, reason)
+        self.commands.put(DestroyClientService(offered.service), essential=True)
 
     # -- parameters (through the target node's own parameter services) -----------------------
 
@@ -555,13 +695,54 @@ class BridgeCore:
         self._start_call(requester, ref, node, f"{_absolute(node)}/get_parameters",
                          "rcl_interfaces/srv/GetParameters", {"names": list(names)}, None, got)
 
+    # -- the graph (rosapi) ----------------------------------------------------------------------
+
+    def _read_graph(self, requester: Requester, request: p.ReadGraph) -> None:
+        """The graph, cut to what this client may see: a client must not learn of topics,
+        services or nodes its see rules hide (policy.may_see / may_see_service)."""
+        ref, client, policy = request.ref, requester.client, self.policy
+
+        def done(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(p.Refused(ref, code, str(detail)))
+                return
+            requester.deliver(p.GraphRead(ref, detail.visible(
+                lambda topic: policy.may_see(client, topic),
+                lambda service: policy.may_see_service(client, service),
+                lambda node: policy.may_see(client, node))))
+
+        if not self.commands.put(ReadRosGraph(self._on_loop(done))):
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; try again"))
+
+    def _describe_type(self, requester: Requester, request: p.DescribeType) -> None:
+        # Types are no secret (they are installed files): no policy, only a name check
+        # before anything is imported.
+        ref, type_name = request.ref, request.type_name
+        kind = "msg" if request.part == "message" else "srv"
+        if request.part not in ("message", "request", "response") \
+                or not is_interface_type(type_name, kind):
+            requester.deliver(p.Refused(ref, "unknown_type", f"type {_short(type_name)!r} is "
+                                        f"not pkg/{kind}/Type", _short(type_name)))
+            return
+
+        def done(code: str, detail: Any) -> None:
+            if code == "ok":
+                requester.deliver(p.TypeDescribed(ref, type_name, detail))
+            else:
+                requester.deliver(p.Refused(ref, code, str(detail), type_name))
+
+        if not self.commands.put(DescribeRosType(type_name, request.part, self._on_loop(done))):
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; try again"))
+
     # -- helpers -------------------------------------------------------------------------------
 
-    def _on_loop(self, fn: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
-        """`fn`, made callable from the ROS thread: it runs on this loop."""
+    def _on_loop(self, fn: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        """`fn(a, b)`, made callable from the ROS thread: it runs on this loop."""
         loop = asyncio.get_running_loop()
 
-        def from_ros_thread(code: str, detail: Any) -> None:
+        def from_ros_thread(code: Any, detail: Any) -> None:
             try:
                 loop.call_soon_threadsafe(fn, code, detail)
             except RuntimeError:  # the loop closed during shutdown: nobody waits any more
@@ -571,6 +752,7 @@ class BridgeCore:
 
     def stats(self) -> dict:
         return {"client_channels": len(self._channels), "calls_in_flight": len(self._calls),
+                "client_services": len(self._offered), "client_calls_waiting": len(self._incoming),
                 "published": self.published, "publish_errors": self.publish_errors,
                 "commands_refused": self.commands.refused, "commands_queued": len(self.commands)}
 
@@ -609,4 +791,9 @@ _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
     p.FetchAsset: BridgeCore._fetch_asset,
     p.WatchGraph: BridgeCore._watch_graph,
     p.WatchParameters: BridgeCore._watch_parameters,
+    p.ReadGraph: BridgeCore._read_graph,
+    p.DescribeType: BridgeCore._describe_type,
+    p.AdvertiseService: BridgeCore._advertise_service,
+    p.UnadvertiseService: BridgeCore._unadvertise_service,
+    p.AnswerServiceCall: BridgeCore._answer_service_call,
 }

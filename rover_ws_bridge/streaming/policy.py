@@ -19,7 +19,8 @@ What is decided here and why:
   (`public_http_paths`), `/login` and the dashboard's static files need no token.
 - Topics offered at all: `topic_allow` / `topic_deny` globs and `include_hidden_topics`.
 - Writes (publish, service calls, parameter writes) are off until an allowlist names them
-  (`publish_allow`, `service_allow`, `parameter_write_allow`), and then only for clients whose
+  (`publish_allow`, `service_allow`, `service_offer_allow`, `parameter_write_allow`), and then
+  only for clients whose
   address is in `write_allowed_networks` (loopback by default): a bridge that can drive a
   rover must not be driven by whoever reaches its port.
 - Reading parameters is allowed like seeing topics.
@@ -51,6 +52,8 @@ _INTERFACE_TYPE = re.compile(r"[a-z][a-z0-9_]*/(msg|srv)/[A-Z][A-Za-z0-9_]*")
 # A node's parameter-writing services: reachable only through the set_parameters op, where
 # parameter_write_allow applies, not as plain services under service_allow.
 _PARAMETER_WRITE_SERVICES = ("/set_parameters", "/set_parameters_atomically")
+_PARAMETER_READ_SERVICES = ("/get_parameters", "/list_parameters", "/describe_parameters",
+                            "/get_parameter_types")
 
 
 def is_absolute_name(name: str) -> bool:
@@ -375,6 +378,11 @@ class Policy:
             return topic not in HIDDEN_BY_DEFAULT or topic in self._explicit_topics
         return client.role is not None and client.role.may_see(topic)
 
+    def may_see_service(self, client: Client, service: str) -> bool:
+        """Whether a client may learn that a service (or action) exists: its name passes the
+        same see rules as a topic's, or the client may call it."""
+        return self.may_see(client, service) or self.may_call(client, service) is None
+
     def may_wait_for(self, topic: str) -> bool:
         """Whether a client may make the bridge subscribe to a topic nobody offers yet: only
         where discovery would offer it (with discover_topics off, only the `topics` list)."""
@@ -393,6 +401,14 @@ class Policy:
                     "set_parameters request, under 'parameter_write_allow'")
         return self._write(client, service, "call", f"calling {service}")
 
+    def may_offer(self, client: Client, service: str) -> str | None:
+        """May this client serve `service` on the ROS graph (every call to it goes to the
+        client)? Its own allowlist, not `call`'s: calling a service and impersonating it are
+        different powers."""
+        if service.endswith(_PARAMETER_WRITE_SERVICES + _PARAMETER_READ_SERVICES):
+            return f"offering {service} is not allowed: it is a node's parameter service"
+        return self._write(client, service, "offer", f"offering {service}")
+
     def may_set_parameter(self, client: Client, node: str, name: str) -> str | None:
         key = f"{node}:{name}"
         return self._write(client, key, "set_parameters", f"setting {key}")
@@ -409,12 +425,14 @@ class Policy:
         return {
             "publish": list(self._allowed(client, "publish")[0]) if writes else [],
             "call_service": list(self._allowed(client, "call")[0]) if writes else [],
+            "offer_service": list(self._allowed(client, "offer")[0]) if writes else [],
             "set_parameters": list(self._allowed(client, "set_parameters")[0]) if writes else [],
             "get_parameters": self._tokens is None or client.role is not None,
         }
 
     # A write kind -> (the allowlist parameter without a token file, the role's field).
     _WRITE_KINDS = {"publish": "publish_allow", "call": "service_allow",
+                    "offer": "service_offer_allow",
                     "set_parameters": "parameter_write_allow"}
 
     def _allowed(self, client: Client, kind: str) -> tuple[tuple[str, ...], str]:

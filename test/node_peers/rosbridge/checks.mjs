@@ -111,6 +111,51 @@ const scenarios = {
     return { before, after: await get() };
   },
 
+  async graph(ros) {
+    // rosapi's graph services through roslib's own helpers.
+    const ask = (method, ...args) => new Promise((resolve, reject) =>
+      ros[method](...args, resolve, reject));
+    const imu = new ROSLIB.Topic({ ros, name: options.topic });
+    return {
+      nodes: await ask("getNodes"),
+      details: await ask("getNodeDetails", options.node),
+      services: await ask("getServices"),
+      serviceType: await ask("getServiceType", options.service),
+      servicesForType: await ask("getServicesForType", "std_srvs/srv/SetBool"),
+      request: await ask("getServiceRequestDetails", "std_srvs/srv/SetBool"),
+      response: await ask("getServiceResponseDetails", "std_srvs/srv/SetBool"),
+      message: await ask("getMessageDetails", "sensor_msgs/msg/Imu"),
+      publishers: await new Promise((resolve, reject) => imu.getPublishers(resolve, reject)),
+      actionServers: await ask("getActionServers"),
+      params: await ask("getParams"),
+    };
+  },
+
+  async serve(ros) {
+    // Serve a std_srvs/SetBool until `count` calls were answered; a call with data false is
+    // never answered (the bridge's timeout answers it). First, a name the bridge does not let
+    // this client serve: an error status.
+    const refused = new Promise((resolve) => ros.on("status:refused", resolve));
+    ros.callOnConnection({ op: "advertise_service", id: "refused", service: options.denied,
+      type: "std_srvs/srv/SetBool" });
+    const status = await refused;
+    const others = [];  // statuses without an id (roslib's advertise_service sends none)
+    ros.on("status", (message) => others.push(message));
+    const calls = [];
+    const service = new ROSLIB.Service({ ros, name: options.service,
+      serviceType: "std_srvs/srv/SetBool" });
+    await new Promise((resolve) => {
+      service.advertiseAsync(async (request) => {
+        calls.push(request);
+        // Stay a while after the last call: its answer goes first, or its timeout passes.
+        if (calls.length === options.count) setTimeout(resolve, options.linger_ms);
+        if (!request.data) return await new Promise(() => {});
+        return { success: true, message: `served by roslib: ${request.data}` };
+      });
+    });
+    return { status, calls, others };
+  },
+
   async errors(ros) {
     // A subscription to a topic that does not exist, without a type: a status names it.
     const status = new Promise((resolve) => ros.on("status:bad-subscribe", resolve));
