@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 from conftest import FAST_PARAMS, REPO_ROOT, ROS_ENV, TOPIC_PREFIX, WAIT_S, BridgeProcess, run
-from test_rosbridge_roslib import INSTALL_HINT, PEER
+from test_rosbridge_roslib import PEER
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # As web/test/support/browser.ts starts it.
@@ -38,7 +38,7 @@ NS = f"{TOPIC_PREFIX}_rbweb"
 def page_server() -> Iterator[str]:
     from conftest import npm_project_env
 
-    npm_project_env(PEER, (20, 0), INSTALL_HINT)  # roslib and its dependencies, installed
+    npm_project_env(PEER, (20, 0))  # roslib and its dependencies, installed
     handler = functools.partial(_QuietHandler, directory=str(PEER))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
