@@ -39,7 +39,6 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rclpy.exceptions import ParameterException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -62,6 +61,8 @@ from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
 from . import graph_scan
 from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
+from .executors import available_executor, make_executor, make_wake
+from .executors import spin as spin_executor
 from .message_codec import (
     UnknownMessageType,
     import_message_type,
@@ -135,9 +136,11 @@ class BridgeNode(Node):
         self.rules = QosPriorityRules(self.config.priority_overrides,
                                       self.config.large_message_types)
         self.policy = Policy(self.config)
-        # One guard condition wakes the executor for both kinds of work from the asyncio
-        # thread: subscription changes and commands (publish, calls).
-        self._wake = self.create_guard_condition(self._on_wake)
+        # One wake-up of the executor for every kind of work from the asyncio thread:
+        # subscription changes, commands (publish, calls), parameter-event watches. Its kind
+        # follows the executor's (executors.py).
+        self.executor_kind = available_executor(self.config.ros_executor)
+        self._wake = make_wake(self, self.executor_kind, self._on_wake)
         self._wanted_changed = False
         self.commands = RosCommands(self, self.config.command_queue_max, self._wake.trigger)
         self._offered: dict[str, _OfferedTopic] = {}
@@ -395,9 +398,10 @@ class BridgeRuntime:
         self.router: Router | None = None
         self.server: BridgeServer | None = None
         self.handoff: Handoff | None = None
-        self._executor: SingleThreadedExecutor | None = None
+        self._executor: Any = None
         self._thread: threading.Thread | None = None
         self._housekeeping: asyncio.Task | None = None
+        self._stopping = threading.Event()
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -427,7 +431,7 @@ class BridgeRuntime:
         self.node.attach(loop, self.router, self.handoff, self.core.update_graph)
         self.diagnostics = DiagnosticsPublisher(self.node, socket.gethostname())
         self._housekeeping = loop.create_task(self._every_period())
-        self._executor = SingleThreadedExecutor(context=self.node.context)
+        self._executor = make_executor(self.node.executor_kind, self.node.context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=EXECUTOR_THREAD, daemon=True)
         self._thread.start()
@@ -435,7 +439,7 @@ class BridgeRuntime:
 
     def _spin(self) -> None:
         name_os_thread(EXECUTOR_THREAD)
-        self._executor.spin()
+        spin_executor(self._executor, self.node.executor_kind, self._stopping)
 
     async def _every_period(self) -> None:
         """Statistics refresh and /diagnostics: slow housekeeping, not a polling loop."""
@@ -456,6 +460,7 @@ class BridgeRuntime:
             self._housekeeping.cancel()
         if self.server is not None:
             await self.server.stop()
+        self._stopping.set()
         if self._executor is not None:
             self._executor.shutdown(timeout_sec=5.0)
         if self._thread is not None:
