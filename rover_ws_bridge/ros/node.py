@@ -477,6 +477,20 @@ def name_os_thread(name: str) -> None:
         pass  # not Linux: the name is for measurement only
 
 
+def run_event_loop(main: Any, choice: str) -> Any:
+    """Run the coroutine `main` to its end on uvloop's loop ('auto', where uvloop is
+    installed: its loop costs less per wake-up and socket write) or asyncio's own."""
+    if choice == "auto":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            log.info("event loop: uvloop %s", uvloop.__version__)
+            return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def load_regression_baselines(path: str) -> dict[LoadLevel, Baseline] | None:
     """The regression baselines of a bench JSON file, one per load level its scenarios ran at
     (telemetry/regression.py); the other levels are learned."""
@@ -730,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         except StartupError as exc:
             print(f"{NODE_NAME}: {exc}", file=sys.stderr, flush=True)
             return 2
-        return asyncio.run(_serve(node, signals))
+        return run_event_loop(_serve(node, signals), node.config.event_loop)
     finally:
         # Stopping: a Ctrl-C from here on is ignored.
         signals.requested = True
