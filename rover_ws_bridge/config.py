@@ -530,6 +530,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "so this is also what one fetch costs while it is sent.",
                   InRange(1024, 3 * 1024 * 1024)),
 
+    ParameterSpec("ros_executor", "core", str, "single_threaded",
+                  "The rclpy executor of the ROS thread. 'events': rclpy's EventsExecutor "
+                  "(Jazzy and later; experimental in rclpy), which spends less per message; "
+                  "the asyncio side then wakes the ROS thread through a private topic, since "
+                  "that executor has no guard conditions. Where it is missing (Humble) the "
+                  "bridge says so and uses 'single_threaded' (SingleThreadedExecutor).",
+                  OneOf(("single_threaded", "events"))),
+    ParameterSpec("event_loop", "core", str, "auto",
+                  "The asyncio event loop of the WebSocket side. 'auto': uvloop where it is "
+                  "installed (pip install uvloop; not a dependency), else asyncio's own; "
+                  "'asyncio': asyncio's own always.", OneOf(("auto", "asyncio"))),
     ParameterSpec("handoff_max_messages", "core", int, 20000,
                   "Bound of the ROS-thread -> asyncio handoff queue. Past it, non-CRITICAL "
                   "messages are dropped (and counted) until the loop catches up. Memory: up to "

@@ -128,3 +128,35 @@ def test_header_stamp_read_from_cdr_and_latency_arrays_round_trip() -> None:
     assert cdr_header_stamp_ns(serialize_message(msg)) == 1_700_000_000_123_456_789
     values = np.array([0, 1, -5, 2**40], dtype=np.int64)
     assert decode_ns_array(encode_ns_array(values)).tolist() == values.tolist()
+
+
+def test_rounds_repeat_each_scenario_and_split_the_bridge_cpu_by_thread(tmp_path: Path) -> None:
+    path = tmp_path / "rounds.json"
+    run = bench("--rounds", "2", "--scenario", "busy_rover", "--duration", "1", "--warmup",
+                "0.5", "--drain", "0.5", "--json", str(path), timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(path.read_text())["scenarios"]
+    assert [(r["name"], r["round"]) for r in results] == [("busy_rover", 1), ("busy_rover", 2)]
+    for r in results:
+        assert "error" not in r and r["delivered"] > 0
+        assert r["cpu_hog_cpu_pct"] > 0  # the hog ran beside the bridge, and stopped after
+        roles = r["bridge_cpu_pct_by_role"]
+        assert {"ros_executor", "websocket", "dds"} <= set(roles)
+        assert r["bridge_cpu_us_per_msg_ros_side"] > 0
+        assert r["bridge_cpu_us_per_msg_websocket_side"] > 0
+    assert "busy_rover #2" in run.stdout
+
+
+def test_ratio_summary_calls_only_what_every_round_agrees_on() -> None:
+    from rover_ws_bridge.bench.report import ratio_summary
+
+    def ratio(p95: float, cpu: float) -> dict:
+        return {"name": "imu_200", "peer": "foxglove-sdk", "p95_ratio": p95,
+                "cpu_per_msg_ratio": cpu, "round": 1}
+
+    [summary] = ratio_summary([ratio(0.8, 1.2), ratio(0.9, 0.7), ratio(0.7, 1.1)])
+    assert summary["rounds"] == 3
+    assert summary["p95"] == {"median": 0.8, "min": 0.7, "max": 0.9, "verdict": "ours lower"}
+    assert summary["cpu_per_msg"]["verdict"] == "too spread to call"
+    assert summary["cpu_per_msg"]["median"] == 1.1
+    assert summary["ros_side_cpu_per_msg"] is None  # not measured in these rounds

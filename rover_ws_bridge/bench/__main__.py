@@ -4,6 +4,7 @@
     rover-ws-bridge-bench --scenario imu_200 --duration 5 --json /tmp/bench.json
     rover-ws-bridge-bench --scenario fanout_1000 --peer foxglove-sdk     # ours, then the peer
     rover-ws-bridge-bench --protocol foxglove --peer foxglove-sdk    # one protocol, both bridges
+    rover-ws-bridge-bench --rounds 3 --peer foxglove-sdk --scenario imu_200   # interleaved
     rover-ws-bridge-bench --json new.json --compare old.json --plot new.png
     rover-ws-bridge-bench --load new.json --compare old.json             # no run: files only
 
@@ -29,15 +30,17 @@ from typing import Any
 from .compare import CompareSettings, compare, format_comparison
 from .processes import BenchError
 from .report import (
+    format_ratio_summary,
     format_ratios,
     format_report,
     format_table,
     machine_info,
     peer_ratios,
+    ratio_summary,
     read_json,
     write_json,
 )
-from .runner import PEERS, RunSettings, ScenarioRun
+from .runner import OURS, PEERS, RunSettings, ScenarioRun
 from .scenarios import SCENARIOS, select
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
@@ -63,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer", choices=PEERS,
                         help="also run each (Imu) scenario through this peer bridge, with the "
                              "same publisher and client harness, and print ours/peer ratios")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="run everything N times, ours and the peer interleaved per "
+                             "scenario (ours first in odd rounds, the peer first in even ones); "
+                             "each ours/peer ratio is then the median of the rounds' ratios, "
+                             "with its range (default 1)")
     parser.add_argument("--protocol", choices=("native", "foxglove", "rosbridge"),
                         default="native",
                         help="the protocol of the clients of our bridge (default native). "
@@ -133,32 +141,40 @@ def _run(args: argparse.Namespace, scenarios: list[Any], command: str) -> tuple[
     peers: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
     failed = False
-    for scenario in scenarios:
-        if args.protocol == "foxglove" and not scenario.peer_capable:
-            print(f"  ({scenario.name}: skipped: Foxglove clients run the sensor_msgs/Imu "
-                  "bench-publisher scenarios only)", file=sys.stderr, flush=True)
-            continue
-        print(f"  {scenario.name}: {scenario.description} ({args.duration:g} s)",
-              file=sys.stderr, flush=True)
-        try:
-            ours = ScenarioRun(scenario, settings).run()
-        except BenchError as exc:
-            failed = True
-            ours = _failed(scenario, "rover_ws_bridge", exc)
-        results.append(ours)
-        if args.peer and scenario.peer_capable:
-            print(f"  {scenario.name} through {args.peer}", file=sys.stderr, flush=True)
-            try:
-                theirs = ScenarioRun(scenario, settings, bridge=args.peer).run()
-            except BenchError as exc:
-                failed = True
-                theirs = _failed(scenario, args.peer, exc)
-            peers.append(theirs)
-            if "error" not in ours and "error" not in theirs:
-                ratios.append(peer_ratios(ours, theirs))
-        elif args.peer:
-            print(f"  ({scenario.name}: no {args.peer} run: the peer takes sensor_msgs/Imu "
-                  "bench-publisher scenarios only)", file=sys.stderr, flush=True)
+    for round_number in range(1, args.rounds + 1):
+        for scenario in scenarios:
+            if args.protocol == "foxglove" and not scenario.peer_capable:
+                if round_number == 1:
+                    print(f"  ({scenario.name}: skipped: Foxglove clients run the "
+                          "sensor_msgs/Imu bench-publisher scenarios only)", file=sys.stderr,
+                          flush=True)
+                continue
+            if args.peer and not scenario.peer_capable and round_number == 1:
+                print(f"  ({scenario.name}: no {args.peer} run: the peer takes sensor_msgs/Imu "
+                      "bench-publisher scenarios only)", file=sys.stderr, flush=True)
+            bridges = [OURS] + ([args.peer] if args.peer and scenario.peer_capable else [])
+            if round_number % 2 == 0:
+                bridges.reverse()  # ABBA: drift of the machine weighs on both sides alike
+            runs: dict[str, dict[str, Any]] = {}
+            for bridge in bridges:
+                print(f"  {scenario.name}" + (f" round {round_number}" if args.rounds > 1
+                                              else "")
+                      + (f" through {bridge}" if bridge != OURS else
+                         f": {scenario.description} ({args.duration:g} s)"),
+                      file=sys.stderr, flush=True)
+                try:
+                    run = ScenarioRun(scenario, settings, bridge=bridge).run()
+                except BenchError as exc:
+                    failed = True
+                    run = _failed(scenario, bridge, exc)
+                if args.rounds > 1:
+                    run["round"] = round_number
+                runs[bridge] = run
+                (results if bridge == OURS else peers).append(run)
+            if len(runs) == 2 and not any("error" in r for r in runs.values()):
+                ratio = peer_ratios(runs[OURS], runs[args.peer])
+                ratio["round"] = round_number
+                ratios.append(ratio)
     if args.protocol == "rosbridge":
         failed = _run_rosbridge(scenarios, settings, peers) or failed
     if failed or args.keep_logs:
@@ -199,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"rover-ws-bridge-bench: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
-    if args.duration <= 0 or args.warmup < 0 or args.drain < 0:
-        print("rover-ws-bridge-bench: --duration must be > 0, --warmup and --drain >= 0",
-              file=sys.stderr)
+    if args.duration <= 0 or args.warmup < 0 or args.drain < 0 or args.rounds < 1:
+        print("rover-ws-bridge-bench: --duration must be > 0, --warmup and --drain >= 0, "
+              "--rounds >= 1", file=sys.stderr)
         return EXIT_USAGE
     if args.peer == "foxglove-sdk" and args.load is None:
         try:
@@ -234,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(document["scenarios"] + document.get("peers", []), markdown=True))
         if document.get("peer_ratios"):
             print("\n" + format_ratios(document["peer_ratios"], markdown=True))
+            print("\n" + format_ratio_summary(ratio_summary(document["peer_ratios"]),
+                                              markdown=True))
     else:
         print(format_report(document["scenarios"], machine, document.get("peers"),
                             document.get("peer_ratios")))

@@ -39,6 +39,28 @@ def process_cpu_times(pid: int) -> tuple[float, float] | None:
     return int(fields[11]) / CLOCK_TICKS_PER_S, int(fields[12]) / CLOCK_TICKS_PER_S  # 14, 15
 
 
+def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
+    """Per thread of a process: tid -> (its name, utime + stime in seconds), from
+    /proc/<pid>/task/<tid>/{comm,stat}; empty once the process is gone. Threads that ended
+    between two samples are missing from the later one (their time is not counted)."""
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S)
+    return out
+
+
 def process_cpu_s(pid: int) -> float | None:
     """utime + stime of a process, in seconds; None once it is gone."""
     times = process_cpu_times(pid)

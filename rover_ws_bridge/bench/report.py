@@ -143,9 +143,10 @@ def _pass(key: str) -> Callable[[dict[str, Any]], Any]:
 
 def row_name(r: dict[str, Any]) -> str:
     bridge = r.get("bridge", "rover_ws_bridge")
+    name = r["name"] + (f" #{r['round']}" if "round" in r else "")
     if bridge != "rover_ws_bridge":
-        return f"{r['name']} [{bridge}]"
-    return f"{r['name']} [foxglove protocol]" if r.get("protocol") == "foxglove" else r["name"]
+        return f"{name} [{bridge}]"
+    return f"{name} [foxglove protocol]" if r.get("protocol") == "foxglove" else name
 
 
 _COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
@@ -256,7 +257,15 @@ def _details(r: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         + (f", slow client {r['slow_clients_cpu_pct']}" if "slow_clients_cpu_pct" in r else "")
         + (f", bare subscriber {r['bare_subscriber_cpu_pct']}"
            if "bare_subscriber_cpu_pct" in r else "")
+        + (f", CPU hog {r['cpu_hog_cpu_pct']}" if "cpu_hog_cpu_pct" in r else "")
         + f"; machine busy {r['machine_cpu_busy_pct']} % of {machine.get('cpu_count')} cores")
+    roles = r.get("bridge_cpu_pct_by_role")
+    if roles:
+        lines.append("  bridge CPU by thread, % of a core: "
+                     + ", ".join(f"{role} {pct}" for role, pct in roles.items())
+                     + f"; per message: ROS side {_text(r.get('bridge_cpu_us_per_msg_ros_side'))}"
+                     f" us, WebSocket side {_text(r.get('bridge_cpu_us_per_msg_websocket_side'))}"
+                     " us")
     if r.get("lost_in_bridge_estimate") is not None:
         before = r.get("lost_before_bridge_estimate")
         lines.append(
@@ -334,51 +343,109 @@ def format_report(results: list[dict[str, Any]], machine: dict[str, Any],
         lines.extend(_details(r, machine))
     if ratios:
         lines += ["", format_ratios(ratios)]
+        if any("round" in r for r in ratios):
+            lines += ["", format_ratio_summary(ratio_summary(ratios))]
     return "\n".join(lines)
 
 
 # -- ours vs a peer ----------------------------------------------------------------------------
 
-def peer_ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
-    """Ours / peer for p95 latency and CPU per delivered message (under 1: we are better), and
-    the delivered shares side by side."""
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 2) if a is not None and b else None
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
 
-    return {
-        "name": ours["name"], "peer": peer.get("bridge"),
-        "p95_ms": [(ours.get("latency_ms") or {}).get("p95"),
-                   (peer.get("latency_ms") or {}).get("p95")],
-        "p95_ratio": ratio((ours.get("latency_ms") or {}).get("p95"),
-                           (peer.get("latency_ms") or {}).get("p95")),
-        "cpu_us_per_msg": [ours.get("bridge_cpu_us_per_msg"), peer.get("bridge_cpu_us_per_msg")],
-        "cpu_per_msg_ratio": ratio(ours.get("bridge_cpu_us_per_msg"),
-                                   peer.get("bridge_cpu_us_per_msg")),
-        "delivered_pct": [ours.get("delivered_pct"), peer.get("delivered_pct")],
-        "delivered_share_ratio": ratio(ours.get("delivered_pct"), peer.get("delivered_pct")),
-    }
+
+# Ours / peer, each a (name, how to read it from a result): under 1, ours is lower.
+RATIO_FIGURES: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
+    ("p95", lambda r: (r.get("latency_ms") or {}).get("p95")),
+    ("cpu_per_msg", lambda r: r.get("bridge_cpu_us_per_msg")),
+    ("ros_side_cpu_per_msg", lambda r: r.get("bridge_cpu_us_per_msg_ros_side")),
+    ("websocket_side_cpu_per_msg", lambda r: r.get("bridge_cpu_us_per_msg_websocket_side")),
+)
+
+
+def peer_ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """Ours / peer for p95 latency and CPU per delivered message (all of it, its ROS side and
+    its WebSocket side; under 1: we are better), and the delivered shares side by side."""
+    out: dict[str, Any] = {"name": ours["name"], "peer": peer.get("bridge")}
+    for figure, get in RATIO_FIGURES:
+        out[f"{figure}_values"] = [get(ours), get(peer)]
+        out[f"{figure}_ratio"] = _ratio(get(ours), get(peer))
+    # The names of the first version of this file, which --load still reads.
+    out["p95_ms"] = out["p95_values"]
+    out["cpu_us_per_msg"] = out["cpu_per_msg_values"]
+    out["delivered_pct"] = [ours.get("delivered_pct"), peer.get("delivered_pct")]
+    out["delivered_share_ratio"] = _ratio(ours.get("delivered_pct"), peer.get("delivered_pct"))
+    return out
 
 
 def format_ratios(ratios: list[dict[str, Any]], markdown: bool = False) -> str:
     header = ["scenario", "peer", "p95 ours ms", "p95 peer ms", "p95 ours/peer",
-              "CPU us/msg ours", "CPU us/msg peer", "CPU ours/peer", "delivered % ours",
-              "delivered % peer"]
-    rows = [header] + [[r["name"], str(r["peer"]), _text(r["p95_ms"][0]), _text(r["p95_ms"][1]),
+              "CPU us/msg ours", "CPU us/msg peer", "CPU ours/peer", "ROS side ours/peer",
+              "WS side ours/peer", "delivered % ours", "delivered % peer"]
+    rows = [header] + [[r["name"] + (f" #{r['round']}" if "round" in r else ""), str(r["peer"]),
+                        _text(r["p95_ms"][0]), _text(r["p95_ms"][1]),
                         _text(r["p95_ratio"]), _text(r["cpu_us_per_msg"][0]),
                         _text(r["cpu_us_per_msg"][1]), _text(r["cpu_per_msg_ratio"]),
+                        _text(r.get("ros_side_cpu_per_msg_ratio")),
+                        _text(r.get("websocket_side_cpu_per_msg_ratio")),
                         _text(r["delivered_pct"][0]), _text(r["delivered_pct"][1])]
                        for r in ratios]
+    return _grid(rows, "ours vs peer (ratios under 1: ours is lower)", markdown)
+
+
+def _grid(rows: list[list[str]], title: str, markdown: bool) -> str:
+    """Rows as a Markdown table, or as aligned text under a title (first two columns text)."""
     if markdown:
         return "\n".join(["| " + " | ".join(rows[0]) + " |",
                           "|" + "|".join("---" if i < 2 else "--:"
-                                         for i in range(len(header))) + "|"]
+                                         for i in range(len(rows[0]))) + "|"]
                          + ["| " + " | ".join(row) + " |" for row in rows[1:]])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["ours vs peer (ratios under 1: ours is lower)"]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [title]
     for row in rows:
         lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(row, widths))))
     return "\n".join(lines)
+
+
+def ratio_summary(ratios: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scenario over the rounds: each ours/peer ratio as the median of the rounds' ratios,
+    its range, and a verdict: "ours lower" / "peer lower" when every round agrees, "too
+    spread to call" when the range holds 1.0 (some rounds say one thing, some the other),
+    "one round" when there is nothing to spread."""
+    by_name: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in ratios:
+        by_name.setdefault((r["name"], str(r["peer"])), []).append(r)
+    out = []
+    for (name, peer), rounds in by_name.items():
+        entry: dict[str, Any] = {"name": name, "peer": peer, "rounds": len(rounds)}
+        for figure, _ in RATIO_FIGURES:
+            values = [r.get(f"{figure}_ratio") for r in rounds]
+            values = [v for v in values if v is not None]
+            if not values:
+                entry[figure] = None
+                continue
+            low, high = min(values), max(values)
+            verdict = ("one round" if len(values) == 1 else "ours lower" if high < 1.0
+                       else "peer lower" if low > 1.0 else "too spread to call")
+            entry[figure] = {"median": round(float(np.median(values)), 2), "min": low,
+                             "max": high, "verdict": verdict}
+        out.append(entry)
+    return out
+
+
+def format_ratio_summary(summary: list[dict[str, Any]], markdown: bool = False) -> str:
+    def cell(s: dict[str, Any] | None) -> str:
+        if not s:
+            return "-"
+        return f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f}) {s['verdict']}"
+
+    header = ["scenario", "peer", "rounds", "p95 ours/peer", "CPU/msg ours/peer",
+              "ROS side CPU/msg", "WS side CPU/msg"]
+    rows = [header] + [[e["name"], e["peer"], str(e["rounds"])]
+                       + [cell(e[figure]) for figure, _ in RATIO_FIGURES] for e in summary]
+    return _grid(rows, "ours / peer over the rounds: median (range), and whether every round "
+                       "agrees", markdown)
 
 
 def write_json(path: Path, results: list[dict[str, Any]], machine: dict[str, Any],
@@ -388,6 +455,8 @@ def write_json(path: Path, results: list[dict[str, Any]], machine: dict[str, Any
     if peers:
         document["peers"] = peers
         document["peer_ratios"] = ratios or []
+        if any("round" in r for r in ratios or []):
+            document["peer_ratio_summary"] = ratio_summary(ratios or [])
     path.write_text(json.dumps(document, indent=1) + "\n")
 
 

@@ -38,6 +38,7 @@ from .processes import (
     machine_cpu_s,
     process_memory_mb,
     tcp_send_queue_bytes,
+    thread_cpu_s,
 )
 from .report import percentiles_ms
 from .scenarios import TARGET_DROP_PCT, TARGET_P95_MS, LinkSpec, Scenario
@@ -50,6 +51,7 @@ PUBLISHER_MODULE = "rover_ws_bridge.bench.publisher"
 SIM_PUBLISHER_MODULE = "rover_ws_bridge.bench.sim_publisher"
 LOADCLIENT_MODULE = "rover_ws_bridge.bench.loadclient"
 BARE_SUBSCRIBER_MODULE = "rover_ws_bridge.bench.bare_subscriber"
+CPU_HOG_MODULE = "rover_ws_bridge.bench.cpu_hog"
 LISTENING = r"listening on (ws://\S+)"
 OURS = "rover_ws_bridge"
 PEERS = ("foxglove-sdk",)
@@ -64,6 +66,26 @@ MACHINE_SATURATED_PCT = 95.0
 # estimates, to see how fast they follow a rate change).
 CONNECTIONS_POLL_S = 0.25
 CAMERA_TOPIC = "/camera/image/compressed"
+# The bridge's CPU by thread role (bridge_cpu_pct_by_role): "ros_executor" (the executor
+# thread: rclpy's wait set and our subscription callbacks), "dds" (Fast DDS's own threads:
+# receive, events), "websocket" (everything after the handoff: ours, the asyncio thread that
+# runs router, protocols and sockets; the peer's, the Rust server's threads), "other".
+# ROS side = ros_executor + dds.
+EXECUTOR_THREAD_NAME = "ros-executor"  # ros/node.py names its executor thread so
+ROS_SIDE_ROLES = ("ros_executor", "dds")
+
+
+def thread_role(bridge: str, pid: int, tid: int, name: str) -> str:
+    """What a thread of a bridge process does, from its OS name. Our main thread runs the
+    asyncio loop and the executor has a thread of its own; the peer's main thread spins its
+    executor and the foxglove-sdk server runs on threads of its own (Rust)."""
+    if name.startswith("dds."):
+        return "dds"
+    if bridge == OURS:
+        if name == EXECUTOR_THREAD_NAME:
+            return "ros_executor"
+        return "websocket" if tid == pid else "other"
+    return "ros_executor" if tid == pid else "websocket"
 
 
 @dataclass(frozen=True)
@@ -84,8 +106,10 @@ class RunSettings:
 class _CpuClock:
     """CPU seconds of a set of processes and of the machine, between two samples."""
 
-    def __init__(self, processes: dict[str, list[ChildProcess]]) -> None:
+    def __init__(self, processes: dict[str, list[ChildProcess]], bridge_name: str = OURS) -> None:
         self.processes = processes
+        self.bridge_name = bridge_name
+        self._bridge_threads_at_start: dict[int, tuple[str, float]] = {}
         self._start: dict[str, list[float]] = {}
         self._start_machine = (0.0, 0.0)
         self._start_wall = 0.0
@@ -100,6 +124,7 @@ class _CpuClock:
         self._start_machine = machine_cpu_s()
         self._start = self._sample()
         self._bridge_at_start = self._bridge_times()
+        self._bridge_threads_at_start = thread_cpu_s(self.processes["bridge"][0].pid)
 
     def _bridge_times(self) -> tuple[float, float]:
         return self.processes["bridge"][0].cpu_times() or (0.0, 0.0)
@@ -108,6 +133,7 @@ class _CpuClock:
         """Percent of one core per group (and per process of a group of several), and
         `machine_cpu_busy_pct` of all cores."""
         ends = self._sample()
+        threads_end = thread_cpu_s(self.processes["bridge"][0].pid)
         busy, total = machine_cpu_s()
         self.elapsed_s = time.monotonic() - self._start_wall
         out: dict[str, Any] = {}
@@ -124,6 +150,15 @@ class _CpuClock:
                                            / self.elapsed_s, 1)
         out["bridge_cpu_system_pct"] = round(100.0 * (system - self._bridge_at_start[1])
                                              / self.elapsed_s, 1)
+        # By thread role (tick-sampled per thread: rough at light load, fine over seconds).
+        pid = self.processes["bridge"][0].pid
+        by_role: dict[str, float] = {}
+        for tid, (name, end_s) in threads_end.items():
+            start_s = self._bridge_threads_at_start.get(tid, (name, 0.0))[1]
+            role = thread_role(self.bridge_name, pid, tid, name)
+            by_role[role] = by_role.get(role, 0.0) + end_s - start_s
+        out["bridge_cpu_pct_by_role"] = {role: round(100.0 * cpu_s / self.elapsed_s, 1)
+                                         for role, cpu_s in sorted(by_role.items())}
         # Tick-sampled by the kernel (HZ), so rough at light load; the per-process figures
         # above are exact (utime + stime are scaled to the scheduler's runtime).
         machine_total = total - self._start_machine[1]
@@ -286,6 +321,11 @@ class ScenarioRun:
     def _measure_load(self, bridge: ChildProcess, url: str) -> dict[str, Any]:
         s = self.scenario
         settings = self.settings
+        hog = None
+        if s.cpu_hog_duty:
+            hog = self._start(f"{s.name}-cpu-hog", CPU_HOG_MODULE,
+                              ["--duty", f"{s.cpu_hog_duty:g}", "--core", "0"])
+            hog.wait_for("ready", settings.start_timeout_s)
         publisher = self._start_publisher()
         publisher.wait_for("ready", settings.start_timeout_s)
 
@@ -329,7 +369,9 @@ class ScenarioRun:
             groups["link_clients"] = linked
         if bare is not None:
             groups["bare_subscriber"] = [bare]
-        clock = _CpuClock(groups)
+        if hog is not None:
+            groups["cpu_hog"] = [hog]
+        clock = _CpuClock(groups, self.bridge_name)
         start_ns = time.time_ns() + int(settings.warmup_s * 1e9)
         end_ns = start_ns + int(settings.duration_s * 1e9)
         for child in [publisher, *clients, *slow, *linked] + ([bare] if bare else []):
@@ -439,6 +481,12 @@ class ScenarioRun:
         if delivered and "bridge_cpu_pct" in cpu:
             out["bridge_cpu_us_per_msg"] = round(
                 cpu["bridge_cpu_pct"] / 100.0 * duration / delivered * 1e6, 2)
+            roles = cpu.get("bridge_cpu_pct_by_role") or {}
+            ros_side = sum(pct for role, pct in roles.items() if role in ROS_SIDE_ROLES)
+            out["bridge_cpu_us_per_msg_ros_side"] = round(
+                ros_side / 100.0 * duration / delivered * 1e6, 2)
+            out["bridge_cpu_us_per_msg_websocket_side"] = round(
+                (cpu["bridge_cpu_pct"] - ros_side) / 100.0 * duration / delivered * 1e6, 2)
         if not self.is_peer:
             out.update({
                 # From the bridge's per-topic sequence numbers: approximate at the window's edges.

@@ -58,6 +58,9 @@ class Scenario:
     # One more client per link, each in a network namespace behind its link (needs root); the
     # bridge then listens on the first link's host address.
     links: tuple[LinkSpec, ...] = ()
+    # A CPU hog (bench/cpu_hog.py) pinned to core 0, busy this share of the time: the rest of
+    # the rover's software. 0 = none.
+    cpu_hog_duty: float = 0.0
 
     @property
     def clients(self) -> int:
@@ -110,6 +113,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              topics=SIM_TOPICS, publisher="sim",
              sim_parameters=(("estop_toggle_period_s", "0.1"),), compression="lz4",
              links=(LinkSpec(2000), LinkSpec(400), LinkSpec(2000, 1000))),
+    Scenario("busy_rover", "10 clients on /imu at 200 Hz, msgpack, beside a CPU hog busy 80 % "
+             "of core 0 (the rest of the rover's software)", rate_hz=200.0,
+             client_processes=2, clients_per_process=5, cpu_hog_duty=0.8),
     Scenario("max_rate", "publisher in a tight loop, one client through the bridge, and a bare "
              "rclpy subscriber on the same publisher as the ceiling", rate_hz=0.0,
              bare_subscriber=True),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import fnmatch
 import itertools
 import json
@@ -38,7 +39,6 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rclpy.exceptions import ParameterException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -61,6 +61,8 @@ from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
 from . import graph_scan
 from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
+from .executors import available_executor, make_executor, make_wake
+from .executors import spin as spin_executor
 from .message_codec import (
     UnknownMessageType,
     import_message_type,
@@ -77,6 +79,9 @@ from .sim_clock import follow_clock
 log = logging.getLogger("rover_ws_bridge.ros.node")
 
 NODE_NAME = "rover_ws_bridge"
+# The thread that spins the ROS executor (its OS name too: the bench reads it).
+EXECUTOR_THREAD = "ros-executor"
+PR_SET_NAME = 15  # prctl(2)
 MAX_WARNINGS = 1000
 DEFAULT_DEPTH = 10  # when the graph does not tell the publishers' depth (Fast DDS reports 0)
 # Parameters every ROS node may be given; not ours, not typos.
@@ -131,9 +136,11 @@ class BridgeNode(Node):
         self.rules = QosPriorityRules(self.config.priority_overrides,
                                       self.config.large_message_types)
         self.policy = Policy(self.config)
-        # One guard condition wakes the executor for both kinds of work from the asyncio
-        # thread: subscription changes and commands (publish, calls).
-        self._wake = self.create_guard_condition(self._on_wake)
+        # One wake-up of the executor for every kind of work from the asyncio thread:
+        # subscription changes, commands (publish, calls), parameter-event watches. Its kind
+        # follows the executor's (executors.py).
+        self.executor_kind = available_executor(self.config.ros_executor)
+        self._wake = make_wake(self, self.executor_kind, self._on_wake)
         self._wanted_changed = False
         self.commands = RosCommands(self, self.config.command_queue_max, self._wake.trigger)
         self._offered: dict[str, _OfferedTopic] = {}
@@ -391,9 +398,10 @@ class BridgeRuntime:
         self.router: Router | None = None
         self.server: BridgeServer | None = None
         self.handoff: Handoff | None = None
-        self._executor: SingleThreadedExecutor | None = None
+        self._executor: Any = None
         self._thread: threading.Thread | None = None
         self._housekeeping: asyncio.Task | None = None
+        self._stopping = threading.Event()
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -423,12 +431,15 @@ class BridgeRuntime:
         self.node.attach(loop, self.router, self.handoff, self.core.update_graph)
         self.diagnostics = DiagnosticsPublisher(self.node, socket.gethostname())
         self._housekeeping = loop.create_task(self._every_period())
-        self._executor = SingleThreadedExecutor(context=self.node.context)
+        self._executor = make_executor(self.node.executor_kind, self.node.context)
         self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, name="ros-executor",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._spin, name=EXECUTOR_THREAD, daemon=True)
         self._thread.start()
         return port
+
+    def _spin(self) -> None:
+        name_os_thread(EXECUTOR_THREAD)
+        spin_executor(self._executor, self.node.executor_kind, self._stopping)
 
     async def _every_period(self) -> None:
         """Statistics refresh and /diagnostics: slow housekeeping, not a polling loop."""
@@ -449,10 +460,35 @@ class BridgeRuntime:
             self._housekeeping.cancel()
         if self.server is not None:
             await self.server.stop()
+        self._stopping.set()
         if self._executor is not None:
             self._executor.shutdown(timeout_sec=5.0)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread this name in the OS too (Linux: /proc/PID/task/TID/comm, top
+    -H, py-spy), which Python 3.11 does not: the bench splits the bridge's CPU by thread."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the name is for measurement only
+
+
+def run_event_loop(main: Any, choice: str) -> Any:
+    """Run the coroutine `main` to its end on uvloop's loop ('auto', where uvloop is
+    installed: its loop costs less per wake-up and socket write) or asyncio's own."""
+    if choice == "auto":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            log.info("event loop: uvloop %s", uvloop.__version__)
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def load_regression_baselines(path: str) -> dict[LoadLevel, Baseline] | None:
@@ -708,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         except StartupError as exc:
             print(f"{NODE_NAME}: {exc}", file=sys.stderr, flush=True)
             return 2
-        return asyncio.run(_serve(node, signals))
+        return run_event_loop(_serve(node, signals), node.config.event_loop)
     finally:
         # Stopping: a Ctrl-C from here on is ignored.
         signals.requested = True
