@@ -16,6 +16,7 @@ from rover_ws_bridge.protocols.rosbridge import (
     SubscriptionOptions,
 )
 from rover_ws_bridge.streaming.connection import SessionSettings
+from rover_ws_bridge.streaming.graph import NodeEndpoints, RosGraph, ServiceDescription
 from rover_ws_bridge.streaming.outbox import BackpressureState
 from rover_ws_bridge.streaming.topics import TopicDescription, TopicInfo
 from rover_ws_bridge.wire.frame import Encoding, Record
@@ -314,13 +315,16 @@ def test_backpressure_is_told_in_a_status_at_warning_level():
     assert status["level"] == "warning" and "backpressure" in status["msg"]
 
 
-GRAPH = p.Graph(
+GRAPH = RosGraph(
+    services=(ServiceDescription("/sim/reset", "std_srvs/srv/Trigger"),
+              ServiceDescription("/sim/set_estop", "std_srvs/srv/SetBool")),
+    detailed=True,
+    publishers={"/imu": ("/sim",), "/cmd_vel": ("/teleop",)},
+    subscribers={"/cmd_vel": ("/sim",)},
+    providers={"/sim/reset": ("/sim",), "/sim/set_estop": ("/sim",)},
+    nodes=("/sim", "/teleop"),
     topics={"/imu": ("sensor_msgs/msg/Imu",), "/cmd_vel": ("geometry_msgs/msg/Twist",)},
-    services={"/sim/set_estop": ("std_srvs/srv/SetBool",),
-              "/sim/reset": ("std_srvs/srv/Trigger",)},
-    actions={"/dock": ("nav2_msgs/action/Dock",)},
-    nodes={"/sim": p.NodeEndpoints(("/imu",), ("/cmd_vel",), ("/sim/reset", "/sim/set_estop")),
-           "/teleop": p.NodeEndpoints(("/cmd_vel",), (), ())})
+    actions={"/dock": ("nav2_msgs/action/Dock",)})
 
 
 def rosapi(proto, service, args=None, graph=GRAPH):
@@ -362,9 +366,12 @@ def test_rosapi_graph_failure_is_result_false():
 def test_the_graph_is_cut_to_what_the_client_may_see():
     visible = GRAPH.visible(lambda t: t != "/cmd_vel", lambda s: s == "/sim/reset",
                             lambda n: n != "/teleop")
-    assert set(visible.topics) == {"/imu"} and set(visible.services) == {"/sim/reset"}
+    assert set(visible.topics) == {"/imu"}
+    assert [s.name for s in visible.services] == ["/sim/reset"]
     assert visible.actions == {}  # actions go by the service rule
-    assert visible.nodes == {"/sim": p.NodeEndpoints(("/imu",), (), ("/sim/reset",))}
+    assert visible.nodes == ("/sim",)
+    assert visible.endpoints("/sim") == NodeEndpoints(("/imu",), (), ("/sim/reset",))
+    assert visible.publishers == {"/imu": ("/sim",)}  # /teleop's /cmd_vel: both hidden
 
 
 def test_rosapi_type_details_ask_the_core_for_the_typedefs():

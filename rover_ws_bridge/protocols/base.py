@@ -314,38 +314,9 @@ class ParametersSet:
 
 
 @dataclass(frozen=True)
-class NodeEndpoints:
-    publishing: tuple[str, ...] = ()  # topic names
-    subscribing: tuple[str, ...] = ()
-    services: tuple[str, ...] = ()  # the services it serves
-
-
-@dataclass(frozen=True)
-class Graph:
-    """A snapshot of the ROS graph, ROS-free: names to types, nodes to their endpoints. The
-    core hands a protocol only the part its client may see (`visible`)."""
-
-    topics: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    services: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    nodes: dict[str, NodeEndpoints] = field(default_factory=dict)  # full name -> endpoints
-
-    def visible(self, see_topic: Callable[[str], bool], see_service: Callable[[str], bool],
-                see_node: Callable[[str], bool]) -> "Graph":
-        topics = {n: t for n, t in self.topics.items() if see_topic(n)}
-        services = {n: t for n, t in self.services.items() if see_service(n)}
-        return Graph(
-            topics, services, {n: t for n, t in self.actions.items() if see_service(n)},
-            {name: NodeEndpoints(tuple(t for t in e.publishing if t in topics),
-                                 tuple(t for t in e.subscribing if t in topics),
-                                 tuple(s for s in e.services if s in services))
-             for name, e in self.nodes.items() if see_node(name)})
-
-
-@dataclass(frozen=True)
 class GraphRead:
     ref: Ref
-    graph: Graph
+    graph: "RosGraph"  # detailed, cut to what the client may see
 
 
 @dataclass(frozen=True)

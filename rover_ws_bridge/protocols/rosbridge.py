@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import cbor2
 
+from ..streaming.graph import RosGraph
 from ..streaming.topics import TopicInfo
 from ..wire.frame import Encoding, Record
 from .base import (
@@ -43,7 +44,6 @@ from .base import (
     ConnectionView,
     DescribeType,
     GetParameters,
-    Graph,
     GraphRead,
     ListParameters,
     Outcome,
@@ -580,13 +580,13 @@ class RosbridgeProtocol(Protocol):
 
             return [self._request(answer, lambda ref: ListParameters(ref, node))]
 
-        return self._from_graph(spelling, request_id, lambda graph: next_node(sorted(
+        return self._from_graph(spelling, request_id, lambda graph: next_node(list(
             graph.nodes)))
 
     # The graph part: each answered from one snapshot the core cut to what the client sees.
 
     def _from_graph(self, spelling: str, request_id: Any,
-                    answer: Callable[[Graph], list[Action]]) -> list[Action]:
+                    answer: Callable[[RosGraph], list[Action]]) -> list[Action]:
         def read(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, GraphRead):
                 return answer(outcome.graph)
@@ -595,35 +595,37 @@ class RosbridgeProtocol(Protocol):
         return [self._request(read, ReadGraph)]
 
     def _graph_values(self, spelling: str, request_id: Any,
-                      values: Callable[[Graph], dict]) -> list[Action]:
+                      values: Callable[[RosGraph], dict]) -> list[Action]:
         return self._from_graph(spelling, request_id, lambda graph: self._service_response(
             spelling, request_id, values(graph)))
 
     def _rosapi_services(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         return self._graph_values(spelling, request_id, lambda g: {
-            "services": sorted(g.services)})
+            "services": [s.name for s in g.services]})
 
     def _rosapi_service_type(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         service = absolute(_check_name(args.get("service"), "service"))
-        return self._graph_values(spelling, request_id, lambda g: {
-            "type": (g.services.get(service) or ("",))[0]})
+        def values(graph: RosGraph) -> dict:
+            found = graph.service(service)
+            return {"type": found.type_name if found is not None else ""}
+
+        return self._graph_values(spelling, request_id, values)
 
     def _rosapi_services_for_type(self, args: dict, spelling: str,
                                   request_id: Any) -> list[Action]:
         type_name = ros2_type(_check_name(args.get("type"), "type"), "srv")
-        return self._graph_values(spelling, request_id, lambda g: {"services": sorted(
-            name for name, types in g.services.items() if type_name in types)})
+        return self._graph_values(spelling, request_id, lambda g: {"services": [
+            s.name for s in g.services if s.type_name == type_name]})
 
     def _rosapi_nodes(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        return self._graph_values(spelling, request_id, lambda g: {"nodes": sorted(g.nodes)})
+        return self._graph_values(spelling, request_id, lambda g: {"nodes": list(g.nodes)})
 
     def _rosapi_node_details(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         node = absolute(_check_name(args.get("node"), "node"))
 
-        def values(graph: Graph) -> dict:
-            found = graph.nodes.get(node)
-            if found is None:  # rosapi answers an unknown node with empty lists
-                return {"subscribing": [], "publishing": [], "services": []}
+        def values(graph: RosGraph) -> dict:
+            # An unknown node has no endpoints: rosapi answers it with empty lists too.
+            found = graph.endpoints(node)
             return {"subscribing": list(found.subscribing), "publishing": list(found.publishing),
                     "services": list(found.services)}
 
@@ -631,13 +633,13 @@ class RosbridgeProtocol(Protocol):
 
     def _rosapi_publishers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         topic = absolute(_check_name(args.get("topic"), "topic"))
-        return self._graph_values(spelling, request_id, lambda g: {"publishers": sorted(
-            name for name, e in g.nodes.items() if topic in e.publishing)})
+        return self._graph_values(spelling, request_id, lambda g: {
+            "publishers": list(g.publishers.get(topic, ()))})
 
     def _rosapi_subscribers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         topic = absolute(_check_name(args.get("topic"), "topic"))
-        return self._graph_values(spelling, request_id, lambda g: {"subscribers": sorted(
-            name for name, e in g.nodes.items() if topic in e.subscribing)})
+        return self._graph_values(spelling, request_id, lambda g: {
+            "subscribers": list(g.subscribers.get(topic, ()))})
 
     def _rosapi_action_servers(self, args: dict, spelling: str,
                                request_id: Any) -> list[Action]:

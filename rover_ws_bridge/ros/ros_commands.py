@@ -32,9 +32,10 @@ from ..streaming.commands import (
     ReadRosGraph,
 )
 from . import message_codec
-from .graph import GraphReader, typedefs
+from .graph_scan import GraphReader
 from .message_codec import MessageConversionError, UnknownMessageType
 from .qos_events import no_publisher_events
+from .typedefs import typedefs
 
 log = logging.getLogger(__name__)
 

@@ -92,7 +92,7 @@ class AnswerClientCall:
 
 @dataclass(frozen=True)
 class ReadRosGraph:
-    done: Done  # "ok" with a protocols.base.Graph of the whole graph (the core filters it)
+    done: Done  # "ok" with a detailed RosGraph of the whole graph (the core filters it)
 
 
 @dataclass(frozen=True)
