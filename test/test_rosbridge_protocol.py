@@ -461,3 +461,51 @@ def test_png_compression_packs_the_publish_text_in_an_rgb_png_as_rosbridge_does(
     text = b"".join(rows[i + 1:i + stride] for i in range(0, len(rows), stride))
     assert len(rows) == height * stride
     assert json.loads(text) == {"op": "publish", "topic": "/imu", "msg": {"text": "z" * 100}}
+
+
+def test_an_action_goal_goes_to_the_core_and_its_feedback_and_result_come_back_by_id():
+    proto = protocol()
+    [goal] = send(proto, op="send_action_goal", id="g1", action="fib",
+                  action_type="test_msgs/Fibonacci", args={"order": 3}, feedback=True)
+    assert isinstance(goal, p.SendActionGoal)
+    assert (goal.action, goal.type_name, goal.goal, goal.feedback) == (
+        "/fib", "test_msgs/action/Fibonacci", {"order": 3}, True)
+    [feedback] = texts(proto.on_outcome(p.ActionFeedback(goal.ref, "/fib", {"sequence": [0]})))
+    assert feedback == {"op": "action_feedback", "id": "g1", "action": "fib",
+                        "values": {"sequence": [0]}}
+    [result] = texts(proto.on_outcome(p.ActionResult(goal.ref, "/fib", 4, {"sequence": [0, 1]})))
+    assert result == {"op": "action_result", "id": "g1", "action": "fib",
+                      "values": {"sequence": [0, 1]}, "status": 4, "result": True}
+    # ended: a cancel of it now is a warning, and nothing goes to the core
+    send(proto, op="set_level", level="warning")
+    [status] = texts(send(proto, op="cancel_action_goal", id="g1", action="fib"))
+    assert status["level"] == "warning" and status["id"] == "g1"
+
+
+def test_cancel_action_goal_names_the_running_goal_and_a_refused_goal_is_result_false():
+    proto = protocol()
+    [goal] = send(proto, op="send_action_goal", id="g2", action="/fib",
+                  action_type="test_msgs/action/Fibonacci", args={"order": 3})
+    [cancel] = send(proto, op="cancel_action_goal", id="g2", action="/fib")
+    assert cancel == p.CancelActionGoal(cancel.ref, goal.ref)
+    [again] = texts(send(proto, op="send_action_goal", id="g2", action="/fib",
+                         action_type="test_msgs/action/Fibonacci"))
+    assert again["op"] == "status" and "already running" in again["msg"]
+    [failed] = texts(proto.on_outcome(p.Refused(goal.ref, "not_allowed", "sending goals to "
+                                                "/fib is not allowed")))
+    assert failed == {"op": "action_result", "id": "g2", "action": "/fib", "status": 0,
+                      "values": "sending goals to /fib is not allowed", "result": False}
+
+
+def test_malformed_action_goals_get_an_error_status_and_nothing_reaches_the_core():
+    proto = protocol()
+    for bad in ({"action": "/fib"},  # no type
+                {"action": "/fib", "action_type": "test_msgs/action/Fibonacci", "args": "3"},
+                {"action": "/fib", "action_type": "test_msgs/action/Fibonacci",
+                 "feedback": "yes"},
+                {"action": 7, "action_type": "test_msgs/action/Fibonacci"}):
+        actions = send(proto, op="send_action_goal", id="bad", **bad)
+        assert requests(actions) == []
+        [status] = texts(actions)
+        assert status["op"] == "status" and status["level"] == "error"
+    assert texts(send(proto, op="set_level", level="error")) == []  # still up

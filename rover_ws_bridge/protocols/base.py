@@ -230,10 +230,35 @@ class AnswerServiceCall:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class SendActionGoal:
+    """A goal for a ROS action server, this client as the action client. Answered, after
+    zero or more `ActionFeedback` (with `feedback`), by one `ActionResult` when the goal
+    ends (succeeded, aborted or canceled) or one `Refused` (not allowed, no such server,
+    rejected, bounds). Under the `call` rule of the action's name: an action is services
+    underneath (`<action>/_action/send_goal`), and a goal is a request like a call."""
+
+    ref: Ref
+    action: str
+    type_name: str  # pkg/action/Type
+    goal: dict  # the Goal's fields, plain values
+    feedback: bool = True
+
+
+@dataclass(frozen=True)
+class CancelActionGoal:
+    """Ask the server to cancel the goal sent with ref `goal`; the goal still ends with its
+    ActionResult (status canceled, if the server agrees). Answered only when refused (no such
+    goal of this connection)."""
+
+    ref: Ref
+    goal: Ref
+
+
 CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
                     ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph,
                     WatchParameters, ReadGraph, DescribeType, AdvertiseService,
-                    UnadvertiseService, AnswerServiceCall]
+                    UnadvertiseService, AnswerServiceCall, SendActionGoal, CancelActionGoal]
 Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
 
 
@@ -349,9 +374,27 @@ class ServiceRequested:
     args: dict  # the request's fields, plain values
 
 
+@dataclass(frozen=True)
+class ActionFeedback:
+    """Feedback of a running goal (not the end of the request: ActionResult is)."""
+
+    ref: Ref
+    action: str
+    values: dict
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    ref: Ref
+    action: str
+    status: int  # action_msgs/GoalStatus: 4 succeeded, 5 canceled, 6 aborted
+    values: dict  # the Result's fields
+
+
 Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, ServiceResult,
                 ParameterNames, ParameterValues, ParametersSet, Asset, GraphRead, TypeDescribed,
-                ServiceAdvertised, ServiceUnadvertised, ServiceRequested]
+                ServiceAdvertised, ServiceUnadvertised, ServiceRequested, ActionFeedback,
+                ActionResult]
 
 
 # -- what a protocol may read ----------------------------------------------------------------

@@ -37,10 +37,13 @@ from ..streaming.topics import TopicInfo
 from ..wire.frame import Encoding, Record
 from .base import (
     Action,
+    ActionFeedback,
+    ActionResult,
     Advertise,
     AdvertiseService,
     AnswerServiceCall,
     CallService,
+    CancelActionGoal,
     ConnectionView,
     DescribeType,
     GetParameters,
@@ -56,6 +59,7 @@ from .base import (
     QosRequest,
     ReadGraph,
     Refused,
+    SendActionGoal,
     ServiceAdvertised,
     ServiceRequested,
     ServiceResult,
@@ -96,6 +100,7 @@ MAX_PARTIAL_CHARS = 16 * 1024 * 1024
 MAX_THROTTLE_MS = 3_600_000
 MAX_QUEUE_LENGTH = 100_000
 MIN_FRAGMENT_SIZE = 64  # smaller would turn one message into thousands of frames
+GOAL_STATUS_UNKNOWN = 0  # action_msgs/GoalStatus: a goal that was never sent
 STATUS_LEVELS = {"info": 0, "warning": 1, "error": 2, "none": 3}
 ROSAPI_PREFIX = "/rosapi/"
 # roslib and rosbridge clients still write ROS 1 type names ("std_msgs/String").
@@ -151,6 +156,13 @@ class _PublishRef:
 
 
 @dataclass(frozen=True)
+class _GoalRef:
+    serial: int  # unique per goal of this connection (ids may be missing or reused)
+    request_id: Any
+    action: str  # as the client wrote it
+
+
+@dataclass(frozen=True)
 class _ServedRef:
     request_id: Any  # of the client's service_response
 
@@ -176,6 +188,9 @@ class RosbridgeProtocol(Protocol):
         # Services this client serves: absolute name -> the spelling its calls are sent with
         # (roslib keys an advertised Service's callback on it). Bounded by the core.
         self._served: dict[str, str] = {}
+        # Running goals by the id the client gave them (for cancel_action_goal); bounded by
+        # the core's max_action_goals_per_client: each leaves at its result or refusal.
+        self._goals: dict[Any, _GoalRef] = {}
         self._next_ref = 0
         # ref -> (how to answer the outcome); the closure holds what the answer echoes
         self._requests: dict[int, Callable[[Outcome], list[Action]]] = {}
@@ -464,11 +479,64 @@ class RosbridgeProtocol(Protocol):
         reason = values if isinstance(values, str) else "the client answered result: false"
         return [AnswerServiceCall(_ServedRef(request_id), int(call), None, reason[:1000])]
 
-    def _op_send_action_goal(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "actions (send_action_goal) are not supported by "
-                           "this bridge yet")
+    # -- actions: this client as action client ----------------------------------------------
+    # The goal's result comes as action_result (result true, with the goal's final status,
+    # which may be aborted or canceled: roslib then calls the failure callback), a refusal as
+    # action_result with result false, status 0 (unknown) and the reason as `values`, as
+    # rosbridge answers a goal it could not send.
 
-    _op_cancel_action_goal = _op_send_action_goal
+    def _op_send_action_goal(self, message: dict, request_id: Any) -> list[Action]:
+        spelling = _check_name(message.get("action"), "action")
+        type_name = ros2_type(_check_name(message.get("action_type"), "action_type"), "action")
+        args = message.get("args")
+        if args is None:
+            args = {}
+        if not isinstance(args, (dict, list)):
+            raise RequestError("bad_args", "'args' must be an object of the goal's fields or a "
+                               "list of them in order")
+        feedback = message.get("feedback", False)
+        if not isinstance(feedback, bool):
+            raise RequestError("bad_request", "'feedback' must be true or false")
+        if request_id is not None and request_id in self._goals:
+            raise RequestError("bad_request", f"a goal with id {_short(request_id)} is already "
+                               "running")
+        self._next_ref += 1
+        ref = _GoalRef(self._next_ref, request_id, spelling)
+        if request_id is not None:
+            self._goals[request_id] = ref
+        return [SendActionGoal(ref, absolute(spelling), type_name, args, feedback)]
+
+    def _op_cancel_action_goal(self, message: dict, request_id: Any) -> list[Action]:
+        spelling = _check_name(message.get("action"), "action")
+        goal = self._goals.get(request_id) if request_id is not None else None
+        if goal is None or absolute(goal.action) != absolute(spelling):
+            return self._status("warning", request_id, f"cancel_action_goal: no running goal "
+                                f"of {_short(spelling)} with id {_short(request_id)}")
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, Refused):
+                return self._status("warning", request_id, f"cancel_action_goal: "
+                                    f"{outcome.message}")
+            return []
+
+        return [self._request(answer, lambda ref: CancelActionGoal(ref, goal))]
+
+    def _goal_outcome(self, ref: _GoalRef, outcome: Outcome) -> list[Action]:
+        head = {"action": ref.action, **_id(ref.request_id)}
+        if isinstance(outcome, ActionFeedback):
+            return [_text({"op": "action_feedback", **head, "values": outcome.values})]
+        if self._goals.get(ref.request_id) == ref:
+            del self._goals[ref.request_id]
+        if isinstance(outcome, ActionResult):
+            answer = _text({"op": "action_result", **head, "values": outcome.values,
+                            "status": outcome.status, "result": True})
+            if len(answer.text) <= MAX_ANSWER_CHARS:
+                return [answer]
+            outcome = Refused(None, "too_large", f"the result is {len(answer.text)} "
+                              f"characters as JSON; answers are limited to {MAX_ANSWER_CHARS}")
+        reason = outcome.message if isinstance(outcome, Refused) else "the goal failed"
+        return [_text({"op": "action_result", **head, "values": reason,
+                       "status": GOAL_STATUS_UNKNOWN, "result": False})]
 
     # -- rosapi, answered here ------------------------------------------------------------
 
@@ -731,6 +799,8 @@ class RosbridgeProtocol(Protocol):
             return []
         if isinstance(ref, _SubscribeRef):
             return self._subscribe_outcome(ref, outcome)
+        if isinstance(ref, _GoalRef):
+            return self._goal_outcome(ref, outcome)
         if isinstance(ref, _ServedRef):  # an answer to a call the core no longer waits for
             reason = outcome.message if isinstance(outcome, Refused) else "refused"
             return self._status("warning", ref.request_id, f"service_response: {reason}")

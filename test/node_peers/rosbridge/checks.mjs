@@ -156,6 +156,25 @@ const scenarios = {
     return { status, calls, others };
   },
 
+  async action(ros) {
+    // One goal through roslib's Action class: its feedback, then its result or failure.
+    // With cancel_after, cancelGoal after that many feedback messages; with leave_after, the
+    // client goes away after that many (the bridge must cancel the goal on the graph).
+    const action = new ROSLIB.Action({ ros, name: options.action, actionType: options.type });
+    const feedback = [];
+    let id = null;
+    const end = await new Promise((resolve) => {
+      id = action.sendGoal(options.goal, (result) => resolve({ result }),
+        (values) => {
+          feedback.push(values);
+          if (feedback.length === options.cancel_after) action.cancelGoal(id);
+          if (feedback.length === options.leave_after) resolve({ left: true });
+        },
+        (error) => resolve({ failure: String(error) }));
+    });
+    return { ...end, feedback };
+  },
+
   async errors(ros) {
     // A subscription to a topic that does not exist, without a type: a status names it.
     const status = new Promise((resolve) => ros.on("status:bad-subscribe", resolve));
