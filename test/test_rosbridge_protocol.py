@@ -509,3 +509,25 @@ def test_malformed_action_goals_get_an_error_status_and_nothing_reaches_the_core
         [status] = texts(actions)
         assert status["op"] == "status" and status["level"] == "error"
     assert texts(send(proto, op="set_level", level="error")) == []  # still up
+
+
+def test_queue_length_bounds_the_topics_queue_in_the_outbox_while_subscribed():
+    proto = protocol()
+    actions = send(proto, op="subscribe", id="a", topic="/imu", queue_length=5)
+    assert p.LimitTopicQueue(IMU.id, 5) in actions
+    # merged as rosbridge merges: the smallest
+    assert p.LimitTopicQueue(IMU.id, 2) in send(proto, op="subscribe", id="b", topic="imu",
+                                                queue_length=2)
+    assert p.LimitTopicQueue(IMU.id, 5) in send(proto, op="unsubscribe", id="b", topic="imu")
+    assert p.LimitTopicQueue(IMU.id, None) in send(proto, op="unsubscribe", id="a",
+                                                   topic="/imu")
+    [status] = texts(send(proto, op="subscribe", id="c", topic="/imu", queue_length=-1))
+    assert status["level"] == "error" and "queue_length" in status["msg"]
+
+
+def test_queue_length_of_a_topic_not_offered_yet_applies_once_it_is():
+    proto = protocol(topics=())
+    actions = send(proto, op="subscribe", id="w", topic="/imu", type="sensor_msgs/Imu",
+                   queue_length=1)
+    assert not any(isinstance(a, p.LimitTopicQueue) for a in actions)
+    assert proto.on_topics_changed([IMU], [], []) == [p.LimitTopicQueue(IMU.id, 1)]

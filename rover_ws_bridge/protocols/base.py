@@ -65,6 +65,16 @@ class SetBatching:
 
 
 @dataclass(frozen=True)
+class LimitTopicQueue:
+    """At most `max_records` records of this topic may wait in the connection's outbox (the
+    oldest give way to newer ones; CRITICAL is never dropped); None: the outbox's own bounds
+    only (rosbridge's `queue_length`)."""
+
+    topic_id: int
+    max_records: int | None
+
+
+@dataclass(frozen=True)
 class StoreClientReport:
     """The client's own figures (latency it sees, rates), shown by the HTTP API."""
 
@@ -259,7 +269,8 @@ CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, Cal
                     ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph,
                     WatchParameters, ReadGraph, DescribeType, AdvertiseService,
                     UnadvertiseService, AnswerServiceCall, SendActionGoal, CancelActionGoal]
-Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
+Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, LimitTopicQueue,
+               CoreRequest]
 
 
 # -- outcome events: core -> protocol --------------------------------------------------------

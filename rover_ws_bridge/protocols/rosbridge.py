@@ -48,6 +48,7 @@ from .base import (
     DescribeType,
     GetParameters,
     GraphRead,
+    LimitTopicQueue,
     ListParameters,
     Outcome,
     OutgoingFrame,
@@ -112,7 +113,9 @@ _ENCODING_OF = {"none": Encoding.JSON, "png": Encoding.JSON, "cbor": Encoding.CB
 @dataclass(frozen=True)
 class SubscriptionOptions:
     throttle_rate: int = 0  # ms between messages; 0: every message
-    queue_length: int = 0  # 0: the outbox's own bounds only
+    # Records of the topic that may wait in the outbox for this client (the oldest give way);
+    # 0: the outbox's own bounds only.
+    queue_length: int = 0
     fragment_size: int | None = None
     compression: str = "none"
 
@@ -282,16 +285,40 @@ class RosbridgeProtocol(Protocol):
 
     def _apply(self, topic: str, state: _TopicSubscriptions, ref: Any,
                type_name: str | None = None) -> list[Action]:
-        """Ask the core for what the merged options call for, if it changed."""
+        """Ask the core for what the merged options call for, if it changed; and bound the
+        topic's queue in the outbox to the merged queue_length (once the topic is offered,
+        when it has an id: else on_topics_changed does it)."""
         merged = state.merged()
+        offered = _find(self.view.visible_topics(), topic)
         if merged is None:
             del self._subscriptions[topic]
-            return [Unsubscribe(ref, topic)] if state.active is not None else []
+            if state.active is None:
+                return []
+            limit = [LimitTopicQueue(offered.id, None)] if offered is not None \
+                and state.active.queue_length else []
+            return [*limit, Unsubscribe(ref, topic)]
         if merged == state.active:
             return []
-        state.active = merged
+        before, state.active = state.active, merged
         rate = 1000.0 / merged.throttle_rate if merged.throttle_rate else None
-        return [Subscribe(ref, topic, _ENCODING_OF[merged.compression], rate, type_name)]
+        limit = [LimitTopicQueue(offered.id, merged.queue_length or None)] \
+            if offered is not None and merged.queue_length != (
+                before.queue_length if before is not None else 0) else []
+        return [*limit, Subscribe(ref, topic, _ENCODING_OF[merged.compression], rate,
+                                  type_name)]
+
+    def on_topics_changed(self, added: list[TopicInfo], changed: list[TopicInfo],
+                          removed: list[TopicInfo]) -> list[Action]:
+        """A topic subscribed before it was offered has an id now: bound its queue."""
+        actions: list[Action] = []
+        for info in added:
+            state = self._subscriptions.get(info.name)
+            if state is not None and state.active is not None and state.active.queue_length:
+                actions.append(LimitTopicQueue(info.id, state.active.queue_length))
+        for info in removed:
+            if info.name in self._subscriptions:
+                actions.append(LimitTopicQueue(info.id, None))
+        return actions
 
     def _op_unsubscribe(self, message: dict, request_id: Any) -> list[Action]:
         spelling = _check_name(message.get("topic"), "topic")
