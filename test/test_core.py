@@ -355,3 +355,20 @@ def test_action_goals_are_under_the_call_rule_bounded_per_client_and_cancelled_o
         await asyncio.sleep(0)
         assert not any(isinstance(o, p.ActionResult) and o.ref == 4 for o in one.outcomes)
     run(scenario)
+
+
+def test_deleting_a_parameter_is_a_parameter_write_and_sets_it_to_not_set():
+    async def scenario():
+        core, queue, _ = make_core()
+        local = RecordingConnection(LOOPBACK)
+        core.execute(local, p.DeleteParameters(1, "/sim", ("other",)))
+        assert last(local).code == "not_allowed" and "deleting /sim:other" in last(local).message
+        assert len(queue) == 0
+        core.execute(local, p.DeleteParameters(2, "/sim", ("speed",)))
+        [call] = queue.take()
+        assert call.service == "/sim/set_parameters"
+        assert call.request == {"parameters": [{"name": "speed", "value": {"type": 0}}]}
+        call.done("ok", {"results": [{"successful": True, "reason": ""}]})
+        await asyncio.sleep(0)
+        assert last(local) == p.ParametersSet(2, "/sim", (("speed", True, ""),))
+    run(scenario)

@@ -531,3 +531,41 @@ def test_queue_length_of_a_topic_not_offered_yet_applies_once_it_is():
                    queue_length=1)
     assert not any(isinstance(a, p.LimitTopicQueue) for a in actions)
     assert proto.on_topics_changed([IMU], [], []) == [p.LimitTopicQueue(IMU.id, 1)]
+
+
+def test_rosapi_service_providers_by_type_and_service_node_by_name():
+    proto = protocol()
+    assert rosapi(proto, "/rosapi/service_providers", {"service": "std_srvs/Trigger"}) == {
+        "providers": ["/sim"]}
+    assert rosapi(proto, "/rosapi/service_providers", ["std_srvs/srv/Empty"]) == {
+        "providers": []}
+    assert rosapi(proto, "/rosapi/service_node", {"service": "sim/set_estop"}) == {
+        "node": "/sim"}
+    assert rosapi(proto, "/rosapi/service_node", {"service": "/nope"}) == {"node": ""}
+
+
+def test_rosapi_has_param_lists_the_node_and_delete_param_is_a_parameter_write():
+    proto = protocol()
+    [listing] = send(proto, op="call_service", id="h", service="/rosapi/has_param",
+                     args={"name": "/sim:rate_hz"})
+    assert listing == p.ListParameters(listing.ref, "/sim")
+    [answer] = texts(proto.on_outcome(p.ParameterNames(listing.ref, "/sim", ("rate_hz",))))
+    assert answer["values"] == {"exists": True} and answer["id"] == "h"
+    [listing] = send(proto, op="call_service", id="h2", service="/rosapi/has_param",
+                     args=["/gone:x"])
+    [answer] = texts(proto.on_outcome(p.Refused(listing.ref, "no_such_node", "none")))
+    assert answer["result"] is True and answer["values"] == {"exists": False}
+    [delete] = send(proto, op="call_service", id="d", service="/rosapi/delete_param",
+                    args={"name": "/sim:rate_hz"})
+    assert delete == p.DeleteParameters(delete.ref, "/sim", ("rate_hz",))
+    [answer] = texts(proto.on_outcome(p.ParametersSet(delete.ref, "/sim",
+                                                      (("rate_hz", True, ""),))))
+    assert answer["result"] is True and answer["values"] == {}
+    [delete] = send(proto, op="call_service", id="d2", service="/rosapi/delete_param",
+                    args={"name": "/sim:rate_hz"})
+    [answer] = texts(proto.on_outcome(p.Refused(delete.ref, "not_allowed", "deleting "
+                                                "/sim:rate_hz is not allowed")))
+    assert answer["result"] is False and "not allowed" in answer["values"]
+    [answer] = texts(send(proto, op="call_service", id="d3", service="/rosapi/delete_param",
+                          args={"name": "no_colon"}))
+    assert answer["result"] is False and "node:param" in answer["values"]

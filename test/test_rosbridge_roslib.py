@@ -39,6 +39,7 @@ from std_msgs.msg import String
 PEER = REPO_ROOT / "test" / "node_peers" / "rosbridge"
 NS = f"{TOPIC_PREFIX}_rb"  # the simulated rover's namespace: its topics are NS/imu, ...
 SIM_NODE = f"{NS}/rover_sim"
+HARNESS_NODE = "bridge_integration_test"  # conftest's RosHarness node
 ACTIONS = f"{TOPIC_PREFIX}/rb/actions"  # action names the bridge lets clients send goals to
 SCENARIO_TIMEOUT_S = 60
 OUTBOX_BYTES = 256 * 1024
@@ -75,7 +76,7 @@ def bridge(sim: subprocess.Popen, tmp_path_factory: pytest.TempPathFactory
         "publish_allow": f'["{NS}/cmd_vel", "{TOPIC_PREFIX}/rb/*"]',
         # Action goals go by the service rule, on the action's name.
         "service_allow": f'["{SIM_NODE}/*", "{ACTIONS}/*"]',
-        "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps"]',
+        "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps", "/{HARNESS_NODE}:rb_*"]',
         "service_offer_allow": f'["{TOPIC_PREFIX}/rb/offered/*"]',
         "service_timeout_s": "2.0",
         # Names no client may see: rosapi must not tell of them either.
@@ -512,3 +513,19 @@ def test_action_goals_are_locked_by_default_and_unknown_servers_fail(
     seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/fibonacci",
                     type="test_msgs/action/Fibonacci", goal={"order": "three"})
     assert "order" in seen["failure"]
+
+
+def test_has_param_and_delete_param_on_a_real_node_under_the_write_rule(
+        bridge, node_env, ros: RosHarness) -> None:
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for name in ("rb_scratch", "kept"):
+        if not ros.node.has_parameter(name):
+            ros.node.declare_parameter(name, 1.5, ParameterDescriptor(dynamic_typing=True))
+    seen = scenario(bridge, node_env, "deleteParam", param=f"/{HARNESS_NODE}:rb_scratch")
+    assert seen == {"before": True, "deleted": True, "after": False}
+    assert not ros.node.has_parameter("rb_scratch")
+    # Not in parameter_write_allow: refused, and the parameter stays.
+    seen = scenario(bridge, node_env, "deleteParam", param=f"/{HARNESS_NODE}:kept")
+    assert seen["before"] is True and "not allowed" in seen["deleted"]
+    assert seen["after"] is True and ros.node.has_parameter("kept")

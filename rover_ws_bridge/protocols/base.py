@@ -167,6 +167,16 @@ class SetParameters:
 
 
 @dataclass(frozen=True)
+class DeleteParameters:
+    """Undeclare parameters of a node (rosbridge's rosapi delete_param): a parameter write,
+    under the same rule as SetParameters. Answered by ParametersSet."""
+
+    ref: Ref
+    node: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FetchAsset:
     """A file of an installed package, by `package://pkg/path` URI (robot meshes, URDF),
     under the policy's asset allowlist. Answered with Asset or Refused."""
@@ -266,7 +276,8 @@ class CancelActionGoal:
 
 
 CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
-                    ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph,
+                    ListParameters, GetParameters, SetParameters, DeleteParameters,
+                    FetchAsset, WatchGraph,
                     WatchParameters, ReadGraph, DescribeType, AdvertiseService,
                     UnadvertiseService, AnswerServiceCall, SendActionGoal, CancelActionGoal]
 Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, LimitTopicQueue,

@@ -45,6 +45,7 @@ from .base import (
     CallService,
     CancelActionGoal,
     ConnectionView,
+    DeleteParameters,
     DescribeType,
     GetParameters,
     GraphRead,
@@ -653,6 +654,33 @@ class RosbridgeProtocol(Protocol):
 
         return [self._request(answer, lambda ref: SetParameters(ref, node, ((name, value),)))]
 
+    def _rosapi_has_param(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        node, name = _node_parameter(args.get("name"))
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, ParameterNames):
+                return self._service_response(spelling, request_id, {
+                    "exists": name in outcome.names})
+            if isinstance(outcome, Refused) and outcome.code == "no_such_node":
+                return self._service_response(spelling, request_id, {"exists": False})
+            return self._service_failure(spelling, request_id, outcome)
+
+        return [self._request(answer, lambda ref: ListParameters(ref, node))]
+
+    def _rosapi_delete_param(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        node, name = _node_parameter(args.get("name"))
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, ParametersSet):
+                failed = [reason or f"{n} was not deleted" for n, ok, reason in outcome.results
+                          if not ok]
+                if not failed:
+                    return self._service_response(spelling, request_id, {})
+                outcome = Refused(None, "not_set", "; ".join(failed))
+            return self._service_failure(spelling, request_id, outcome)
+
+        return [self._request(answer, lambda ref: DeleteParameters(ref, node, (name,)))]
+
     def _rosapi_get_param_names(self, args: dict, spelling: str,
                                 request_id: Any) -> list[Action]:
         """The parameters of every node the client may see, as rosapi lists them: asked of
@@ -711,6 +739,24 @@ class RosbridgeProtocol(Protocol):
         type_name = ros2_type(_check_name(args.get("type"), "type"), "srv")
         return self._graph_values(spelling, request_id, lambda g: {"services": [
             s.name for s in g.services if s.type_name == type_name]})
+
+    def _rosapi_service_providers(self, args: dict, spelling: str,
+                                  request_id: Any) -> list[Action]:
+        """The nodes serving a service of the type given as `service` (so rosapi on ROS 2
+        reads its ServiceProviders request)."""
+        type_name = ros2_type(_check_name(args.get("service"), "service"), "srv")
+
+        def values(graph: RosGraph) -> dict:
+            nodes = {node for s in graph.services if s.type_name == type_name
+                     for node in graph.providers.get(s.name, ())}
+            return {"providers": sorted(nodes)}
+
+        return self._graph_values(spelling, request_id, values)
+
+    def _rosapi_service_node(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        service = absolute(_check_name(args.get("service"), "service"))
+        return self._graph_values(spelling, request_id, lambda g: {
+            "node": (g.providers.get(service) or ("",))[0]})
 
     def _rosapi_nodes(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         return self._graph_values(spelling, request_id, lambda g: {"nodes": list(g.nodes)})
@@ -970,9 +1016,13 @@ _ROSAPI: dict[str, Callable[[RosbridgeProtocol, dict, str, Any], list[Action]]] 
     "get_param": RosbridgeProtocol._rosapi_get_param,
     "set_param": RosbridgeProtocol._rosapi_set_param,
     "get_param_names": RosbridgeProtocol._rosapi_get_param_names,
+    "has_param": RosbridgeProtocol._rosapi_has_param,
+    "delete_param": RosbridgeProtocol._rosapi_delete_param,
     "services": RosbridgeProtocol._rosapi_services,
     "service_type": RosbridgeProtocol._rosapi_service_type,
     "services_for_type": RosbridgeProtocol._rosapi_services_for_type,
+    "service_providers": RosbridgeProtocol._rosapi_service_providers,
+    "service_node": RosbridgeProtocol._rosapi_service_node,
     "nodes": RosbridgeProtocol._rosapi_nodes,
     "node_details": RosbridgeProtocol._rosapi_node_details,
     "publishers": RosbridgeProtocol._rosapi_publishers,
@@ -985,6 +1035,8 @@ _ROSAPI: dict[str, Callable[[RosbridgeProtocol, dict, str, Any], list[Action]]] 
 # The request fields of rosapi_msgs services, in order, for positional `args`.
 _ROSAPI_ARGS = {"topic_type": ("topic",), "topics_for_type": ("type",),
                 "get_param": ("name", "default_value"), "set_param": ("name", "value"),
+                "has_param": ("name",), "delete_param": ("name",),
+                "service_providers": ("service",), "service_node": ("service",),
                 "service_type": ("service",), "services_for_type": ("type",),
                 "node_details": ("node",), "publishers": ("topic",), "subscribers": ("topic",),
                 "message_details": ("type",), "service_request_details": ("type",),

@@ -746,6 +746,32 @@ class BridgeCore:
         self._declared(requester, ref, request.node, lambda declared: self._values(
             requester, ref, request.node, [n for n in names if n in declared], with_types))
 
+    def _delete_parameters(self, requester: Requester, request: p.DeleteParameters) -> None:
+        node = self._readable_node(requester, request.ref, request.node)
+        if node is None:
+            return
+        for name in request.names:
+            refusal = self.policy.may_set_parameter(requester.client, node, name)
+            if refusal is not None:
+                requester.deliver(p.Refused(request.ref, "not_allowed", refusal.replace(
+                    "setting", "deleting", 1), request.node))
+                return
+        ref, names = request.ref, request.names
+
+        def deleted(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
+                return
+            results = tuple((name, bool(r.get("successful")), r.get("reason", ""))
+                            for name, r in zip(names, detail.get("results", [])))
+            requester.deliver(p.ParametersSet(ref, request.node, results))
+
+        # A parameter set to "not set" is undeclared by the node (rclpy and rclcpp alike).
+        self._start_call(requester, ref, request.node, f"{node}/set_parameters",
+                         "rcl_interfaces/srv/SetParameters",
+                         {"parameters": [{"name": name, "value": {"type": parameters.NOT_SET}}
+                                         for name in names]}, None, deleted)
+
     def _declared(self, requester: Requester, ref: Any, node: str,
                   then: Callable[[set[str]], None]) -> None:
         """The node's declared parameter names (its list_parameters service), then `then`.
@@ -871,6 +897,7 @@ _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
     p.ListParameters: BridgeCore._list_parameters,
     p.GetParameters: BridgeCore._get_parameters,
     p.SetParameters: BridgeCore._set_parameters,
+    p.DeleteParameters: BridgeCore._delete_parameters,
     p.FetchAsset: BridgeCore._fetch_asset,
     p.WatchGraph: BridgeCore._watch_graph,
     p.WatchParameters: BridgeCore._watch_parameters,

@@ -111,6 +111,16 @@ const scenarios = {
     return { before, after: await get() };
   },
 
+  async deleteParam(ros) {
+    // rosapi has_param (no roslib helper: a plain Service), then roslib's Param.delete.
+    const has = async () => (await call(ros, "/rosapi/has_param", { name: options.param })).exists;
+    const before = await has();
+    const param = new ROSLIB.Param({ ros, name: options.param });
+    const deleted = await new Promise((resolve) => param.delete(() => resolve(true),
+      (reason) => resolve(String(reason))));
+    return { before, deleted, after: await has() };
+  },
+
   async graph(ros) {
     // rosapi's graph services through roslib's own helpers.
     const ask = (method, ...args) => new Promise((resolve, reject) =>
