@@ -75,16 +75,16 @@ from .base import (
     Unsubscribe,
     Unsubscribed,
 )
-from .native import (
+from .inputs import (
     MAX_ANSWER_CHARS,
     MAX_TIMEOUT_S,
     RequestError,
-    _check_name,
-    _finite_float,
-    _is_short_scalar,
-    _reject_constant,
-    _short,
-    _text,
+    check_name,
+    finite_float,
+    is_short_scalar,
+    json_text,
+    reject_constant,
+    short,
 )
 
 log = logging.getLogger(__name__)
@@ -218,21 +218,21 @@ class RosbridgeProtocol(Protocol):
         request_id = None
         try:
             try:
-                message = json.loads(text, parse_constant=_reject_constant,
-                                     parse_float=_finite_float)
+                message = json.loads(text, parse_constant=reject_constant,
+                                     parse_float=finite_float)
             except (ValueError, RecursionError) as exc:
                 raise RequestError("bad_json",
                                    f"message is not valid JSON: {str(exc)[:200]}") from None
             if not isinstance(message, dict):
                 raise RequestError("bad_request", "message must be a JSON object")
             request_id = message.get("id")
-            if not _is_short_scalar(request_id):
+            if not is_short_scalar(request_id):
                 request_id = None
                 raise RequestError("bad_request", "'id' must be a number or a short string")
             op = message.get("op")
             handler = _OPS.get(op) if isinstance(op, str) else None
             if handler is None:
-                raise RequestError("unknown_op", f"unknown op {_short(op)}; expected one of: "
+                raise RequestError("unknown_op", f"unknown op {short(op)}; expected one of: "
                                    f"{', '.join(_OPS)}")
             if op == "fragment" and fragment_of is not None:
                 raise RequestError("bad_request", "a fragment cannot hold fragments")
@@ -248,11 +248,11 @@ class RosbridgeProtocol(Protocol):
     # -- topics ----------------------------------------------------------------------------
 
     def _op_subscribe(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         topic = absolute(spelling)
         type_name = message.get("type")
         if type_name is not None:
-            type_name = ros2_type(_check_name(type_name, "type"), "msg")
+            type_name = ros2_type(check_name(type_name, "type"), "msg")
         options = SubscriptionOptions(
             _bounded_int(message, "throttle_rate", 0, MAX_THROTTLE_MS, 0),
             _bounded_int(message, "queue_length", 0, MAX_QUEUE_LENGTH, 0),
@@ -260,11 +260,11 @@ class RosbridgeProtocol(Protocol):
             message.get("compression") or "none")
         if options.compression not in COMPRESSIONS:
             raise RequestError("bad_request", f"unknown compression "
-                               f"{_short(options.compression)}; expected one of: "
+                               f"{short(options.compression)}; expected one of: "
                                f"{', '.join(COMPRESSIONS)}")
         offered = _find(self.view.visible_topics(), topic)
         if offered is None and type_name is None:
-            raise RequestError("unknown_topic", f"cannot subscribe to {_short(spelling)}: no "
+            raise RequestError("unknown_topic", f"cannot subscribe to {short(spelling)}: no "
                                "such topic (give 'type' to wait for it)")
         if offered is not None and type_name is not None \
                 and type_name != offered.description.type_name:
@@ -322,14 +322,14 @@ class RosbridgeProtocol(Protocol):
         return actions
 
     def _op_unsubscribe(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         topic = absolute(spelling)
         state = self._subscriptions.get(topic)
         ids = state.spellings.get(spelling) if state is not None else None
         if not ids or (request_id is not None and request_id not in ids):
             # roslib unsubscribes each Topic object it made; one already gone is no error.
-            return self._status("warning", request_id, f"not subscribed to {_short(spelling)}"
-                                + (f" with id {_short(request_id)}" if request_id is not None
+            return self._status("warning", request_id, f"not subscribed to {short(spelling)}"
+                                + (f" with id {short(request_id)}" if request_id is not None
                                    else ""))
         removed = [request_id] if request_id is not None else list(ids)
         for sid in removed:
@@ -340,8 +340,8 @@ class RosbridgeProtocol(Protocol):
         return self._apply(topic, state, _SubscribeRef(topic, spelling, None, request_id))
 
     def _op_advertise(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
-        type_name = ros2_type(_check_name(message.get("type"), "type"), "msg")
+        spelling = check_name(message.get("topic"), "topic")
+        type_name = ros2_type(check_name(message.get("type"), "type"), "msg")
         if spelling not in self._advertised and len(self._advertised) >= MAX_ADVERTISED:
             raise RequestError("too_many_topics", f"this connection already advertises "
                                f"{MAX_ADVERTISED} topics")
@@ -370,10 +370,10 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: Advertise(ref, topic, type_name, qos))]
 
     def _op_unadvertise(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         topic = self._advertised.pop(spelling, None)
         if topic is None:
-            return self._status("warning", request_id, f"{_short(spelling)} is not advertised "
+            return self._status("warning", request_id, f"{short(spelling)} is not advertised "
                                 "by this connection")
         if topic in self._advertised.values():  # still advertised under another spelling
             return []
@@ -386,7 +386,7 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: Unadvertise(ref, topic))]
 
     def _op_publish(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         msg = message.get("msg")
         if not isinstance(msg, dict):
             raise RequestError("bad_message", "'msg' must be a JSON object of the message's "
@@ -396,7 +396,7 @@ class RosbridgeProtocol(Protocol):
             # rosbridge advertises on the first publish when the graph knows the type.
             offered = _find(self.view.visible_topics(), absolute(spelling))
             if offered is None:
-                raise RequestError("not_advertised", f"{_short(spelling)} is not advertised "
+                raise RequestError("not_advertised", f"{short(spelling)} is not advertised "
                                    "by this connection: send 'advertise' with its type first")
             if len(self._advertised) >= MAX_ADVERTISED:
                 raise RequestError("too_many_topics", f"this connection already advertises "
@@ -409,7 +409,7 @@ class RosbridgeProtocol(Protocol):
     # -- services ----------------------------------------------------------------------------
 
     def _op_call_service(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
+        spelling = check_name(message.get("service"), "service")
         service = absolute(spelling)
         args = message.get("args")
         if args is None:
@@ -422,12 +422,12 @@ class RosbridgeProtocol(Protocol):
                                     or not isinstance(timeout, (int, float))
                                     or not 0 < timeout <= MAX_TIMEOUT_S):
             raise RequestError("bad_request", f"'timeout' must be a number of seconds in (0, "
-                               f"{MAX_TIMEOUT_S:g}], not {_short(timeout)}")
+                               f"{MAX_TIMEOUT_S:g}], not {short(timeout)}")
         if service.startswith(ROSAPI_PREFIX):
             return self._rosapi(service[len(ROSAPI_PREFIX):], spelling, args, request_id)
         type_name = message.get("type")
         if type_name is not None:
-            type_name = ros2_type(_check_name(type_name, "type"), "srv")
+            type_name = ros2_type(check_name(type_name, "type"), "srv")
 
         def answer(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, ServiceResult):
@@ -438,7 +438,7 @@ class RosbridgeProtocol(Protocol):
                                                               timeout))]
 
     def _service_response(self, spelling: str, request_id: Any, values: Any) -> list[Action]:
-        answer = _text({"op": "service_response", "service": spelling, "values": values,
+        answer = json_text({"op": "service_response", "service": spelling, "values": values,
                         "result": True, **_id(request_id)})
         if len(answer.text) > MAX_ANSWER_CHARS:
             return self._service_failure(spelling, request_id, Refused(
@@ -450,7 +450,7 @@ class RosbridgeProtocol(Protocol):
         """As rosbridge answers a failed call: result false, the reason as `values` (roslib
         hands it to the failure callback)."""
         reason = outcome.message if isinstance(outcome, Refused) else "the call failed"
-        return [_text({"op": "service_response", "service": spelling, "values": reason,
+        return [json_text({"op": "service_response", "service": spelling, "values": reason,
                        "result": False, **_id(request_id)})]
 
     # -- services this client serves --------------------------------------------------------
@@ -459,8 +459,8 @@ class RosbridgeProtocol(Protocol):
     # back, so nothing is kept here per call (the core keeps and bounds the waiting calls).
 
     def _op_advertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
-        type_name = ros2_type(_check_name(message.get("type"), "type"), "srv")
+        spelling = check_name(message.get("service"), "service")
+        type_name = ros2_type(check_name(message.get("type"), "type"), "srv")
         service = absolute(spelling)
         self._served[service] = spelling
 
@@ -475,10 +475,10 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: AdvertiseService(ref, service, type_name))]
 
     def _op_unadvertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
+        spelling = check_name(message.get("service"), "service")
         service = absolute(spelling)
         if self._served.pop(service, None) is None:
-            return self._status("warning", request_id, f"{_short(spelling)} is not served by "
+            return self._status("warning", request_id, f"{short(spelling)} is not served by "
                                 "this connection")
 
         def answer(outcome: Outcome) -> list[Action]:
@@ -489,13 +489,13 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: UnadvertiseService(ref, service))]
 
     def _op_service_response(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
+        spelling = check_name(message.get("service"), "service")
         prefix = f"service_request:{spelling}:"
         call = request_id[len(prefix):] if isinstance(request_id, str) \
             and request_id.startswith(prefix) else ""
         if not call.isdigit() or len(call) > 18:
             raise RequestError("bad_request", f"service_response: 'id' must be the id of a "
-                               f"call_service this bridge sent for {_short(spelling)}")
+                               f"call_service this bridge sent for {short(spelling)}")
         result, values = message.get("result"), message.get("values")
         if not isinstance(result, bool):
             raise RequestError("bad_request", "service_response: 'result' must be true or false")
@@ -514,8 +514,8 @@ class RosbridgeProtocol(Protocol):
     # rosbridge answers a goal it could not send.
 
     def _op_send_action_goal(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("action"), "action")
-        type_name = ros2_type(_check_name(message.get("action_type"), "action_type"), "action")
+        spelling = check_name(message.get("action"), "action")
+        type_name = ros2_type(check_name(message.get("action_type"), "action_type"), "action")
         args = message.get("args")
         if args is None:
             args = {}
@@ -526,7 +526,7 @@ class RosbridgeProtocol(Protocol):
         if not isinstance(feedback, bool):
             raise RequestError("bad_request", "'feedback' must be true or false")
         if request_id is not None and request_id in self._goals:
-            raise RequestError("bad_request", f"a goal with id {_short(request_id)} is already "
+            raise RequestError("bad_request", f"a goal with id {short(request_id)} is already "
                                "running")
         self._next_ref += 1
         ref = _GoalRef(self._next_ref, request_id, spelling)
@@ -535,11 +535,11 @@ class RosbridgeProtocol(Protocol):
         return [SendActionGoal(ref, absolute(spelling), type_name, args, feedback)]
 
     def _op_cancel_action_goal(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("action"), "action")
+        spelling = check_name(message.get("action"), "action")
         goal = self._goals.get(request_id) if request_id is not None else None
         if goal is None or absolute(goal.action) != absolute(spelling):
             return self._status("warning", request_id, f"cancel_action_goal: no running goal "
-                                f"of {_short(spelling)} with id {_short(request_id)}")
+                                f"of {short(spelling)} with id {short(request_id)}")
 
         def answer(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, Refused):
@@ -552,18 +552,18 @@ class RosbridgeProtocol(Protocol):
     def _goal_outcome(self, ref: _GoalRef, outcome: Outcome) -> list[Action]:
         head = {"action": ref.action, **_id(ref.request_id)}
         if isinstance(outcome, ActionFeedback):
-            return [_text({"op": "action_feedback", **head, "values": outcome.values})]
+            return [json_text({"op": "action_feedback", **head, "values": outcome.values})]
         if self._goals.get(ref.request_id) == ref:
             del self._goals[ref.request_id]
         if isinstance(outcome, ActionResult):
-            answer = _text({"op": "action_result", **head, "values": outcome.values,
+            answer = json_text({"op": "action_result", **head, "values": outcome.values,
                             "status": outcome.status, "result": True})
             if len(answer.text) <= MAX_ANSWER_CHARS:
                 return [answer]
             outcome = Refused(None, "too_large", f"the result is {len(answer.text)} "
                               f"characters as JSON; answers are limited to {MAX_ANSWER_CHARS}")
         reason = outcome.message if isinstance(outcome, Refused) else "the goal failed"
-        return [_text({"op": "action_result", **head, "values": reason,
+        return [json_text({"op": "action_result", **head, "values": reason,
                        "status": GOAL_STATUS_UNKNOWN, "result": False})]
 
     # -- rosapi, answered here ------------------------------------------------------------
@@ -597,14 +597,14 @@ class RosbridgeProtocol(Protocol):
             "typedefs_full_text": [t.description.schema for t in topics]})
 
     def _rosapi_topic_type(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        name = _check_name(args.get("topic"), "topic")
+        name = check_name(args.get("topic"), "topic")
         offered = _find(self.view.visible_topics(), absolute(name))
         return self._service_response(spelling, request_id, {
             "type": offered.description.type_name if offered else ""})
 
     def _rosapi_topics_for_type(self, args: dict, spelling: str,
                                 request_id: Any) -> list[Action]:
-        type_name = ros2_type(_check_name(args.get("type"), "type"), "msg")
+        type_name = ros2_type(check_name(args.get("type"), "type"), "msg")
         return self._service_response(spelling, request_id, {"topics": sorted(
             t.name for t in self.view.visible_topics()
             if t.description.type_name == type_name)})
@@ -638,9 +638,9 @@ class RosbridgeProtocol(Protocol):
         if not isinstance(text, str):
             raise RequestError("bad_args", "'value' must be the parameter's value as JSON text")
         try:
-            value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+            value = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
         except (ValueError, RecursionError):
-            raise RequestError("bad_args", f"'value' {_short(text)} is not JSON text") \
+            raise RequestError("bad_args", f"'value' {short(text)} is not JSON text") \
                 from None
 
         def answer(outcome: Outcome) -> list[Action]:
@@ -727,7 +727,7 @@ class RosbridgeProtocol(Protocol):
             "services": [s.name for s in g.services]})
 
     def _rosapi_service_type(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        service = absolute(_check_name(args.get("service"), "service"))
+        service = absolute(check_name(args.get("service"), "service"))
         def values(graph: RosGraph) -> dict:
             found = graph.service(service)
             return {"type": found.type_name if found is not None else ""}
@@ -736,7 +736,7 @@ class RosbridgeProtocol(Protocol):
 
     def _rosapi_services_for_type(self, args: dict, spelling: str,
                                   request_id: Any) -> list[Action]:
-        type_name = ros2_type(_check_name(args.get("type"), "type"), "srv")
+        type_name = ros2_type(check_name(args.get("type"), "type"), "srv")
         return self._graph_values(spelling, request_id, lambda g: {"services": [
             s.name for s in g.services if s.type_name == type_name]})
 
@@ -744,7 +744,7 @@ class RosbridgeProtocol(Protocol):
                                   request_id: Any) -> list[Action]:
         """The nodes serving a service of the type given as `service` (so rosapi on ROS 2
         reads its ServiceProviders request)."""
-        type_name = ros2_type(_check_name(args.get("service"), "service"), "srv")
+        type_name = ros2_type(check_name(args.get("service"), "service"), "srv")
 
         def values(graph: RosGraph) -> dict:
             nodes = {node for s in graph.services if s.type_name == type_name
@@ -754,7 +754,7 @@ class RosbridgeProtocol(Protocol):
         return self._graph_values(spelling, request_id, values)
 
     def _rosapi_service_node(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        service = absolute(_check_name(args.get("service"), "service"))
+        service = absolute(check_name(args.get("service"), "service"))
         return self._graph_values(spelling, request_id, lambda g: {
             "node": (g.providers.get(service) or ("",))[0]})
 
@@ -762,7 +762,7 @@ class RosbridgeProtocol(Protocol):
         return self._graph_values(spelling, request_id, lambda g: {"nodes": list(g.nodes)})
 
     def _rosapi_node_details(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        node = absolute(_check_name(args.get("node"), "node"))
+        node = absolute(check_name(args.get("node"), "node"))
 
         def values(graph: RosGraph) -> dict:
             # An unknown node has no endpoints: rosapi answers it with empty lists too.
@@ -773,12 +773,12 @@ class RosbridgeProtocol(Protocol):
         return self._graph_values(spelling, request_id, values)
 
     def _rosapi_publishers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        topic = absolute(_check_name(args.get("topic"), "topic"))
+        topic = absolute(check_name(args.get("topic"), "topic"))
         return self._graph_values(spelling, request_id, lambda g: {
             "publishers": list(g.publishers.get(topic, ()))})
 
     def _rosapi_subscribers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        topic = absolute(_check_name(args.get("topic"), "topic"))
+        topic = absolute(check_name(args.get("topic"), "topic"))
         return self._graph_values(spelling, request_id, lambda g: {
             "subscribers": list(g.subscribers.get(topic, ()))})
 
@@ -789,7 +789,7 @@ class RosbridgeProtocol(Protocol):
 
     def _typedefs(self, args: dict, spelling: str, request_id: Any, kind: str,
                   part: str) -> list[Action]:
-        type_name = ros2_type(_check_name(args.get("type"), "type"), kind)
+        type_name = ros2_type(check_name(args.get("type"), "type"), kind)
 
         def answer(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, TypeDescribed):
@@ -816,7 +816,7 @@ class RosbridgeProtocol(Protocol):
     def _op_set_level(self, message: dict, request_id: Any) -> list[Action]:
         level = message.get("level")
         if level not in STATUS_LEVELS:
-            raise RequestError("bad_request", f"unknown status level {_short(level)}; expected "
+            raise RequestError("bad_request", f"unknown status level {short(level)}; expected "
                                f"one of: {', '.join(STATUS_LEVELS)}")
         self._status_level = STATUS_LEVELS[level]
         return []
@@ -879,7 +879,7 @@ class RosbridgeProtocol(Protocol):
             return self._status("warning", ref.request_id, f"service_response: {reason}")
         if isinstance(outcome, ServiceRequested):
             spelling = self._served.get(outcome.service, outcome.service)
-            return [_text({"op": "call_service",
+            return [json_text({"op": "call_service",
                            "id": f"service_request:{spelling}:{outcome.call_id}",
                            "service": spelling, "args": outcome.args})]
         answer = self._requests.pop(ref, None)
@@ -986,7 +986,7 @@ class RosbridgeProtocol(Protocol):
     def _status(self, level: str, request_id: Any, text: str) -> list[Action]:
         if STATUS_LEVELS[level] < self._status_level:
             return []
-        return [_text({"op": "status", "level": level, "msg": text, **_id(request_id)})]
+        return [json_text({"op": "status", "level": level, "msg": text, **_id(request_id)})]
 
 
 _OPS: dict[str, Callable[[RosbridgeProtocol, dict, Any], list[Action]]] = {
@@ -1099,14 +1099,14 @@ def _bounded_int(message: dict, key: str, low: int, high: int, default: Any) -> 
         return default
     if type(value) is not int or not low <= value <= high:
         raise RequestError("bad_request", f"'{key}' must be an integer in [{low}, {high}], not "
-                           f"{_short(value)}")
+                           f"{short(value)}")
     return value
 
 
 def _node_parameter(value: Any) -> tuple[str, str]:
     """rosapi's parameter names are 'node:param' ('/turtlesim:background_r')."""
-    name = _check_name(value, "name")
+    name = check_name(value, "name")
     node, sep, parameter = name.partition(":")
     if not sep or not node or not parameter:
-        raise RequestError("bad_args", f"parameter name {_short(name)} is not 'node:param'")
+        raise RequestError("bad_args", f"parameter name {short(name)} is not 'node:param'")
     return absolute(node), parameter
