@@ -566,6 +566,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_service_calls_in_flight", "core", int, 16,
                   "Service calls and parameter requests one client may have waiting at once; "
                   "more are refused with too_many_calls.", InRange(1, 10000)),
+    ParameterSpec("max_action_goals_per_client", "core", int, 8,
+                  "Action goals one client may have running at once (rosbridge "
+                  "send_action_goal); more are refused with too_many_goals. Each holds a goal "
+                  "handle and its result request until the goal ends or the client leaves.",
+                  InRange(1, 1000)),
+    ParameterSpec("max_action_goals", "core", int, 64,
+                  "Action goals all clients together may have running at once; more are "
+                  "refused with busy.", InRange(1, 10000)),
 
     ParameterSpec("target_latency_ms", "telemetry", float, 50.0,
                   "Server latency p95 above this turns the Latency diagnostic to WARN.",

@@ -317,3 +317,58 @@ def test_client_services_are_locked_by_default_bounded_and_withdrawn_with_the_cl
         core.forget(dash)  # gone: every service it served is withdrawn
         assert sum(isinstance(x, c.DestroyClientService) for x in queue.take()) == 16
     run(scenario)
+
+
+def test_action_goals_are_under_the_call_rule_bounded_per_client_and_cancelled_on_leaving():
+    async def scenario():
+        core, queue, _ = make_core(service_allow=["/nav/*"], max_action_goals_per_client=2,
+                                   max_action_goals=3)
+        one, two = RecordingConnection(LOOPBACK), RecordingConnection(LOOPBACK)
+        fib = "test_msgs/action/Fibonacci"
+        core.execute(one, p.SendActionGoal(1, "/other/fib", fib, {}))
+        assert last(one).code == "not_allowed" and "service_allow" in last(one).message
+        core.execute(one, p.SendActionGoal(2, "/nav/fib", "test_msgs/srv/Fibonacci", {}))
+        assert last(one).code == "unknown_type"
+        assert len(queue) == 0
+        for ref in (3, 4):
+            core.execute(one, p.SendActionGoal(ref, "/nav/fib", fib, {"order": ref}))
+        core.execute(one, p.SendActionGoal(5, "/nav/fib", fib, {}))
+        assert last(one).code == "too_many_goals"
+        core.execute(two, p.SendActionGoal(6, "/nav/fib", fib, {}))
+        core.execute(two, p.SendActionGoal(7, "/nav/fib", fib, {}))
+        assert last(two).code == "busy"  # three in all
+        sent = [cmd for cmd in queue.take() if isinstance(cmd, c.SendRosActionGoal)]
+        assert [s.goal for s in sent] == [{"order": 3}, {"order": 4}, {}]
+        # The ROS side answers: feedback, then the result, each to the goal's sender.
+        sent[0].on_feedback("ok", {"sequence": [0, 1]})
+        sent[0].done("ok", (4, {"sequence": [0, 1, 1]}))
+        await asyncio.sleep(0)
+        assert one.outcomes[-2:] == [p.ActionFeedback(3, "/nav/fib", {"sequence": [0, 1]}),
+                                     p.ActionResult(3, "/nav/fib", 4, {"sequence": [0, 1, 1]})]
+        core.execute(one, p.CancelActionGoal(8, 3))  # ended: no such goal any more
+        assert last(one).code == "no_such_goal"
+        core.execute(one, p.CancelActionGoal(9, 4))
+        assert queue.take() == [c.CancelRosActionGoal(sent[1].goal_id)]
+        core.forget(one)
+        assert c.CancelRosActionGoal(sent[1].goal_id, forget=True) in queue.take()
+        sent[1].done("ok", (5, {}))  # too late: nobody is told
+        await asyncio.sleep(0)
+        assert not any(isinstance(o, p.ActionResult) and o.ref == 4 for o in one.outcomes)
+    run(scenario)
+
+
+def test_deleting_a_parameter_is_a_parameter_write_and_sets_it_to_not_set():
+    async def scenario():
+        core, queue, _ = make_core()
+        local = RecordingConnection(LOOPBACK)
+        core.execute(local, p.DeleteParameters(1, "/sim", ("other",)))
+        assert last(local).code == "not_allowed" and "deleting /sim:other" in last(local).message
+        assert len(queue) == 0
+        core.execute(local, p.DeleteParameters(2, "/sim", ("speed",)))
+        [call] = queue.take()
+        assert call.service == "/sim/set_parameters"
+        assert call.request == {"parameters": [{"name": "speed", "value": {"type": 0}}]}
+        call.done("ok", {"results": [{"successful": True, "reason": ""}]})
+        await asyncio.sleep(0)
+        assert last(local) == p.ParametersSet(2, "/sim", (("speed", True, ""),))
+    run(scenario)

@@ -158,3 +158,40 @@ def test_conflated_records_are_released_even_if_nothing_is_sent():
     held = sum(1 for q in outbox._queues for e in q if e.record is not None)
     assert held <= 10 and sum(len(q) for q in outbox._queues) <= 200
     assert outbox.totals.pushed == outbox.totals.conflated + outbox.totals.dropped + len(outbox)
+
+
+def test_a_topic_limit_keeps_only_its_newest_records_and_never_touches_critical_or_others():
+    outbox = Outbox(LIMITS)
+    outbox.set_topic_limit(3, 2)
+    outbox.set_topic_limit(7, 1)  # CRITICAL: no such bound
+    for seq in range(1, 6):
+        for topic in (3, 4, 7):
+            outbox.push(Record(seq, topic, seq, int(TOPIC_PRIORITY[topic]), 1, b"x" * 10))
+    delivered = outbox.pop_batch(100)
+    by_topic = {t: [r.sequence for r in delivered if r.topic_id == t] for t in (3, 4, 7)}
+    assert by_topic == {3: [4, 5], 4: [1, 2, 3, 4, 5], 7: [1, 2, 3, 4, 5]}
+    assert outbox.totals.conflated == 3 and outbox.totals.dropped == 0
+    assert len(outbox) == 0 and outbox.queued_bytes == 0
+    outbox.set_topic_limit(3, None)  # lifted: every record waits again
+    for seq in range(6, 9):
+        outbox.push(Record(seq, 3, seq, int(Priority.NORMAL), 1, b"x"))
+    assert [r.sequence for r in outbox.pop_batch(100)] == [6, 7, 8]
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops, st.integers(min_value=1, max_value=4))
+def test_with_a_topic_limit_the_byte_and_record_counts_stay_exact(operations, limit):
+    outbox = Outbox(LIMITS)
+    outbox.set_topic_limit(3, limit)
+    seq = 0
+    for op, a, b in operations:
+        if op == "push":
+            seq += 1
+            outbox.push(Record(seq, a, seq, int(TOPIC_PRIORITY[a]), 1, b"x" * b))
+        else:
+            outbox.pop_batch(a)
+        queued = [e for q in outbox._queues for e in q if e.alive]
+        assert outbox.queued_records == len(queued)
+        assert sum(1 for e in queued if e.record.topic_id == 3) <= limit
+        assert outbox.queued_bytes == sum(e.size for e in queued
+                                          if e.record.priority < Priority.CRITICAL)

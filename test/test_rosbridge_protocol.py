@@ -16,6 +16,7 @@ from rover_ws_bridge.protocols.rosbridge import (
     SubscriptionOptions,
 )
 from rover_ws_bridge.streaming.connection import SessionSettings
+from rover_ws_bridge.streaming.graph import NodeEndpoints, RosGraph, ServiceDescription
 from rover_ws_bridge.streaming.outbox import BackpressureState
 from rover_ws_bridge.streaming.topics import TopicDescription, TopicInfo
 from rover_ws_bridge.wire.frame import Encoding, Record
@@ -314,13 +315,16 @@ def test_backpressure_is_told_in_a_status_at_warning_level():
     assert status["level"] == "warning" and "backpressure" in status["msg"]
 
 
-GRAPH = p.Graph(
+GRAPH = RosGraph(
+    services=(ServiceDescription("/sim/reset", "std_srvs/srv/Trigger"),
+              ServiceDescription("/sim/set_estop", "std_srvs/srv/SetBool")),
+    detailed=True,
+    publishers={"/imu": ("/sim",), "/cmd_vel": ("/teleop",)},
+    subscribers={"/cmd_vel": ("/sim",)},
+    providers={"/sim/reset": ("/sim",), "/sim/set_estop": ("/sim",)},
+    nodes=("/sim", "/teleop"),
     topics={"/imu": ("sensor_msgs/msg/Imu",), "/cmd_vel": ("geometry_msgs/msg/Twist",)},
-    services={"/sim/set_estop": ("std_srvs/srv/SetBool",),
-              "/sim/reset": ("std_srvs/srv/Trigger",)},
-    actions={"/dock": ("nav2_msgs/action/Dock",)},
-    nodes={"/sim": p.NodeEndpoints(("/imu",), ("/cmd_vel",), ("/sim/reset", "/sim/set_estop")),
-           "/teleop": p.NodeEndpoints(("/cmd_vel",), (), ())})
+    actions={"/dock": ("nav2_msgs/action/Dock",)})
 
 
 def rosapi(proto, service, args=None, graph=GRAPH):
@@ -362,9 +366,12 @@ def test_rosapi_graph_failure_is_result_false():
 def test_the_graph_is_cut_to_what_the_client_may_see():
     visible = GRAPH.visible(lambda t: t != "/cmd_vel", lambda s: s == "/sim/reset",
                             lambda n: n != "/teleop")
-    assert set(visible.topics) == {"/imu"} and set(visible.services) == {"/sim/reset"}
+    assert set(visible.topics) == {"/imu"}
+    assert [s.name for s in visible.services] == ["/sim/reset"]
     assert visible.actions == {}  # actions go by the service rule
-    assert visible.nodes == {"/sim": p.NodeEndpoints(("/imu",), (), ("/sim/reset",))}
+    assert visible.nodes == ("/sim",)
+    assert visible.endpoints("/sim") == NodeEndpoints(("/imu",), (), ("/sim/reset",))
+    assert visible.publishers == {"/imu": ("/sim",)}  # /teleop's /cmd_vel: both hidden
 
 
 def test_rosapi_type_details_ask_the_core_for_the_typedefs():
@@ -454,3 +461,111 @@ def test_png_compression_packs_the_publish_text_in_an_rgb_png_as_rosbridge_does(
     text = b"".join(rows[i + 1:i + stride] for i in range(0, len(rows), stride))
     assert len(rows) == height * stride
     assert json.loads(text) == {"op": "publish", "topic": "/imu", "msg": {"text": "z" * 100}}
+
+
+def test_an_action_goal_goes_to_the_core_and_its_feedback_and_result_come_back_by_id():
+    proto = protocol()
+    [goal] = send(proto, op="send_action_goal", id="g1", action="fib",
+                  action_type="test_msgs/Fibonacci", args={"order": 3}, feedback=True)
+    assert isinstance(goal, p.SendActionGoal)
+    assert (goal.action, goal.type_name, goal.goal, goal.feedback) == (
+        "/fib", "test_msgs/action/Fibonacci", {"order": 3}, True)
+    [feedback] = texts(proto.on_outcome(p.ActionFeedback(goal.ref, "/fib", {"sequence": [0]})))
+    assert feedback == {"op": "action_feedback", "id": "g1", "action": "fib",
+                        "values": {"sequence": [0]}}
+    [result] = texts(proto.on_outcome(p.ActionResult(goal.ref, "/fib", 4, {"sequence": [0, 1]})))
+    assert result == {"op": "action_result", "id": "g1", "action": "fib",
+                      "values": {"sequence": [0, 1]}, "status": 4, "result": True}
+    # ended: a cancel of it now is a warning, and nothing goes to the core
+    send(proto, op="set_level", level="warning")
+    [status] = texts(send(proto, op="cancel_action_goal", id="g1", action="fib"))
+    assert status["level"] == "warning" and status["id"] == "g1"
+
+
+def test_cancel_action_goal_names_the_running_goal_and_a_refused_goal_is_result_false():
+    proto = protocol()
+    [goal] = send(proto, op="send_action_goal", id="g2", action="/fib",
+                  action_type="test_msgs/action/Fibonacci", args={"order": 3})
+    [cancel] = send(proto, op="cancel_action_goal", id="g2", action="/fib")
+    assert cancel == p.CancelActionGoal(cancel.ref, goal.ref)
+    [again] = texts(send(proto, op="send_action_goal", id="g2", action="/fib",
+                         action_type="test_msgs/action/Fibonacci"))
+    assert again["op"] == "status" and "already running" in again["msg"]
+    [failed] = texts(proto.on_outcome(p.Refused(goal.ref, "not_allowed", "sending goals to "
+                                                "/fib is not allowed")))
+    assert failed == {"op": "action_result", "id": "g2", "action": "/fib", "status": 0,
+                      "values": "sending goals to /fib is not allowed", "result": False}
+
+
+def test_malformed_action_goals_get_an_error_status_and_nothing_reaches_the_core():
+    proto = protocol()
+    for bad in ({"action": "/fib"},  # no type
+                {"action": "/fib", "action_type": "test_msgs/action/Fibonacci", "args": "3"},
+                {"action": "/fib", "action_type": "test_msgs/action/Fibonacci",
+                 "feedback": "yes"},
+                {"action": 7, "action_type": "test_msgs/action/Fibonacci"}):
+        actions = send(proto, op="send_action_goal", id="bad", **bad)
+        assert requests(actions) == []
+        [status] = texts(actions)
+        assert status["op"] == "status" and status["level"] == "error"
+    assert texts(send(proto, op="set_level", level="error")) == []  # still up
+
+
+def test_queue_length_bounds_the_topics_queue_in_the_outbox_while_subscribed():
+    proto = protocol()
+    actions = send(proto, op="subscribe", id="a", topic="/imu", queue_length=5)
+    assert p.LimitTopicQueue(IMU.id, 5) in actions
+    # merged as rosbridge merges: the smallest
+    assert p.LimitTopicQueue(IMU.id, 2) in send(proto, op="subscribe", id="b", topic="imu",
+                                                queue_length=2)
+    assert p.LimitTopicQueue(IMU.id, 5) in send(proto, op="unsubscribe", id="b", topic="imu")
+    assert p.LimitTopicQueue(IMU.id, None) in send(proto, op="unsubscribe", id="a",
+                                                   topic="/imu")
+    [status] = texts(send(proto, op="subscribe", id="c", topic="/imu", queue_length=-1))
+    assert status["level"] == "error" and "queue_length" in status["msg"]
+
+
+def test_queue_length_of_a_topic_not_offered_yet_applies_once_it_is():
+    proto = protocol(topics=())
+    actions = send(proto, op="subscribe", id="w", topic="/imu", type="sensor_msgs/Imu",
+                   queue_length=1)
+    assert not any(isinstance(a, p.LimitTopicQueue) for a in actions)
+    assert proto.on_topics_changed([IMU], [], []) == [p.LimitTopicQueue(IMU.id, 1)]
+
+
+def test_rosapi_service_providers_by_type_and_service_node_by_name():
+    proto = protocol()
+    assert rosapi(proto, "/rosapi/service_providers", {"service": "std_srvs/Trigger"}) == {
+        "providers": ["/sim"]}
+    assert rosapi(proto, "/rosapi/service_providers", ["std_srvs/srv/Empty"]) == {
+        "providers": []}
+    assert rosapi(proto, "/rosapi/service_node", {"service": "sim/set_estop"}) == {
+        "node": "/sim"}
+    assert rosapi(proto, "/rosapi/service_node", {"service": "/nope"}) == {"node": ""}
+
+
+def test_rosapi_has_param_lists_the_node_and_delete_param_is_a_parameter_write():
+    proto = protocol()
+    [listing] = send(proto, op="call_service", id="h", service="/rosapi/has_param",
+                     args={"name": "/sim:rate_hz"})
+    assert listing == p.ListParameters(listing.ref, "/sim")
+    [answer] = texts(proto.on_outcome(p.ParameterNames(listing.ref, "/sim", ("rate_hz",))))
+    assert answer["values"] == {"exists": True} and answer["id"] == "h"
+    [listing] = send(proto, op="call_service", id="h2", service="/rosapi/has_param",
+                     args=["/gone:x"])
+    [answer] = texts(proto.on_outcome(p.Refused(listing.ref, "no_such_node", "none")))
+    assert answer["result"] is True and answer["values"] == {"exists": False}
+    [delete] = send(proto, op="call_service", id="d", service="/rosapi/delete_param",
+                    args={"name": "/sim:rate_hz"})
+    assert delete == p.DeleteParameters(delete.ref, "/sim", ("rate_hz",))
+    [answer] = texts(proto.on_outcome(p.ParametersSet(delete.ref, "/sim",
+                                                      (("rate_hz", True, ""),))))
+    assert answer["result"] is True and answer["values"] == {}
+    [delete] = send(proto, op="call_service", id="d2", service="/rosapi/delete_param",
+                    args={"name": "/sim:rate_hz"})
+    [answer] = texts(proto.on_outcome(p.Refused(delete.ref, "not_allowed", "deleting "
+                                                "/sim:rate_hz is not allowed")))
+    assert answer["result"] is False and "not allowed" in answer["values"]
+    [answer] = texts(send(proto, op="call_service", id="d3", service="/rosapi/delete_param",
+                          args={"name": "no_colon"}))
+    assert answer["result"] is False and "node:param" in answer["values"]

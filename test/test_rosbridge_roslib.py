@@ -15,11 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import rclpy
 from conftest import (
     FAST_PARAMS,
     REPO_ROOT,
@@ -37,6 +39,8 @@ from std_msgs.msg import String
 PEER = REPO_ROOT / "test" / "node_peers" / "rosbridge"
 NS = f"{TOPIC_PREFIX}_rb"  # the simulated rover's namespace: its topics are NS/imu, ...
 SIM_NODE = f"{NS}/rover_sim"
+HARNESS_NODE = "bridge_integration_test"  # conftest's RosHarness node
+ACTIONS = f"{TOPIC_PREFIX}/rb/actions"  # action names the bridge lets clients send goals to
 SCENARIO_TIMEOUT_S = 60
 OUTBOX_BYTES = 256 * 1024
 
@@ -70,8 +74,9 @@ def bridge(sim: subprocess.Popen, tmp_path_factory: pytest.TempPathFactory
     process = BridgeProcess({
         **FAST_PARAMS,
         "publish_allow": f'["{NS}/cmd_vel", "{TOPIC_PREFIX}/rb/*"]',
-        "service_allow": f'["{SIM_NODE}/*"]',
-        "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps"]',
+        # Action goals go by the service rule, on the action's name.
+        "service_allow": f'["{SIM_NODE}/*", "{ACTIONS}/*"]',
+        "parameter_write_allow": f'["{SIM_NODE}:max_speed_mps", "/{HARNESS_NODE}:rb_*"]',
         "service_offer_allow": f'["{TOPIC_PREFIX}/rb/offered/*"]',
         "service_timeout_s": "2.0",
         # Names no client may see: rosapi must not tell of them either.
@@ -389,3 +394,138 @@ def test_a_stalled_rosbridge_client_keeps_critical_and_does_not_slow_a_fast_one(
         assert max(b - a for a, b in zip(imu_stamps, imu_stamps[1:])) < 1.0
 
     run(scenario())
+
+
+class FibonacciServer:
+    """A real rclpy action server (test_msgs/action/Fibonacci) on a node of its own, spun by a
+    multi-threaded executor so that cancel requests are served while a goal executes: one
+    feedback message per element, `period_s` apart; it records how each goal ended."""
+
+    def __init__(self, name: str, period_s: float) -> None:
+        from rclpy.action import ActionServer, CancelResponse
+        from rclpy.callback_groups import ReentrantCallbackGroup
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+        from test_msgs.action import Fibonacci
+
+        self.period_s = period_s
+        self.endings: list[str] = []  # "succeeded" / "canceled", one per goal
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node("fibonacci_server", context=self.context)
+        self.server = ActionServer(
+            self.node, Fibonacci, name, self._execute,
+            cancel_callback=lambda request: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup())
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+        self._fibonacci = Fibonacci
+
+    def _execute(self, goal_handle: Any) -> Any:
+        sequence = [0, 1]
+        feedback = self._fibonacci.Feedback()
+        for _ in range(goal_handle.request.order - 1):
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+                self.endings.append("canceled")
+                return self._fibonacci.Result(sequence=sequence)
+            sequence.append(sequence[-1] + sequence[-2])
+            feedback.sequence = sequence
+            goal_handle.publish_feedback(feedback)
+            time.sleep(self.period_s)
+        goal_handle.succeed()
+        self.endings.append("succeeded")
+        return self._fibonacci.Result(sequence=sequence)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(timeout=5.0)
+        self.server.destroy()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def fibonacci() -> Iterator[FibonacciServer]:
+    server = FibonacciServer(f"{ACTIONS}/fibonacci", period_s=0.05)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+def wait_until(condition: Any) -> bool:
+    deadline = time.monotonic() + WAIT_S
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def test_an_action_goal_gets_feedback_and_the_result_of_a_real_rclpy_action_server(
+        bridge, node_env, fibonacci: FibonacciServer) -> None:
+    before = len(fibonacci.endings)
+    seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/fibonacci",
+                    type="test_msgs/action/Fibonacci", goal={"order": 6})
+    assert seen["result"] == {"sequence": [0, 1, 1, 2, 3, 5, 8]}, seen
+    # One feedback per element the server added, each the sequence so far.
+    assert [f["sequence"] for f in seen["feedback"]] == [
+        [0, 1, 1], [0, 1, 1, 2], [0, 1, 1, 2, 3], [0, 1, 1, 2, 3, 5], [0, 1, 1, 2, 3, 5, 8]]
+    assert fibonacci.endings[before:] == ["succeeded"]
+
+
+def test_cancel_action_goal_cancels_the_goal_on_the_server(
+        bridge, node_env, fibonacci: FibonacciServer) -> None:
+    before = len(fibonacci.endings)
+    seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/fibonacci",
+                    type="test_msgs/Fibonacci", goal={"order": 40}, cancel_after=2)
+    # roslib reports a goal that ended canceled through the failure callback.
+    assert "canceled" in seen["failure"], seen
+    assert 2 <= len(seen["feedback"]) < 39
+    assert fibonacci.endings[before:] == ["canceled"]
+
+
+def test_a_client_that_leaves_has_its_goal_cancelled(
+        bridge, node_env, fibonacci: FibonacciServer) -> None:
+    before = len(fibonacci.endings)
+    seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/fibonacci",
+                    type="test_msgs/action/Fibonacci", goal={"order": 400}, leave_after=1)
+    assert seen["left"] is True
+    # 400 elements at 50 ms would take 20 s: the bridge cancels it when the client is gone.
+    assert wait_until(lambda: len(fibonacci.endings) > before), "the goal was never cancelled"
+    assert fibonacci.endings[before:] == ["canceled"]
+
+
+def test_action_goals_are_locked_by_default_and_unknown_servers_fail(
+        bridge, node_env, fibonacci: FibonacciServer) -> None:
+    locked = FibonacciServer(f"{TOPIC_PREFIX}/rb/locked/fibonacci", period_s=0.01)
+    try:
+        seen = scenario(bridge, node_env, "action", action=f"{TOPIC_PREFIX}/rb/locked/fibonacci",
+                        type="test_msgs/action/Fibonacci", goal={"order": 3})
+        assert "not allowed" in seen["failure"] and locked.endings == []
+    finally:
+        locked.shutdown()
+    seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/nobody",
+                    type="test_msgs/action/Fibonacci", goal={"order": 3})
+    assert f"{ACTIONS}/nobody" in seen["failure"]
+    seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/fibonacci",
+                    type="test_msgs/action/Fibonacci", goal={"order": "three"})
+    assert "order" in seen["failure"]
+
+
+def test_has_param_and_delete_param_on_a_real_node_under_the_write_rule(
+        bridge, node_env, ros: RosHarness) -> None:
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for name in ("rb_scratch", "kept"):
+        if not ros.node.has_parameter(name):
+            ros.node.declare_parameter(name, 1.5, ParameterDescriptor(dynamic_typing=True))
+    seen = scenario(bridge, node_env, "deleteParam", param=f"/{HARNESS_NODE}:rb_scratch")
+    assert seen == {"before": True, "deleted": True, "after": False}
+    assert not ros.node.has_parameter("rb_scratch")
+    # Not in parameter_write_allow: refused, and the parameter stays.
+    seen = scenario(bridge, node_env, "deleteParam", param=f"/{HARNESS_NODE}:kept")
+    assert seen["before"] is True and "not allowed" in seen["deleted"]
+    assert seen["after"] is True and ros.node.has_parameter("kept")

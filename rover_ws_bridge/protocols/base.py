@@ -65,6 +65,16 @@ class SetBatching:
 
 
 @dataclass(frozen=True)
+class LimitTopicQueue:
+    """At most `max_records` records of this topic may wait in the connection's outbox (the
+    oldest give way to newer ones; CRITICAL is never dropped); None: the outbox's own bounds
+    only (rosbridge's `queue_length`)."""
+
+    topic_id: int
+    max_records: int | None
+
+
+@dataclass(frozen=True)
 class StoreClientReport:
     """The client's own figures (latency it sees, rates), shown by the HTTP API."""
 
@@ -157,6 +167,16 @@ class SetParameters:
 
 
 @dataclass(frozen=True)
+class DeleteParameters:
+    """Undeclare parameters of a node (rosbridge's rosapi delete_param): a parameter write,
+    under the same rule as SetParameters. Answered by ParametersSet."""
+
+    ref: Ref
+    node: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FetchAsset:
     """A file of an installed package, by `package://pkg/path` URI (robot meshes, URDF),
     under the policy's asset allowlist. Answered with Asset or Refused."""
@@ -230,11 +250,38 @@ class AnswerServiceCall:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class SendActionGoal:
+    """A goal for a ROS action server, this client as the action client. Answered, after
+    zero or more `ActionFeedback` (with `feedback`), by one `ActionResult` when the goal
+    ends (succeeded, aborted or canceled) or one `Refused` (not allowed, no such server,
+    rejected, bounds). Under the `call` rule of the action's name: an action is services
+    underneath (`<action>/_action/send_goal`), and a goal is a request like a call."""
+
+    ref: Ref
+    action: str
+    type_name: str  # pkg/action/Type
+    goal: dict  # the Goal's fields, plain values
+    feedback: bool = True
+
+
+@dataclass(frozen=True)
+class CancelActionGoal:
+    """Ask the server to cancel the goal sent with ref `goal`; the goal still ends with its
+    ActionResult (status canceled, if the server agrees). Answered only when refused (no such
+    goal of this connection)."""
+
+    ref: Ref
+    goal: Ref
+
+
 CoreRequest = Union[Subscribe, Unsubscribe, Advertise, Unadvertise, Publish, CallService,
-                    ListParameters, GetParameters, SetParameters, FetchAsset, WatchGraph,
+                    ListParameters, GetParameters, SetParameters, DeleteParameters,
+                    FetchAsset, WatchGraph,
                     WatchParameters, ReadGraph, DescribeType, AdvertiseService,
-                    UnadvertiseService, AnswerServiceCall]
-Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, CoreRequest]
+                    UnadvertiseService, AnswerServiceCall, SendActionGoal, CancelActionGoal]
+Action = Union[SendText, SendBinary, Close, SetBatching, StoreClientReport, LimitTopicQueue,
+               CoreRequest]
 
 
 # -- outcome events: core -> protocol --------------------------------------------------------
@@ -314,38 +361,9 @@ class ParametersSet:
 
 
 @dataclass(frozen=True)
-class NodeEndpoints:
-    publishing: tuple[str, ...] = ()  # topic names
-    subscribing: tuple[str, ...] = ()
-    services: tuple[str, ...] = ()  # the services it serves
-
-
-@dataclass(frozen=True)
-class Graph:
-    """A snapshot of the ROS graph, ROS-free: names to types, nodes to their endpoints. The
-    core hands a protocol only the part its client may see (`visible`)."""
-
-    topics: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    services: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    nodes: dict[str, NodeEndpoints] = field(default_factory=dict)  # full name -> endpoints
-
-    def visible(self, see_topic: Callable[[str], bool], see_service: Callable[[str], bool],
-                see_node: Callable[[str], bool]) -> "Graph":
-        topics = {n: t for n, t in self.topics.items() if see_topic(n)}
-        services = {n: t for n, t in self.services.items() if see_service(n)}
-        return Graph(
-            topics, services, {n: t for n, t in self.actions.items() if see_service(n)},
-            {name: NodeEndpoints(tuple(t for t in e.publishing if t in topics),
-                                 tuple(t for t in e.subscribing if t in topics),
-                                 tuple(s for s in e.services if s in services))
-             for name, e in self.nodes.items() if see_node(name)})
-
-
-@dataclass(frozen=True)
 class GraphRead:
     ref: Ref
-    graph: Graph
+    graph: "RosGraph"  # detailed, cut to what the client may see
 
 
 @dataclass(frozen=True)
@@ -378,9 +396,27 @@ class ServiceRequested:
     args: dict  # the request's fields, plain values
 
 
+@dataclass(frozen=True)
+class ActionFeedback:
+    """Feedback of a running goal (not the end of the request: ActionResult is)."""
+
+    ref: Ref
+    action: str
+    values: dict
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    ref: Ref
+    action: str
+    status: int  # action_msgs/GoalStatus: 4 succeeded, 5 canceled, 6 aborted
+    values: dict  # the Result's fields
+
+
 Outcome = Union[Refused, Subscribed, Unsubscribed, Advertised, Unadvertised, ServiceResult,
                 ParameterNames, ParameterValues, ParametersSet, Asset, GraphRead, TypeDescribed,
-                ServiceAdvertised, ServiceUnadvertised, ServiceRequested]
+                ServiceAdvertised, ServiceUnadvertised, ServiceRequested, ActionFeedback,
+                ActionResult]
 
 
 # -- what a protocol may read ----------------------------------------------------------------

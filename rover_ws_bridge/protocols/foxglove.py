@@ -65,7 +65,7 @@ from .base import (
     WatchGraph,
     WatchParameters,
 )
-from .native import _finite_float, _reject_constant, _short
+from .inputs import MAX_NAME_CHARS, finite_float, json_text, reject_constant, short
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,6 @@ BACKPRESSURE_STATUS = "backpressure"
 SEND_BUFFER_LIMIT = "Send buffer limit reached"
 
 MAX_LIST_ITEMS = 1000  # items of any list in a client message
-MAX_NAME_CHARS = 1024
 MAX_U32 = 0xFFFF_FFFF
 MAX_ENCODING_CHARS = 32
 MAX_ANSWER_BYTES = 1024 * 1024  # a service response larger than this is a serviceCallFailure
@@ -189,11 +188,11 @@ class FoxgloveProtocol(Protocol):
                 "capabilities": capabilities,
                 "supportedEncodings": list(SUPPORTED_ENCODINGS),
                 "metadata": {"ROS_DISTRO": ROS_DISTRO}, "sessionId": SESSION_ID}
-        actions: list[Action] = [_text(info)]
-        actions.append(_text({"op": "advertise", "channels": [
+        actions: list[Action] = [json_text(info)]
+        actions.append(json_text({"op": "advertise", "channels": [
             self._new_channel(t) for t in self.view.visible_topics()]}))
         services = self._service_changes()
-        actions += services or [_text({"op": "advertiseServices", "services": []})]
+        actions += services or [json_text({"op": "advertiseServices", "services": []})]
         return actions
 
     def _new_channel(self, topic: TopicInfo) -> dict:
@@ -226,10 +225,10 @@ class FoxgloveProtocol(Protocol):
                 gone.append(channel_id)
                 actions += self._drop_subscription(topic.name)
         if gone:
-            actions.append(_text({"op": "unadvertise", "channelIds": gone}))
+            actions.append(json_text({"op": "unadvertise", "channelIds": gone}))
         new = [self._new_channel(t) for t in [*added, *renewed] if t.name not in self._channel_of]
         if new:
-            actions.append(_text({"op": "advertise", "channels": new}))
+            actions.append(json_text({"op": "advertise", "channels": new}))
         return actions
 
     # -- client messages -------------------------------------------------------------------
@@ -237,15 +236,15 @@ class FoxgloveProtocol(Protocol):
     def on_text(self, text: str) -> list[Action]:
         try:
             try:
-                message = json.loads(text, parse_constant=_reject_constant,
-                                     parse_float=_finite_float)
+                message = json.loads(text, parse_constant=reject_constant,
+                                     parse_float=finite_float)
             except (ValueError, RecursionError) as exc:
                 raise BadRequest(f"message is not valid JSON: {str(exc)[:200]}") from None
             if not isinstance(message, dict):
                 raise BadRequest("message must be a JSON object")
             handler = _OPS.get(message.get("op"))  # type: ignore[arg-type]
             if handler is None:
-                raise BadRequest(f"unknown op {_short(message.get('op'))}; expected one of: "
+                raise BadRequest(f"unknown op {short(message.get('op'))}; expected one of: "
                                  f"{', '.join(_OPS)}")
             return handler(self, message)
         except BadRequest as exc:
@@ -351,7 +350,7 @@ class FoxgloveProtocol(Protocol):
         problems: list[str] = []
         for channel_id, topic, encoding, schema_name in channels:
             if encoding not in SUPPORTED_ENCODINGS:
-                problems.append(f"channel {channel_id}: encoding {_short(encoding)} is not one "
+                problems.append(f"channel {channel_id}: encoding {short(encoding)} is not one "
                                 f"of {', '.join(SUPPORTED_ENCODINGS)}")
             elif channel_id in self._client_channels:
                 problems.append(f"client channel {channel_id} is already advertised")
@@ -403,7 +402,7 @@ class FoxgloveProtocol(Protocol):
             return [_call_failure(service_id, call_id, f"service {service_id} is not "
                                   "advertised")]
         if encoding not in SUPPORTED_ENCODINGS:
-            return [_call_failure(service_id, call_id, f"encoding {_short(encoding)} is not "
+            return [_call_failure(service_id, call_id, f"encoding {short(encoding)} is not "
                                   f"one of {', '.join(SUPPORTED_ENCODINGS)}")]
         ref = ("call", service_id, call_id, encoding)
         if encoding == "cdr":
@@ -432,9 +431,9 @@ class FoxgloveProtocol(Protocol):
                 new.append(_service_json(service_id, service))
         actions: list[Action] = []
         if gone:
-            actions.append(_text({"op": "unadvertiseServices", "serviceIds": gone}))
+            actions.append(json_text({"op": "unadvertiseServices", "serviceIds": gone}))
         if new:
-            actions.append(_text({"op": "advertiseServices", "services": new}))
+            actions.append(json_text({"op": "advertiseServices", "services": new}))
         return actions
 
     # parameters
@@ -456,7 +455,7 @@ class FoxgloveProtocol(Protocol):
             by_node = {node: () for node in nodes[:limit]}
             quiet = True
         if not by_node:
-            return actions + [_text({"op": "parameterValues", "parameters": [],
+            return actions + [json_text({"op": "parameterValues", "parameters": [],
                                      **_with_id(request_id)})]
         seq = self._new_ref()
         self._parameters[seq] = _PendingParameters(request_id, len(by_node),
@@ -517,7 +516,7 @@ class FoxgloveProtocol(Protocol):
                 # A deleted parameter has no value (the specification's "unset").
                 changed.append({"name": full} if type_name == "not_set"
                                else _parameter_out(node, name, value, type_name))
-        return [_text({"op": "parameterValues", "parameters": changed})] if changed else []
+        return [json_text({"op": "parameterValues", "parameters": changed})] if changed else []
 
     # connection graph
 
@@ -571,7 +570,7 @@ class FoxgloveProtocol(Protocol):
                                     providers=providers)
         if old.detailed and not any(update[k] for k in update if k != "op"):
             return []
-        return [_text(update)]
+        return [json_text(update)]
 
     def on_graph_changed(self, old: RosGraph, new: RosGraph) -> list[Action]:
         actions = self._service_changes()
@@ -700,7 +699,7 @@ class FoxgloveProtocol(Protocol):
         if pending.problems:
             actions.append(_status(WARNING, "; ".join(pending.problems)[:2000]))
         if pending.request_id is not None or pending.values:
-            actions.append(_text({"op": "parameterValues", "parameters": pending.values,
+            actions.append(json_text({"op": "parameterValues", "parameters": pending.values,
                                   **_with_id(pending.request_id)}))
         return actions
 
@@ -712,7 +711,7 @@ class FoxgloveProtocol(Protocol):
             if not self._shedding:
                 return []
             self._shedding = False
-            return [_text({"op": "removeStatus", "statusIds": [BACKPRESSURE_STATUS]})]
+            return [json_text({"op": "removeStatus", "statusIds": [BACKPRESSURE_STATUS]})]
         self._shedding = True
         if new is BackpressureState.DROPPING:
             message = SEND_BUFFER_LIMIT
@@ -770,15 +769,11 @@ _OPS = {
 # -- messages we send ------------------------------------------------------------------------
 
 
-def _text(message: dict) -> SendText:
-    return SendText(to_json_text(message))
-
-
 def _status(level: int, message: str, status_id: str | None = None) -> SendText:
     status: dict[str, Any] = {"op": "status", "level": level, "message": message}
     if status_id is not None:
         status["id"] = status_id
-    return _text(status)
+    return json_text(status)
 
 
 def _problems(level: int, problems: list[str]) -> list[Action]:
@@ -792,7 +787,7 @@ def _problems(level: int, problems: list[str]) -> list[Action]:
 
 
 def _call_failure(service_id: int, call_id: int, message: str) -> SendText:
-    return _text({"op": "serviceCallFailure", "serviceId": service_id, "callId": call_id,
+    return json_text({"op": "serviceCallFailure", "serviceId": service_id, "callId": call_id,
                   "message": message})
 
 
@@ -818,7 +813,7 @@ def _split_parameter(full: str) -> tuple[str, str]:
     """"/node.param.sub" -> ("/node", "param.sub"): node names hold no '.'."""
     node, sep, name = full.partition(PARAMETER_SEPARATOR)
     if not sep or not node or not name:
-        raise BadRequest(f"parameter {_short(full)} is not '/node{PARAMETER_SEPARATOR}name'")
+        raise BadRequest(f"parameter {short(full)} is not '/node{PARAMETER_SEPARATOR}name'")
     return (node if node.startswith("/") else "/" + node), name
 
 
@@ -858,7 +853,7 @@ def _parameter_in(item: dict) -> Any:
             return list(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
             raise BadRequest("a byte_array value must be base64") from None
-    raise BadRequest(f"a parameter of type {_short(kind)} cannot have the value {_short(value)}")
+    raise BadRequest(f"a parameter of type {short(kind)} cannot have the value {short(value)}")
 
 
 # -- small parsers ---------------------------------------------------------------------------
@@ -877,14 +872,14 @@ def _list(message: dict, key: str, required: bool = True) -> list:
 
 def _u32(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_U32:
-        raise BadRequest(f"'{what}' must be an integer in [0, {MAX_U32}], not {_short(value)}")
+        raise BadRequest(f"'{what}' must be an integer in [0, {MAX_U32}], not {short(value)}")
     return value
 
 
 def _name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
         raise BadRequest(f"'{what}' must be a non-empty string of at most {MAX_NAME_CHARS} "
-                         f"characters, not {_short(value)}")
+                         f"characters, not {short(value)}")
     return value
 
 
@@ -909,8 +904,8 @@ def _message_type(schema_name: str) -> str:
 
 def _json_object(payload: bytes, what: str) -> dict:
     try:
-        value = json.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant,
-                           parse_float=_finite_float)
+        value = json.loads(bytes(payload).decode("utf-8"), parse_constant=reject_constant,
+                           parse_float=finite_float)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"the {what} is not JSON: {str(exc)[:200]}") from None
     if not isinstance(value, dict):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import struct
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from ..priority import Priority
 from ..streaming.outbox import BackpressureState
 from ..streaming.topics import TopicInfo
 from ..wire.compression import Compression
-from ..wire.encoding import to_json_text
 from ..wire.frame import HEADER_SIZE, Encoding, Record, encode_frame, frame_compression
 from .base import (
     Action,
@@ -43,7 +41,6 @@ from .base import (
     Publish,
     QosRequest,
     Refused,
-    SendText,
     ServiceResult,
     SetBatching,
     SetParameters,
@@ -55,6 +52,18 @@ from .base import (
     Unsubscribe,
     Unsubscribed,
 )
+from .inputs import (
+    MAX_ANSWER_CHARS,
+    MAX_ID_CHARS,
+    MAX_TIMEOUT_S,
+    RequestError,
+    check_name,
+    finite_float,
+    is_short_scalar,
+    json_text,
+    reject_constant,
+    short,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +73,15 @@ OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics", "stats", 
 # What a client may report in `stats` (anything else is refused, so reports stay small).
 MAX_STATS_BYTES = 4096
 MAX_RATE_HZ = 10_000.0
-MAX_ID_CHARS = 256
-MAX_NAME_CHARS = 1024  # topic, service, node and parameter names
-MAX_TIMEOUT_S = 300.0
 # Items in any list of a control message (topics, names, parameters): each costs a name
 # check, so a request stays linear and small however it is built.
 MAX_LIST_ITEMS = 1000
 MAX_TOPICS_PER_REQUEST = MAX_LIST_ITEMS  # the name docs and older code use
-# A single answer larger than this is refused (`too_large`) rather than queued: the control
-# queue holds at most 4 MiB per connection, and one answer must not close the connection.
-MAX_ANSWER_CHARS = 1024 * 1024
 
 # Client binary frames: opcode, encoding, channel id (docs/PROTOCOL.md).
 CLIENT_PUBLISH = 1
 _CLIENT_HEADER = struct.Struct("<BBI")
 _BINARY_PUBLISH_ENCODINGS = {int(Encoding.CDR): "cdr", int(Encoding.MSGPACK): "msgpack"}
-
-
-class RequestError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -155,7 +151,7 @@ class NativeProtocol(Protocol):
                 "outbox_max_bytes": s.outbox.max_bytes,
             },
         }
-        return [_text(hello), _text({"op": "topics", "topics": self._topics_json()})]
+        return [json_text(hello), json_text({"op": "topics", "topics": self._topics_json()})]
 
     def _topics_json(self) -> list[dict]:
         return [t.to_json() for t in self.view.visible_topics()]
@@ -197,21 +193,21 @@ class NativeProtocol(Protocol):
         request_id = None
         try:
             try:
-                message = json.loads(text, parse_constant=_reject_constant,
-                                     parse_float=_finite_float)
+                message = json.loads(text, parse_constant=reject_constant,
+                                     parse_float=finite_float)
             except (ValueError, RecursionError) as exc:
                 raise RequestError("bad_json",
                                    f"message is not valid JSON: {str(exc)[:200]}") from None
             if not isinstance(message, dict):
                 raise RequestError("bad_request", "message must be a JSON object")
             request_id = message.get("id")
-            if not _is_short_scalar(request_id):
+            if not is_short_scalar(request_id):
                 request_id = None
                 raise RequestError("bad_request", "'id' must be a number, a string of at most "
                                    f"{MAX_ID_CHARS} characters, or null")
             op = message.get("op")
             if op not in OPS:
-                raise RequestError("unknown_op", f"unknown op {_short(op)}; expected one of: "
+                raise RequestError("unknown_op", f"unknown op {short(op)}; expected one of: "
                                    f"{', '.join(OPS)}")
             return getattr(self, f"_op_{op}")(message, request_id)
         except RequestError as exc:
@@ -229,21 +225,21 @@ class NativeProtocol(Protocol):
         names = self._topic_names(message)
         encoding_name = message.get("encoding", self.settings.default_encoding)
         if encoding_name not in ENCODINGS:
-            raise RequestError("unknown_encoding", f"unknown encoding {_short(encoding_name)}; "
+            raise RequestError("unknown_encoding", f"unknown encoding {short(encoding_name)}; "
                                f"expected one of: {', '.join(ENCODINGS)}")
         max_rate = message.get("max_rate_hz")
         if max_rate is not None and (isinstance(max_rate, bool)
                                      or not isinstance(max_rate, (int, float))
                                      or not 0 < max_rate <= MAX_RATE_HZ):
             raise RequestError("bad_request", "max_rate_hz must be a number in "
-                               f"(0, {MAX_RATE_HZ:g}] or null, not {_short(max_rate)}")
+                               f"(0, {MAX_RATE_HZ:g}] or null, not {short(max_rate)}")
         type_name = message.get("type")
         if type_name is not None:
-            _check_name(type_name, "type")
+            check_name(type_name, "type")
         visible = {t.name for t in self.view.visible_topics()}
         unknown = [n for n in names if n not in visible]
         if unknown and type_name is None:
-            raise RequestError("unknown_topic", f"unknown topic(s): {_short(', '.join(unknown))}; "
+            raise RequestError("unknown_topic", f"unknown topic(s): {short(', '.join(unknown))}; "
                                "the 'topics' message lists what is offered (give 'type' to "
                                "wait for a topic that is not offered yet)")
         encoding = Encoding.from_name(encoding_name)
@@ -262,24 +258,24 @@ class NativeProtocol(Protocol):
         compression = message.get("compression")
         batching = message.get("batching")
         if compression is not None and compression not in COMPRESSIONS:
-            raise RequestError("unknown_compression", f"unknown compression {_short(compression)}; "
+            raise RequestError("unknown_compression", f"unknown compression {short(compression)}; "
                                f"expected one of: {', '.join(COMPRESSIONS)}")
         if batching is not None and not isinstance(batching, bool):
             raise RequestError("bad_request", "batching must be true or false, not "
-                               f"{_short(batching)}")
+                               f"{short(batching)}")
         actions: list[Action] = []
         if compression is not None:
             self.compression = Compression.from_name(compression)
         if batching is not None:
             self.batching = batching
             actions.append(SetBatching(batching))
-        actions.append(_text({"op": "configured", "id": request_id,
+        actions.append(json_text({"op": "configured", "id": request_id,
                               "compression": self.compression.name.lower(),
                               "batching": self.batching}))
         return actions
 
     def _op_ping(self, message: dict, request_id: Any) -> list[Action]:
-        return [_text({"op": "pong", "id": request_id,
+        return [json_text({"op": "pong", "id": request_id,
                        "client_time_ns": _scalar_or_none(message.get("client_time_ns")),
                        "server_time_ns": time.time_ns()})]
 
@@ -296,27 +292,27 @@ class NativeProtocol(Protocol):
             raise RequestError("bad_request",
                                f"stats report over {MAX_STATS_BYTES} characters as JSON")
         return [StoreClientReport({**report, "received_ns": time.time_ns()}),
-                _text({"op": "stats_ack", "id": request_id})]
+                json_text({"op": "stats_ack", "id": request_id})]
 
     def _op_list_topics(self, message: dict, request_id: Any) -> list[Action]:
-        return [_text({"op": "topics", "id": request_id, "topics": self._topics_json()})]
+        return [json_text({"op": "topics", "id": request_id, "topics": self._topics_json()})]
 
     # -- two ways ------------------------------------------------------------------------------
 
     def _op_advertise(self, message: dict, request_id: Any) -> list[Action]:
-        topic = _check_name(message.get("topic"), "topic")
-        type_name = _check_name(message.get("type"), "type")
+        topic = check_name(message.get("topic"), "topic")
+        type_name = check_name(message.get("type"), "type")
         qos = _parse_qos(message.get("qos"))
         return [self._request(request_id, _answer_advertise,
                               lambda ref: Advertise(ref, topic, type_name, qos))]
 
     def _op_unadvertise(self, message: dict, request_id: Any) -> list[Action]:
-        topic = _check_name(message.get("topic"), "topic")
+        topic = check_name(message.get("topic"), "topic")
         return [self._request(request_id, _answer_unadvertise,
                               lambda ref: Unadvertise(ref, topic))]
 
     def _op_publish(self, message: dict, request_id: Any) -> list[Action]:
-        topic = _check_name(message.get("topic"), "topic")
+        topic = check_name(message.get("topic"), "topic")
         msg = message.get("msg")
         if not isinstance(msg, dict):
             raise RequestError("bad_message", "'msg' must be a JSON object of the message's "
@@ -324,10 +320,10 @@ class NativeProtocol(Protocol):
         return [Publish(_PublishRef(request_id), topic, msg)]
 
     def _op_call_service(self, message: dict, request_id: Any) -> list[Action]:
-        service = _check_name(message.get("service"), "service")
+        service = check_name(message.get("service"), "service")
         type_name = message.get("type")
         if type_name is not None:
-            _check_name(type_name, "type")
+            check_name(type_name, "type")
         args = message.get("args", {})
         if args is None:
             args = {}
@@ -338,27 +334,27 @@ class NativeProtocol(Protocol):
                                     or not isinstance(timeout, (int, float))
                                     or not 0 < timeout <= MAX_TIMEOUT_S):
             raise RequestError("bad_request", f"timeout_s must be a number in (0, "
-                               f"{MAX_TIMEOUT_S:g}], not {_short(timeout)}")
+                               f"{MAX_TIMEOUT_S:g}], not {short(timeout)}")
         return [self._request(request_id, _answer_service,
                               lambda ref: CallService(ref, service, args, type_name, timeout))]
 
     def _op_list_parameters(self, message: dict, request_id: Any) -> list[Action]:
-        node = _check_name(message.get("node"), "node")
+        node = check_name(message.get("node"), "node")
         return [self._request(request_id, _answer_parameters,
                               lambda ref: ListParameters(ref, node))]
 
     def _op_get_parameters(self, message: dict, request_id: Any) -> list[Action]:
-        node = _check_name(message.get("node"), "node")
+        node = check_name(message.get("node"), "node")
         names = message.get("names") or []
         if not isinstance(names, list):
             raise RequestError("bad_request", "'names' must be a list of parameter names")
         _check_list_length(names, "names")
-        names = tuple(_check_name(n, "names[]") for n in names)
+        names = tuple(check_name(n, "names[]") for n in names)
         return [self._request(request_id, _answer_parameters,
                               lambda ref: GetParameters(ref, node, names))]
 
     def _op_set_parameters(self, message: dict, request_id: Any) -> list[Action]:
-        node = _check_name(message.get("node"), "node")
+        node = check_name(message.get("node"), "node")
         parameters = message.get("parameters")
         if not isinstance(parameters, list) or not parameters:
             raise RequestError("bad_request", "'parameters' must be a non-empty list of "
@@ -368,7 +364,7 @@ class NativeProtocol(Protocol):
         for p in parameters:
             if not isinstance(p, dict) or "value" not in p:
                 raise RequestError("bad_request", "each parameter is {name, value}")
-            values.append((_check_name(p.get("name"), "parameters[].name"), p["value"]))
+            values.append((check_name(p.get("name"), "parameters[].name"), p["value"]))
         return [self._request(request_id, _answer_parameters,
                               lambda ref: SetParameters(ref, node, tuple(values)))]
 
@@ -421,9 +417,10 @@ class NativeProtocol(Protocol):
         actions: list[Action] = []
         rid = pending.request_id
         if pending.encoding_name:
-            actions.append(_text({"op": "subscribed", "id": rid, "subscriptions": pending.done}))
+            actions.append(json_text({"op": "subscribed", "id": rid,
+                                      "subscriptions": pending.done}))
         else:
-            actions.append(_text({"op": "unsubscribed", "id": rid, "topics": pending.done}))
+            actions.append(json_text({"op": "unsubscribed", "id": rid, "topics": pending.done}))
         for refusal in pending.refused:
             level = "warning" if refusal.code == "not_subscribed" else "error"
             actions.append(self._error(rid, refusal.code, refusal.message, level))
@@ -433,7 +430,7 @@ class NativeProtocol(Protocol):
 
     def on_topics_changed(self, added: list[TopicInfo], changed: list[TopicInfo],
                           removed: list[TopicInfo]) -> list[Action]:
-        return [_text({
+        return [json_text({
             "op": "topics_update",
             "added": [t.to_json() for t in added],
             "changed": [t.to_json() for t in changed],
@@ -443,7 +440,7 @@ class NativeProtocol(Protocol):
     def on_backpressure(self, old: BackpressureState, new: BackpressureState,
                         summary: dict) -> list[Action]:
         level = {"ok": "info", "warning": "warning", "dropping": "error"}[new.value]
-        return [_text({
+        return [json_text({
             "op": "status", "level": level, "code": "backpressure", "id": None,
             "message": f"backpressure {old.value} -> {new.value}",
             "backpressure": {"state": new.value, **summary},
@@ -451,7 +448,7 @@ class NativeProtocol(Protocol):
 
     def on_rate_limited(self, level: str, message: str, limit: str,
                         penalty: dict) -> list[Action]:
-        return [_text({"op": "status", "level": level, "code": "rate_limit", "id": None,
+        return [json_text({"op": "status", "level": level, "code": "rate_limit", "id": None,
                        "message": message, "limit": limit, "penalty": penalty})]
 
     # -- data frames -----------------------------------------------------------------------
@@ -508,10 +505,10 @@ class NativeProtocol(Protocol):
             raise RequestError("bad_request",
                                "give 'topics' as a non-empty list of topic names (or 'topic')")
         _check_list_length(names, "topics")
-        return list(dict.fromkeys(_check_name(n, "topics[]") for n in names))
+        return list(dict.fromkeys(check_name(n, "topics[]") for n in names))
 
     def _error(self, request_id: Any, code: str, message: str, level: str = "error") -> Action:
-        return _text({"op": "status", "level": level, "code": code, "message": message,
+        return json_text({"op": "status", "level": level, "code": code, "message": message,
                       "id": request_id})
 
 
@@ -520,25 +517,25 @@ class NativeProtocol(Protocol):
 
 def _answer_advertise(request_id: Any, outcome: Outcome) -> list[Action]:
     assert isinstance(outcome, Advertised)
-    return [_text({"op": "advertised", "id": request_id, "topic": outcome.topic,
+    return [json_text({"op": "advertised", "id": request_id, "topic": outcome.topic,
                    "type": outcome.type_name, "channel_id": outcome.channel_id,
                    "qos": _qos_json(outcome.qos)})]
 
 
 def _answer_unadvertise(request_id: Any, outcome: Outcome) -> list[Action]:
-    return [_text({"op": "unadvertised", "id": request_id, "topic": outcome.topic})]
+    return [json_text({"op": "unadvertised", "id": request_id, "topic": outcome.topic})]
 
 
 def _answer_parameters(request_id: Any, outcome: Outcome) -> list[Action]:
     if isinstance(outcome, ParameterNames):
-        return [_text({"op": "parameter_names", "id": request_id, "node": outcome.node,
+        return [json_text({"op": "parameter_names", "id": request_id, "node": outcome.node,
                        "names": list(outcome.names)})]
     if isinstance(outcome, ParameterValues):
-        return [_text({"op": "parameters", "id": request_id, "node": outcome.node,
+        return [json_text({"op": "parameters", "id": request_id, "node": outcome.node,
                        "parameters": [{"name": n, "value": v, "type": t}
                                       for n, v, t in outcome.values]})]
     assert isinstance(outcome, ParametersSet)
-    return [_text({"op": "parameters_set", "id": request_id, "node": outcome.node,
+    return [json_text({"op": "parameters_set", "id": request_id, "node": outcome.node,
                    "results": [{"name": n, "successful": ok, "reason": reason}
                                for n, ok, reason in outcome.results]})]
 
@@ -546,35 +543,18 @@ def _answer_parameters(request_id: Any, outcome: Outcome) -> list[Action]:
 def _answer_service(request_id: Any, outcome: Outcome) -> list[Action]:
     """Service calls answer a refusal in `service_response` too, as clients wait for one."""
     if isinstance(outcome, ServiceResult):
-        answer = _text({"op": "service_response", "id": request_id, "service": outcome.service,
+        answer = json_text({"op": "service_response", "id": request_id, "service": outcome.service,
                         "result": True, "values": outcome.values})
         if len(answer.text) <= MAX_ANSWER_CHARS:
             return [answer]
         outcome = Refused(outcome.ref, "too_large", f"the response is {len(answer.text)} "
                           f"characters as JSON; answers are limited to {MAX_ANSWER_CHARS}",
                           outcome.service)
-    return [_text({"op": "service_response", "id": request_id, "service": outcome.subject,
+    return [json_text({"op": "service_response", "id": request_id, "service": outcome.subject,
                    "result": False, "error": {"code": outcome.code, "message": outcome.message}})]
 
 
 # -- small parsers ---------------------------------------------------------------------------
-
-
-def _text(message: dict) -> SendText:
-    # ROS values in answers (service responses, parameters) may hold bytes (uint8[] fields,
-    # as base64, like data records) and NaN or infinities (as null): JSON has neither.
-    return SendText(to_json_text(message))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (NaN and infinities are written as null)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400: JSON, but no double holds it
-        raise ValueError(f"{text[:50]} does not fit a double")
-    return value
 
 
 MAX_STATS_DEPTH = 3  # the report, per-topic objects, their figures: {"topics": {"/imu": {..}}}
@@ -601,7 +581,7 @@ def _parse_qos(value: Any) -> QosRequest | None:
                            "depth}")
     unknown = set(value) - {"reliability", "durability", "depth"}
     if unknown:
-        raise RequestError("bad_request", f"unknown qos field(s): {_short(sorted(unknown))}")
+        raise RequestError("bad_request", f"unknown qos field(s): {short(sorted(unknown))}")
     reliability = value.get("reliability", "reliable")
     durability = value.get("durability", "volatile")
     depth = value.get("depth", 10)
@@ -620,32 +600,12 @@ def _qos_json(qos: QosRequest) -> dict:
             "depth": qos.depth}
 
 
-def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
-        raise RequestError("bad_request", f"'{what}' must be a non-empty string of at most "
-                           f"{MAX_NAME_CHARS} characters, not {_short(value)}")
-    return value
-
-
 def _frame_size(frame: OutgoingFrame) -> int:
     return len(frame.data)
 
 
-def _short(value: Any, limit: int = 100) -> str:
-    """A client's value quoted in an error, cut short: errors must not echo megabytes back."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _scalar_or_none(value: Any) -> Any:
-    return value if _is_short_scalar(value) else None
-
-
-def _is_short_scalar(value: Any) -> bool:
-    """Request ids are echoed in every answer, so they must stay small."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    return isinstance(value, str) and len(value) <= MAX_ID_CHARS
+    return value if is_short_scalar(value) else None
 
 
 def _check_list_length(items: list, what: str) -> None:

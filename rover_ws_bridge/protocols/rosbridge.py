@@ -32,19 +32,24 @@ from typing import Any, Callable
 
 import cbor2
 
+from ..streaming.graph import RosGraph
 from ..streaming.topics import TopicInfo
 from ..wire.frame import Encoding, Record
 from .base import (
     Action,
+    ActionFeedback,
+    ActionResult,
     Advertise,
     AdvertiseService,
     AnswerServiceCall,
     CallService,
+    CancelActionGoal,
     ConnectionView,
+    DeleteParameters,
     DescribeType,
     GetParameters,
-    Graph,
     GraphRead,
+    LimitTopicQueue,
     ListParameters,
     Outcome,
     OutgoingFrame,
@@ -56,6 +61,7 @@ from .base import (
     QosRequest,
     ReadGraph,
     Refused,
+    SendActionGoal,
     ServiceAdvertised,
     ServiceRequested,
     ServiceResult,
@@ -69,16 +75,16 @@ from .base import (
     Unsubscribe,
     Unsubscribed,
 )
-from .native import (
+from .inputs import (
     MAX_ANSWER_CHARS,
     MAX_TIMEOUT_S,
     RequestError,
-    _check_name,
-    _finite_float,
-    _is_short_scalar,
-    _reject_constant,
-    _short,
-    _text,
+    check_name,
+    finite_float,
+    is_short_scalar,
+    json_text,
+    reject_constant,
+    short,
 )
 
 log = logging.getLogger(__name__)
@@ -96,6 +102,7 @@ MAX_PARTIAL_CHARS = 16 * 1024 * 1024
 MAX_THROTTLE_MS = 3_600_000
 MAX_QUEUE_LENGTH = 100_000
 MIN_FRAGMENT_SIZE = 64  # smaller would turn one message into thousands of frames
+GOAL_STATUS_UNKNOWN = 0  # action_msgs/GoalStatus: a goal that was never sent
 STATUS_LEVELS = {"info": 0, "warning": 1, "error": 2, "none": 3}
 ROSAPI_PREFIX = "/rosapi/"
 # roslib and rosbridge clients still write ROS 1 type names ("std_msgs/String").
@@ -107,7 +114,9 @@ _ENCODING_OF = {"none": Encoding.JSON, "png": Encoding.JSON, "cbor": Encoding.CB
 @dataclass(frozen=True)
 class SubscriptionOptions:
     throttle_rate: int = 0  # ms between messages; 0: every message
-    queue_length: int = 0  # 0: the outbox's own bounds only
+    # Records of the topic that may wait in the outbox for this client (the oldest give way);
+    # 0: the outbox's own bounds only.
+    queue_length: int = 0
     fragment_size: int | None = None
     compression: str = "none"
 
@@ -151,6 +160,13 @@ class _PublishRef:
 
 
 @dataclass(frozen=True)
+class _GoalRef:
+    serial: int  # unique per goal of this connection (ids may be missing or reused)
+    request_id: Any
+    action: str  # as the client wrote it
+
+
+@dataclass(frozen=True)
 class _ServedRef:
     request_id: Any  # of the client's service_response
 
@@ -176,6 +192,9 @@ class RosbridgeProtocol(Protocol):
         # Services this client serves: absolute name -> the spelling its calls are sent with
         # (roslib keys an advertised Service's callback on it). Bounded by the core.
         self._served: dict[str, str] = {}
+        # Running goals by the id the client gave them (for cancel_action_goal); bounded by
+        # the core's max_action_goals_per_client: each leaves at its result or refusal.
+        self._goals: dict[Any, _GoalRef] = {}
         self._next_ref = 0
         # ref -> (how to answer the outcome); the closure holds what the answer echoes
         self._requests: dict[int, Callable[[Outcome], list[Action]]] = {}
@@ -199,21 +218,21 @@ class RosbridgeProtocol(Protocol):
         request_id = None
         try:
             try:
-                message = json.loads(text, parse_constant=_reject_constant,
-                                     parse_float=_finite_float)
+                message = json.loads(text, parse_constant=reject_constant,
+                                     parse_float=finite_float)
             except (ValueError, RecursionError) as exc:
                 raise RequestError("bad_json",
                                    f"message is not valid JSON: {str(exc)[:200]}") from None
             if not isinstance(message, dict):
                 raise RequestError("bad_request", "message must be a JSON object")
             request_id = message.get("id")
-            if not _is_short_scalar(request_id):
+            if not is_short_scalar(request_id):
                 request_id = None
                 raise RequestError("bad_request", "'id' must be a number or a short string")
             op = message.get("op")
             handler = _OPS.get(op) if isinstance(op, str) else None
             if handler is None:
-                raise RequestError("unknown_op", f"unknown op {_short(op)}; expected one of: "
+                raise RequestError("unknown_op", f"unknown op {short(op)}; expected one of: "
                                    f"{', '.join(_OPS)}")
             if op == "fragment" and fragment_of is not None:
                 raise RequestError("bad_request", "a fragment cannot hold fragments")
@@ -229,11 +248,11 @@ class RosbridgeProtocol(Protocol):
     # -- topics ----------------------------------------------------------------------------
 
     def _op_subscribe(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         topic = absolute(spelling)
         type_name = message.get("type")
         if type_name is not None:
-            type_name = ros2_type(_check_name(type_name, "type"), "msg")
+            type_name = ros2_type(check_name(type_name, "type"), "msg")
         options = SubscriptionOptions(
             _bounded_int(message, "throttle_rate", 0, MAX_THROTTLE_MS, 0),
             _bounded_int(message, "queue_length", 0, MAX_QUEUE_LENGTH, 0),
@@ -241,11 +260,11 @@ class RosbridgeProtocol(Protocol):
             message.get("compression") or "none")
         if options.compression not in COMPRESSIONS:
             raise RequestError("bad_request", f"unknown compression "
-                               f"{_short(options.compression)}; expected one of: "
+                               f"{short(options.compression)}; expected one of: "
                                f"{', '.join(COMPRESSIONS)}")
         offered = _find(self.view.visible_topics(), topic)
         if offered is None and type_name is None:
-            raise RequestError("unknown_topic", f"cannot subscribe to {_short(spelling)}: no "
+            raise RequestError("unknown_topic", f"cannot subscribe to {short(spelling)}: no "
                                "such topic (give 'type' to wait for it)")
         if offered is not None and type_name is not None \
                 and type_name != offered.description.type_name:
@@ -267,26 +286,50 @@ class RosbridgeProtocol(Protocol):
 
     def _apply(self, topic: str, state: _TopicSubscriptions, ref: Any,
                type_name: str | None = None) -> list[Action]:
-        """Ask the core for what the merged options call for, if it changed."""
+        """Ask the core for what the merged options call for, if it changed; and bound the
+        topic's queue in the outbox to the merged queue_length (once the topic is offered,
+        when it has an id: else on_topics_changed does it)."""
         merged = state.merged()
+        offered = _find(self.view.visible_topics(), topic)
         if merged is None:
             del self._subscriptions[topic]
-            return [Unsubscribe(ref, topic)] if state.active is not None else []
+            if state.active is None:
+                return []
+            limit = [LimitTopicQueue(offered.id, None)] if offered is not None \
+                and state.active.queue_length else []
+            return [*limit, Unsubscribe(ref, topic)]
         if merged == state.active:
             return []
-        state.active = merged
+        before, state.active = state.active, merged
         rate = 1000.0 / merged.throttle_rate if merged.throttle_rate else None
-        return [Subscribe(ref, topic, _ENCODING_OF[merged.compression], rate, type_name)]
+        limit = [LimitTopicQueue(offered.id, merged.queue_length or None)] \
+            if offered is not None and merged.queue_length != (
+                before.queue_length if before is not None else 0) else []
+        return [*limit, Subscribe(ref, topic, _ENCODING_OF[merged.compression], rate,
+                                  type_name)]
+
+    def on_topics_changed(self, added: list[TopicInfo], changed: list[TopicInfo],
+                          removed: list[TopicInfo]) -> list[Action]:
+        """A topic subscribed before it was offered has an id now: bound its queue."""
+        actions: list[Action] = []
+        for info in added:
+            state = self._subscriptions.get(info.name)
+            if state is not None and state.active is not None and state.active.queue_length:
+                actions.append(LimitTopicQueue(info.id, state.active.queue_length))
+        for info in removed:
+            if info.name in self._subscriptions:
+                actions.append(LimitTopicQueue(info.id, None))
+        return actions
 
     def _op_unsubscribe(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         topic = absolute(spelling)
         state = self._subscriptions.get(topic)
         ids = state.spellings.get(spelling) if state is not None else None
         if not ids or (request_id is not None and request_id not in ids):
             # roslib unsubscribes each Topic object it made; one already gone is no error.
-            return self._status("warning", request_id, f"not subscribed to {_short(spelling)}"
-                                + (f" with id {_short(request_id)}" if request_id is not None
+            return self._status("warning", request_id, f"not subscribed to {short(spelling)}"
+                                + (f" with id {short(request_id)}" if request_id is not None
                                    else ""))
         removed = [request_id] if request_id is not None else list(ids)
         for sid in removed:
@@ -297,8 +340,8 @@ class RosbridgeProtocol(Protocol):
         return self._apply(topic, state, _SubscribeRef(topic, spelling, None, request_id))
 
     def _op_advertise(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
-        type_name = ros2_type(_check_name(message.get("type"), "type"), "msg")
+        spelling = check_name(message.get("topic"), "topic")
+        type_name = ros2_type(check_name(message.get("type"), "type"), "msg")
         if spelling not in self._advertised and len(self._advertised) >= MAX_ADVERTISED:
             raise RequestError("too_many_topics", f"this connection already advertises "
                                f"{MAX_ADVERTISED} topics")
@@ -327,10 +370,10 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: Advertise(ref, topic, type_name, qos))]
 
     def _op_unadvertise(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         topic = self._advertised.pop(spelling, None)
         if topic is None:
-            return self._status("warning", request_id, f"{_short(spelling)} is not advertised "
+            return self._status("warning", request_id, f"{short(spelling)} is not advertised "
                                 "by this connection")
         if topic in self._advertised.values():  # still advertised under another spelling
             return []
@@ -343,7 +386,7 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: Unadvertise(ref, topic))]
 
     def _op_publish(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("topic"), "topic")
+        spelling = check_name(message.get("topic"), "topic")
         msg = message.get("msg")
         if not isinstance(msg, dict):
             raise RequestError("bad_message", "'msg' must be a JSON object of the message's "
@@ -353,7 +396,7 @@ class RosbridgeProtocol(Protocol):
             # rosbridge advertises on the first publish when the graph knows the type.
             offered = _find(self.view.visible_topics(), absolute(spelling))
             if offered is None:
-                raise RequestError("not_advertised", f"{_short(spelling)} is not advertised "
+                raise RequestError("not_advertised", f"{short(spelling)} is not advertised "
                                    "by this connection: send 'advertise' with its type first")
             if len(self._advertised) >= MAX_ADVERTISED:
                 raise RequestError("too_many_topics", f"this connection already advertises "
@@ -366,7 +409,7 @@ class RosbridgeProtocol(Protocol):
     # -- services ----------------------------------------------------------------------------
 
     def _op_call_service(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
+        spelling = check_name(message.get("service"), "service")
         service = absolute(spelling)
         args = message.get("args")
         if args is None:
@@ -379,12 +422,12 @@ class RosbridgeProtocol(Protocol):
                                     or not isinstance(timeout, (int, float))
                                     or not 0 < timeout <= MAX_TIMEOUT_S):
             raise RequestError("bad_request", f"'timeout' must be a number of seconds in (0, "
-                               f"{MAX_TIMEOUT_S:g}], not {_short(timeout)}")
+                               f"{MAX_TIMEOUT_S:g}], not {short(timeout)}")
         if service.startswith(ROSAPI_PREFIX):
             return self._rosapi(service[len(ROSAPI_PREFIX):], spelling, args, request_id)
         type_name = message.get("type")
         if type_name is not None:
-            type_name = ros2_type(_check_name(type_name, "type"), "srv")
+            type_name = ros2_type(check_name(type_name, "type"), "srv")
 
         def answer(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, ServiceResult):
@@ -395,7 +438,7 @@ class RosbridgeProtocol(Protocol):
                                                               timeout))]
 
     def _service_response(self, spelling: str, request_id: Any, values: Any) -> list[Action]:
-        answer = _text({"op": "service_response", "service": spelling, "values": values,
+        answer = json_text({"op": "service_response", "service": spelling, "values": values,
                         "result": True, **_id(request_id)})
         if len(answer.text) > MAX_ANSWER_CHARS:
             return self._service_failure(spelling, request_id, Refused(
@@ -407,7 +450,7 @@ class RosbridgeProtocol(Protocol):
         """As rosbridge answers a failed call: result false, the reason as `values` (roslib
         hands it to the failure callback)."""
         reason = outcome.message if isinstance(outcome, Refused) else "the call failed"
-        return [_text({"op": "service_response", "service": spelling, "values": reason,
+        return [json_text({"op": "service_response", "service": spelling, "values": reason,
                        "result": False, **_id(request_id)})]
 
     # -- services this client serves --------------------------------------------------------
@@ -416,8 +459,8 @@ class RosbridgeProtocol(Protocol):
     # back, so nothing is kept here per call (the core keeps and bounds the waiting calls).
 
     def _op_advertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
-        type_name = ros2_type(_check_name(message.get("type"), "type"), "srv")
+        spelling = check_name(message.get("service"), "service")
+        type_name = ros2_type(check_name(message.get("type"), "type"), "srv")
         service = absolute(spelling)
         self._served[service] = spelling
 
@@ -432,10 +475,10 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: AdvertiseService(ref, service, type_name))]
 
     def _op_unadvertise_service(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
+        spelling = check_name(message.get("service"), "service")
         service = absolute(spelling)
         if self._served.pop(service, None) is None:
-            return self._status("warning", request_id, f"{_short(spelling)} is not served by "
+            return self._status("warning", request_id, f"{short(spelling)} is not served by "
                                 "this connection")
 
         def answer(outcome: Outcome) -> list[Action]:
@@ -446,13 +489,13 @@ class RosbridgeProtocol(Protocol):
         return [self._request(answer, lambda ref: UnadvertiseService(ref, service))]
 
     def _op_service_response(self, message: dict, request_id: Any) -> list[Action]:
-        spelling = _check_name(message.get("service"), "service")
+        spelling = check_name(message.get("service"), "service")
         prefix = f"service_request:{spelling}:"
         call = request_id[len(prefix):] if isinstance(request_id, str) \
             and request_id.startswith(prefix) else ""
         if not call.isdigit() or len(call) > 18:
             raise RequestError("bad_request", f"service_response: 'id' must be the id of a "
-                               f"call_service this bridge sent for {_short(spelling)}")
+                               f"call_service this bridge sent for {short(spelling)}")
         result, values = message.get("result"), message.get("values")
         if not isinstance(result, bool):
             raise RequestError("bad_request", "service_response: 'result' must be true or false")
@@ -464,11 +507,64 @@ class RosbridgeProtocol(Protocol):
         reason = values if isinstance(values, str) else "the client answered result: false"
         return [AnswerServiceCall(_ServedRef(request_id), int(call), None, reason[:1000])]
 
-    def _op_send_action_goal(self, message: dict, request_id: Any) -> list[Action]:
-        raise RequestError("unsupported", "actions (send_action_goal) are not supported by "
-                           "this bridge yet")
+    # -- actions: this client as action client ----------------------------------------------
+    # The goal's result comes as action_result (result true, with the goal's final status,
+    # which may be aborted or canceled: roslib then calls the failure callback), a refusal as
+    # action_result with result false, status 0 (unknown) and the reason as `values`, as
+    # rosbridge answers a goal it could not send.
 
-    _op_cancel_action_goal = _op_send_action_goal
+    def _op_send_action_goal(self, message: dict, request_id: Any) -> list[Action]:
+        spelling = check_name(message.get("action"), "action")
+        type_name = ros2_type(check_name(message.get("action_type"), "action_type"), "action")
+        args = message.get("args")
+        if args is None:
+            args = {}
+        if not isinstance(args, (dict, list)):
+            raise RequestError("bad_args", "'args' must be an object of the goal's fields or a "
+                               "list of them in order")
+        feedback = message.get("feedback", False)
+        if not isinstance(feedback, bool):
+            raise RequestError("bad_request", "'feedback' must be true or false")
+        if request_id is not None and request_id in self._goals:
+            raise RequestError("bad_request", f"a goal with id {short(request_id)} is already "
+                               "running")
+        self._next_ref += 1
+        ref = _GoalRef(self._next_ref, request_id, spelling)
+        if request_id is not None:
+            self._goals[request_id] = ref
+        return [SendActionGoal(ref, absolute(spelling), type_name, args, feedback)]
+
+    def _op_cancel_action_goal(self, message: dict, request_id: Any) -> list[Action]:
+        spelling = check_name(message.get("action"), "action")
+        goal = self._goals.get(request_id) if request_id is not None else None
+        if goal is None or absolute(goal.action) != absolute(spelling):
+            return self._status("warning", request_id, f"cancel_action_goal: no running goal "
+                                f"of {short(spelling)} with id {short(request_id)}")
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, Refused):
+                return self._status("warning", request_id, f"cancel_action_goal: "
+                                    f"{outcome.message}")
+            return []
+
+        return [self._request(answer, lambda ref: CancelActionGoal(ref, goal))]
+
+    def _goal_outcome(self, ref: _GoalRef, outcome: Outcome) -> list[Action]:
+        head = {"action": ref.action, **_id(ref.request_id)}
+        if isinstance(outcome, ActionFeedback):
+            return [json_text({"op": "action_feedback", **head, "values": outcome.values})]
+        if self._goals.get(ref.request_id) == ref:
+            del self._goals[ref.request_id]
+        if isinstance(outcome, ActionResult):
+            answer = json_text({"op": "action_result", **head, "values": outcome.values,
+                            "status": outcome.status, "result": True})
+            if len(answer.text) <= MAX_ANSWER_CHARS:
+                return [answer]
+            outcome = Refused(None, "too_large", f"the result is {len(answer.text)} "
+                              f"characters as JSON; answers are limited to {MAX_ANSWER_CHARS}")
+        reason = outcome.message if isinstance(outcome, Refused) else "the goal failed"
+        return [json_text({"op": "action_result", **head, "values": reason,
+                       "status": GOAL_STATUS_UNKNOWN, "result": False})]
 
     # -- rosapi, answered here ------------------------------------------------------------
 
@@ -501,14 +597,14 @@ class RosbridgeProtocol(Protocol):
             "typedefs_full_text": [t.description.schema for t in topics]})
 
     def _rosapi_topic_type(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        name = _check_name(args.get("topic"), "topic")
+        name = check_name(args.get("topic"), "topic")
         offered = _find(self.view.visible_topics(), absolute(name))
         return self._service_response(spelling, request_id, {
             "type": offered.description.type_name if offered else ""})
 
     def _rosapi_topics_for_type(self, args: dict, spelling: str,
                                 request_id: Any) -> list[Action]:
-        type_name = ros2_type(_check_name(args.get("type"), "type"), "msg")
+        type_name = ros2_type(check_name(args.get("type"), "type"), "msg")
         return self._service_response(spelling, request_id, {"topics": sorted(
             t.name for t in self.view.visible_topics()
             if t.description.type_name == type_name)})
@@ -542,9 +638,9 @@ class RosbridgeProtocol(Protocol):
         if not isinstance(text, str):
             raise RequestError("bad_args", "'value' must be the parameter's value as JSON text")
         try:
-            value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+            value = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
         except (ValueError, RecursionError):
-            raise RequestError("bad_args", f"'value' {_short(text)} is not JSON text") \
+            raise RequestError("bad_args", f"'value' {short(text)} is not JSON text") \
                 from None
 
         def answer(outcome: Outcome) -> list[Action]:
@@ -557,6 +653,33 @@ class RosbridgeProtocol(Protocol):
             return self._service_failure(spelling, request_id, outcome)
 
         return [self._request(answer, lambda ref: SetParameters(ref, node, ((name, value),)))]
+
+    def _rosapi_has_param(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        node, name = _node_parameter(args.get("name"))
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, ParameterNames):
+                return self._service_response(spelling, request_id, {
+                    "exists": name in outcome.names})
+            if isinstance(outcome, Refused) and outcome.code == "no_such_node":
+                return self._service_response(spelling, request_id, {"exists": False})
+            return self._service_failure(spelling, request_id, outcome)
+
+        return [self._request(answer, lambda ref: ListParameters(ref, node))]
+
+    def _rosapi_delete_param(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        node, name = _node_parameter(args.get("name"))
+
+        def answer(outcome: Outcome) -> list[Action]:
+            if isinstance(outcome, ParametersSet):
+                failed = [reason or f"{n} was not deleted" for n, ok, reason in outcome.results
+                          if not ok]
+                if not failed:
+                    return self._service_response(spelling, request_id, {})
+                outcome = Refused(None, "not_set", "; ".join(failed))
+            return self._service_failure(spelling, request_id, outcome)
+
+        return [self._request(answer, lambda ref: DeleteParameters(ref, node, (name,)))]
 
     def _rosapi_get_param_names(self, args: dict, spelling: str,
                                 request_id: Any) -> list[Action]:
@@ -580,13 +703,13 @@ class RosbridgeProtocol(Protocol):
 
             return [self._request(answer, lambda ref: ListParameters(ref, node))]
 
-        return self._from_graph(spelling, request_id, lambda graph: next_node(sorted(
+        return self._from_graph(spelling, request_id, lambda graph: next_node(list(
             graph.nodes)))
 
     # The graph part: each answered from one snapshot the core cut to what the client sees.
 
     def _from_graph(self, spelling: str, request_id: Any,
-                    answer: Callable[[Graph], list[Action]]) -> list[Action]:
+                    answer: Callable[[RosGraph], list[Action]]) -> list[Action]:
         def read(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, GraphRead):
                 return answer(outcome.graph)
@@ -595,49 +718,69 @@ class RosbridgeProtocol(Protocol):
         return [self._request(read, ReadGraph)]
 
     def _graph_values(self, spelling: str, request_id: Any,
-                      values: Callable[[Graph], dict]) -> list[Action]:
+                      values: Callable[[RosGraph], dict]) -> list[Action]:
         return self._from_graph(spelling, request_id, lambda graph: self._service_response(
             spelling, request_id, values(graph)))
 
     def _rosapi_services(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         return self._graph_values(spelling, request_id, lambda g: {
-            "services": sorted(g.services)})
+            "services": [s.name for s in g.services]})
 
     def _rosapi_service_type(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        service = absolute(_check_name(args.get("service"), "service"))
-        return self._graph_values(spelling, request_id, lambda g: {
-            "type": (g.services.get(service) or ("",))[0]})
+        service = absolute(check_name(args.get("service"), "service"))
+        def values(graph: RosGraph) -> dict:
+            found = graph.service(service)
+            return {"type": found.type_name if found is not None else ""}
+
+        return self._graph_values(spelling, request_id, values)
 
     def _rosapi_services_for_type(self, args: dict, spelling: str,
                                   request_id: Any) -> list[Action]:
-        type_name = ros2_type(_check_name(args.get("type"), "type"), "srv")
-        return self._graph_values(spelling, request_id, lambda g: {"services": sorted(
-            name for name, types in g.services.items() if type_name in types)})
+        type_name = ros2_type(check_name(args.get("type"), "type"), "srv")
+        return self._graph_values(spelling, request_id, lambda g: {"services": [
+            s.name for s in g.services if s.type_name == type_name]})
+
+    def _rosapi_service_providers(self, args: dict, spelling: str,
+                                  request_id: Any) -> list[Action]:
+        """The nodes serving a service of the type given as `service` (so rosapi on ROS 2
+        reads its ServiceProviders request)."""
+        type_name = ros2_type(check_name(args.get("service"), "service"), "srv")
+
+        def values(graph: RosGraph) -> dict:
+            nodes = {node for s in graph.services if s.type_name == type_name
+                     for node in graph.providers.get(s.name, ())}
+            return {"providers": sorted(nodes)}
+
+        return self._graph_values(spelling, request_id, values)
+
+    def _rosapi_service_node(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
+        service = absolute(check_name(args.get("service"), "service"))
+        return self._graph_values(spelling, request_id, lambda g: {
+            "node": (g.providers.get(service) or ("",))[0]})
 
     def _rosapi_nodes(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        return self._graph_values(spelling, request_id, lambda g: {"nodes": sorted(g.nodes)})
+        return self._graph_values(spelling, request_id, lambda g: {"nodes": list(g.nodes)})
 
     def _rosapi_node_details(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        node = absolute(_check_name(args.get("node"), "node"))
+        node = absolute(check_name(args.get("node"), "node"))
 
-        def values(graph: Graph) -> dict:
-            found = graph.nodes.get(node)
-            if found is None:  # rosapi answers an unknown node with empty lists
-                return {"subscribing": [], "publishing": [], "services": []}
+        def values(graph: RosGraph) -> dict:
+            # An unknown node has no endpoints: rosapi answers it with empty lists too.
+            found = graph.endpoints(node)
             return {"subscribing": list(found.subscribing), "publishing": list(found.publishing),
                     "services": list(found.services)}
 
         return self._graph_values(spelling, request_id, values)
 
     def _rosapi_publishers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        topic = absolute(_check_name(args.get("topic"), "topic"))
-        return self._graph_values(spelling, request_id, lambda g: {"publishers": sorted(
-            name for name, e in g.nodes.items() if topic in e.publishing)})
+        topic = absolute(check_name(args.get("topic"), "topic"))
+        return self._graph_values(spelling, request_id, lambda g: {
+            "publishers": list(g.publishers.get(topic, ()))})
 
     def _rosapi_subscribers(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
-        topic = absolute(_check_name(args.get("topic"), "topic"))
-        return self._graph_values(spelling, request_id, lambda g: {"subscribers": sorted(
-            name for name, e in g.nodes.items() if topic in e.subscribing)})
+        topic = absolute(check_name(args.get("topic"), "topic"))
+        return self._graph_values(spelling, request_id, lambda g: {
+            "subscribers": list(g.subscribers.get(topic, ()))})
 
     def _rosapi_action_servers(self, args: dict, spelling: str,
                                request_id: Any) -> list[Action]:
@@ -646,7 +789,7 @@ class RosbridgeProtocol(Protocol):
 
     def _typedefs(self, args: dict, spelling: str, request_id: Any, kind: str,
                   part: str) -> list[Action]:
-        type_name = ros2_type(_check_name(args.get("type"), "type"), kind)
+        type_name = ros2_type(check_name(args.get("type"), "type"), kind)
 
         def answer(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, TypeDescribed):
@@ -673,7 +816,7 @@ class RosbridgeProtocol(Protocol):
     def _op_set_level(self, message: dict, request_id: Any) -> list[Action]:
         level = message.get("level")
         if level not in STATUS_LEVELS:
-            raise RequestError("bad_request", f"unknown status level {_short(level)}; expected "
+            raise RequestError("bad_request", f"unknown status level {short(level)}; expected "
                                f"one of: {', '.join(STATUS_LEVELS)}")
         self._status_level = STATUS_LEVELS[level]
         return []
@@ -729,12 +872,14 @@ class RosbridgeProtocol(Protocol):
             return []
         if isinstance(ref, _SubscribeRef):
             return self._subscribe_outcome(ref, outcome)
+        if isinstance(ref, _GoalRef):
+            return self._goal_outcome(ref, outcome)
         if isinstance(ref, _ServedRef):  # an answer to a call the core no longer waits for
             reason = outcome.message if isinstance(outcome, Refused) else "refused"
             return self._status("warning", ref.request_id, f"service_response: {reason}")
         if isinstance(outcome, ServiceRequested):
             spelling = self._served.get(outcome.service, outcome.service)
-            return [_text({"op": "call_service",
+            return [json_text({"op": "call_service",
                            "id": f"service_request:{spelling}:{outcome.call_id}",
                            "service": spelling, "args": outcome.args})]
         answer = self._requests.pop(ref, None)
@@ -841,7 +986,7 @@ class RosbridgeProtocol(Protocol):
     def _status(self, level: str, request_id: Any, text: str) -> list[Action]:
         if STATUS_LEVELS[level] < self._status_level:
             return []
-        return [_text({"op": "status", "level": level, "msg": text, **_id(request_id)})]
+        return [json_text({"op": "status", "level": level, "msg": text, **_id(request_id)})]
 
 
 _OPS: dict[str, Callable[[RosbridgeProtocol, dict, Any], list[Action]]] = {
@@ -871,9 +1016,13 @@ _ROSAPI: dict[str, Callable[[RosbridgeProtocol, dict, str, Any], list[Action]]] 
     "get_param": RosbridgeProtocol._rosapi_get_param,
     "set_param": RosbridgeProtocol._rosapi_set_param,
     "get_param_names": RosbridgeProtocol._rosapi_get_param_names,
+    "has_param": RosbridgeProtocol._rosapi_has_param,
+    "delete_param": RosbridgeProtocol._rosapi_delete_param,
     "services": RosbridgeProtocol._rosapi_services,
     "service_type": RosbridgeProtocol._rosapi_service_type,
     "services_for_type": RosbridgeProtocol._rosapi_services_for_type,
+    "service_providers": RosbridgeProtocol._rosapi_service_providers,
+    "service_node": RosbridgeProtocol._rosapi_service_node,
     "nodes": RosbridgeProtocol._rosapi_nodes,
     "node_details": RosbridgeProtocol._rosapi_node_details,
     "publishers": RosbridgeProtocol._rosapi_publishers,
@@ -886,6 +1035,8 @@ _ROSAPI: dict[str, Callable[[RosbridgeProtocol, dict, str, Any], list[Action]]] 
 # The request fields of rosapi_msgs services, in order, for positional `args`.
 _ROSAPI_ARGS = {"topic_type": ("topic",), "topics_for_type": ("type",),
                 "get_param": ("name", "default_value"), "set_param": ("name", "value"),
+                "has_param": ("name",), "delete_param": ("name",),
+                "service_providers": ("service",), "service_node": ("service",),
                 "service_type": ("service",), "services_for_type": ("type",),
                 "node_details": ("node",), "publishers": ("topic",), "subscribers": ("topic",),
                 "message_details": ("type",), "service_request_details": ("type",),
@@ -948,14 +1099,14 @@ def _bounded_int(message: dict, key: str, low: int, high: int, default: Any) -> 
         return default
     if type(value) is not int or not low <= value <= high:
         raise RequestError("bad_request", f"'{key}' must be an integer in [{low}, {high}], not "
-                           f"{_short(value)}")
+                           f"{short(value)}")
     return value
 
 
 def _node_parameter(value: Any) -> tuple[str, str]:
     """rosapi's parameter names are 'node:param' ('/turtlesim:background_r')."""
-    name = _check_name(value, "name")
+    name = check_name(value, "name")
     node, sep, parameter = name.partition(":")
     if not sep or not node or not parameter:
-        raise RequestError("bad_args", f"parameter name {_short(name)} is not 'node:param'")
+        raise RequestError("bad_args", f"parameter name {short(name)} is not 'node:param'")
     return absolute(node), parameter

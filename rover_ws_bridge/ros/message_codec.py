@@ -28,7 +28,7 @@ class UnknownMessageType(LookupError):
 def _import_interface(type_name: str, kind: str) -> type:
     """The class of an installed interface. Type names come from clients: only an installed
     ROS interface package is ever imported (a name like 'this/msg/X' must not import `this`)."""
-    kind_name = {"msg": "message", "srv": "service"}[kind]
+    kind_name = {"msg": "message", "srv": "service", "action": "action"}[kind]
     parts = type_name.split("/")
     if not is_interface_type(type_name, kind):
         raise UnknownMessageType(f"{type_name[:200]!r} is not a {kind_name} type name "
@@ -59,6 +59,17 @@ def import_service_type(type_name: str) -> type:
     if not (hasattr(service_class, "Request") and hasattr(service_class, "Response")):
         raise UnknownMessageType(f"{type_name} is not a service type (no Request/Response)")
     return service_class
+
+
+def import_action_type(type_name: str) -> type:
+    """'test_msgs/action/Fibonacci' -> the action class (with .Goal, .Result, .Feedback).
+
+    UnknownMessageType if it is not installed.
+    """
+    action_class = _import_interface(type_name, "action")
+    if not all(hasattr(action_class, part) for part in ("Goal", "Result", "Feedback")):
+        raise UnknownMessageType(f"{type_name} is not an action type (no Goal/Result/Feedback)")
+    return action_class
 
 
 # --- outbound: CDR -> plain ---------------------------------------------------------------

@@ -12,6 +12,7 @@ import itertools
 import logging
 from typing import Any, Callable
 
+from rclpy.action import ActionClient, get_action_names_and_types
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -21,6 +22,7 @@ from rclpy.task import Future
 from ..streaming.commands import (
     AnswerClientCall,
     CallRosService,
+    CancelRosActionGoal,
     CancelRosService,
     CommandQueue,
     CreateClientService,
@@ -30,18 +32,39 @@ from ..streaming.commands import (
     DestroyPublisher,
     PublishMessage,
     ReadRosGraph,
+    SendRosActionGoal,
 )
 from . import message_codec
-from .graph import GraphReader, typedefs
+from .graph_scan import GraphReader
 from .message_codec import MessageConversionError, UnknownMessageType
 from .qos_events import no_publisher_events
+from .typedefs import typedefs
 
 log = logging.getLogger(__name__)
 
 COMMANDS_PER_WAKE = 50
+STATUS_CANCELED = 5  # action_msgs/msg/GoalStatus
 # A withdrawn client service whose calls were just answered lives this long more: the executor
 # sends those answers on its next turns, and sending on a destroyed service raises there.
 RETIRE_DELAY_S = 1.0
+# Action clients kept (one per action name and type, each five DDS entities); past this the
+# idle ones are destroyed. The goals themselves are bounded by the core.
+MAX_ACTION_CLIENTS = 32
+# A goal for an action client created just now waits this long for discovery to pair it with
+# the server (a goal sent before that would be lost), checked every SERVER_CHECK_S.
+SERVER_WAIT_S = 5.0
+SERVER_CHECK_S = 0.05
+
+
+class _RosGoal:
+    """One client goal on the ROS side: waiting for the server, for acceptance, or running."""
+
+    def __init__(self, command: SendRosActionGoal, client: Any) -> None:
+        self.command = command
+        self.client = client
+        self.handle: Any = None  # the ClientGoalHandle, once accepted
+        self.cancel_asked = False
+        self.timer: Any = None  # while waiting for the server
 
 
 def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfile:
@@ -70,6 +93,8 @@ class RosCommands:
         # A call waits for its client without holding the node's default (mutually
         # exclusive) group: else the guard condition that brings the answer could never run.
         self._client_services_group = ReentrantCallbackGroup()
+        self._action_clients: dict[tuple[str, str], Any] = {}  # (action, type) -> ActionClient
+        self._goals: dict[int, _RosGoal] = {}
 
     def run(self) -> None:
         """Carry out up to COMMANDS_PER_WAKE commands, then wake again for the rest, so the
@@ -268,6 +293,131 @@ class RosCommands:
 
         timer = self._node.create_timer(RETIRE_DELAY_S, retire)
 
+    # -- action goals (rosbridge send_action_goal) ---------------------------------------------
+
+    def _send_action_goal(self, command: SendRosActionGoal) -> None:
+        types = dict(get_action_names_and_types(self._node)).get(command.action)
+        if not types:
+            command.done("no_such_action", f"no action server {command.action} on the ROS graph")
+            return
+        if command.type_name not in types:
+            command.done("bad_request", f"{command.action} is a {', '.join(types)}, not "
+                         f"{command.type_name}")
+            return
+        try:
+            action_class = message_codec.import_action_type(command.type_name)
+            goal = message_codec.from_plain(action_class.Goal, message_codec.by_name(
+                action_class.Goal, command.goal))
+        except UnknownMessageType as exc:
+            command.done("unknown_type", str(exc))
+            return
+        except MessageConversionError as exc:
+            command.done("bad_args", str(exc))
+            return
+        client = self._action_client(command.action, command.type_name, action_class)
+        if client is None:
+            command.done("busy", f"the bridge already talks to {MAX_ACTION_CLIENTS} actions "
+                         "with goals running; try again later")
+            return
+        entry = self._goals[command.goal_id] = _RosGoal(command, client)
+        if client.server_is_ready():
+            self._send_goal(entry, goal)
+            return
+        checks = iter(range(int(SERVER_WAIT_S / SERVER_CHECK_S)))
+
+        def check() -> None:
+            if self._goals.get(command.goal_id) is not entry:  # cancelled while it waited
+                self._stop_waiting(entry)
+            elif client.server_is_ready():
+                self._stop_waiting(entry)
+                self._send_goal(entry, goal)
+            elif next(checks, None) is None:
+                self._stop_waiting(entry)
+                del self._goals[command.goal_id]
+                command.done("no_such_action", f"the action server of {command.action} did "
+                             f"not become reachable within {SERVER_WAIT_S:g} s")
+
+        entry.timer = self._node.create_timer(SERVER_CHECK_S, check)
+
+    def _stop_waiting(self, entry: _RosGoal) -> None:
+        if entry.timer is not None:
+            entry.timer.cancel()
+            self._node.destroy_timer(entry.timer)
+            entry.timer = None
+
+    def _send_goal(self, entry: _RosGoal, goal: Any) -> None:
+        command = entry.command
+        goal_id = command.goal_id
+        on_feedback = command.on_feedback
+
+        def feedback(message: Any) -> None:
+            if on_feedback is not None and goal_id in self._goals:
+                on_feedback("ok", message_codec.to_plain(message.feedback))
+
+        def result_arrived(future: Any) -> None:
+            if self._goals.pop(goal_id, None) is None:
+                return
+            if future.exception() is not None:
+                command.done("failed", str(future.exception())[:300])
+                return
+            response = future.result()
+            command.done("ok", (response.status, message_codec.to_plain(response.result)))
+
+        def answered(future: Any) -> None:
+            handle = future.result() if future.exception() is None else None
+            if self._goals.get(goal_id) is not entry:  # forgotten: the client left
+                if handle is not None and handle.accepted:
+                    handle.cancel_goal_async()
+                return
+            if handle is None:
+                del self._goals[goal_id]
+                command.done("failed", str(future.exception())[:300])
+            elif not handle.accepted:
+                del self._goals[goal_id]
+                command.done("rejected", f"the action server of {command.action} rejected the "
+                             "goal")
+            else:
+                entry.handle = handle
+                if entry.cancel_asked:
+                    handle.cancel_goal_async()
+                handle.get_result_async().add_done_callback(result_arrived)
+
+        entry.client.send_goal_async(goal, feedback_callback=feedback).add_done_callback(
+            answered)
+
+    def _cancel_action_goal(self, command: CancelRosActionGoal) -> None:
+        entry = self._goals.get(command.goal_id)
+        if entry is None:
+            return
+        if command.forget:
+            del self._goals[command.goal_id]
+            self._stop_waiting(entry)
+        if entry.handle is not None:
+            entry.handle.cancel_goal_async()
+        elif entry.timer is not None and not command.forget:
+            # Not sent yet: it ends here, as canceled (action_msgs/GoalStatus STATUS_CANCELED).
+            self._stop_waiting(entry)
+            del self._goals[command.goal_id]
+            entry.command.done("ok", (STATUS_CANCELED, {}))
+        else:
+            entry.cancel_asked = True  # sent, not answered yet: cancelled once accepted
+
+    def _action_client(self, action: str, type_name: str, action_class: type) -> Any:
+        key = (action, type_name)
+        client = self._action_clients.get(key)
+        if client is not None:
+            return client
+        if len(self._action_clients) >= MAX_ACTION_CLIENTS:
+            busy = {id(g.client) for g in self._goals.values()}
+            for idle_key, idle in list(self._action_clients.items()):
+                if id(idle) not in busy:
+                    del self._action_clients[idle_key]
+                    idle.destroy()
+            if len(self._action_clients) >= MAX_ACTION_CLIENTS:
+                return None
+        client = self._action_clients[key] = ActionClient(self._node, action_class, action)
+        return client
+
     # -- the graph (rosapi) ---------------------------------------------------------------------
 
     def _read_graph(self, command: ReadRosGraph) -> None:
@@ -313,4 +463,6 @@ _RUN: dict[type, Callable[[RosCommands, Any], None]] = {
     DestroyClientService: RosCommands._destroy_client_service,
     AnswerClientCall: RosCommands._answer_client_call,
     DescribeRosType: RosCommands._describe_type,
+    SendRosActionGoal: RosCommands._send_action_goal,
+    CancelRosActionGoal: RosCommands._cancel_action_goal,
 }

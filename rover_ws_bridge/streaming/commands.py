@@ -92,7 +92,7 @@ class AnswerClientCall:
 
 @dataclass(frozen=True)
 class ReadRosGraph:
-    done: Done  # "ok" with a protocols.base.Graph of the whole graph (the core filters it)
+    done: Done  # "ok" with a detailed RosGraph of the whole graph (the core filters it)
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,28 @@ class DescribeRosType:
     done: Done  # "ok" with a tuple of rosapi TypeDef dicts, or ("unknown_type", message)
 
 
+@dataclass(frozen=True)
+class SendRosActionGoal:
+    goal_id: int
+    action: str
+    type_name: str
+    goal: dict  # plain values of the Goal's fields
+    on_feedback: Done | None  # ("ok", plain feedback values) per feedback message
+    done: Done  # "ok" with (status, plain result values) when the goal ends, or an error
+
+
+@dataclass(frozen=True)
+class CancelRosActionGoal:
+    """Ask the server to cancel the goal; with `forget` (the client left) no outcome is
+    wanted any more, so the shell drops the goal at once."""
+
+    goal_id: int
+    forget: bool = False
+
+
 Command = Union[CreatePublisher, DestroyPublisher, PublishMessage, CallRosService,
                 CancelRosService, ReadRosGraph, DescribeRosType, CreateClientService,
-                DestroyClientService, AnswerClientCall]
+                DestroyClientService, AnswerClientCall, SendRosActionGoal, CancelRosActionGoal]
 
 
 class CommandQueue:

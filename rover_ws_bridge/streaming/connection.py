@@ -227,6 +227,8 @@ class Connection:
                 self.batching = action.enabled
             elif kind is p.StoreClientReport:
                 self.client_report = action.report
+            elif kind is p.LimitTopicQueue:
+                self.outbox.set_topic_limit(action.topic_id, action.max_records)
             else:
                 self.core.execute(self, action)
 

@@ -20,6 +20,11 @@ per name, at most MAX_OFFERED_SERVICES_PER_CLIENT per client and MAX_OFFERED_SER
 one client per name; each ROS call goes to the client and waits at most `service_timeout_s`
 for its answer, at most `max_service_calls_in_flight` calls per client (more are answered at
 once with the type's default response). Withdrawn when the client unadvertises or leaves.
+
+Action goals a client sends (`SendActionGoal`, under the `call` rule of the action's name):
+at most `max_action_goals_per_client` per client and `max_action_goals` in all, running until
+the server ends them (no timeout: a goal may rightly run for minutes); cancelled on the ROS
+graph when the client leaves.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from . import assets, parameters
 from .commands import (
     AnswerClientCall,
     CallRosService,
+    CancelRosActionGoal,
     CancelRosService,
     CommandQueue,
     CreateClientService,
@@ -45,6 +51,7 @@ from .commands import (
     DestroyPublisher,
     PublishMessage,
     ReadRosGraph,
+    SendRosActionGoal,
 )
 from .graph import EMPTY_GRAPH, RosGraph
 from .policy import Client, Policy, is_absolute_name, is_interface_type
@@ -105,6 +112,14 @@ class _IncomingCall:
 
 
 @dataclass
+class _Goal:
+    """An action goal a client sent, until it ends."""
+
+    requester: Any
+    ref: Any
+
+
+@dataclass
 class _Call:
     requester: Any
     finish: Callable[[str, Any], None]
@@ -127,6 +142,7 @@ class BridgeCore:
         self._introduced: dict[Any, set[str]] = {}
         self._offered: dict[str, _OfferedService] = {}
         self._incoming: dict[int, _IncomingCall] = {}
+        self._goals: dict[int, _Goal] = {}  # goal id -> who sent it
         self.published = 0
         self.publish_errors = 0
         # The ROS graph's services (and, while watched, its connections), from the ROS shell.
@@ -167,6 +183,10 @@ class BridgeCore:
         self._watch_parameters(requester, p.WatchParameters(False))
         for offered in [o for o in self._offered.values() if o.requester is requester]:
             self._withdraw(offered, "the client that served it left")
+        for goal_id in [g for g, goal in self._goals.items() if goal.requester is requester]:
+            # Nobody is left to see the result: the server should stop working on it.
+            del self._goals[goal_id]
+            self.commands.put(CancelRosActionGoal(goal_id, forget=True), essential=True)
 
     # -- the ROS graph -------------------------------------------------------------------------
 
@@ -443,6 +463,68 @@ class BridgeCore:
             self.commands.put(CancelRosService(call_id), essential=True)
         return call
 
+    # -- action goals (the client as action client) ---------------------------------------------
+
+    def _send_action_goal(self, requester: Requester, request: p.SendActionGoal) -> None:
+        ref, subject = request.ref, request.action
+        action = _absolute(request.action)
+        if not is_absolute_name(action):
+            requester.deliver(_bad_name(ref, request.action, "action"))
+            return
+        if not is_interface_type(request.type_name, "action"):
+            requester.deliver(p.Refused(ref, "unknown_type", f"type "
+                                        f"{_short(request.type_name)!r} is not "
+                                        "pkg/action/Type", _short(request.type_name)))
+            return
+        refusal = self.policy.may_call(requester.client, action)
+        if refusal is not None:
+            requester.deliver(p.Refused(ref, "not_allowed", refusal.replace(
+                "calling", "sending goals to", 1), subject))
+            return
+        c = self.config
+        mine = sum(1 for g in self._goals.values() if g.requester is requester)
+        if mine >= c.max_action_goals_per_client:
+            requester.deliver(p.Refused(ref, "too_many_goals", f"this connection already has "
+                                        f"{mine} goals running (max_action_goals_per_client)",
+                                        subject))
+            return
+        if len(self._goals) >= c.max_action_goals:
+            requester.deliver(p.Refused(ref, "busy", f"{len(self._goals)} action goals are "
+                                        "running (max_action_goals); try again later", subject))
+            return
+        goal_id = next(self._call_ids)
+
+        def feedback(code: str, values: Any) -> None:
+            if goal_id in self._goals:
+                requester.deliver(p.ActionFeedback(ref, subject, values))
+
+        def done(code: str, detail: Any) -> None:
+            if self._goals.pop(goal_id, None) is None:
+                return  # the client left or the goal was already answered
+            if code == "ok":
+                status, values = detail
+                requester.deliver(p.ActionResult(ref, subject, status, values))
+            else:
+                requester.deliver(p.Refused(ref, code, str(detail), subject))
+
+        command = SendRosActionGoal(goal_id, action, request.type_name, request.goal,
+                                    self._on_loop(feedback) if request.feedback else None,
+                                    self._on_loop(done))
+        if not self.commands.put(command):
+            requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
+                                        "full; try again", subject))
+            return
+        self._goals[goal_id] = _Goal(requester, ref)
+
+    def _cancel_action_goal(self, requester: Requester, request: p.CancelActionGoal) -> None:
+        goal_id = next((g for g, goal in self._goals.items()
+                        if goal.requester is requester and goal.ref == request.goal), None)
+        if goal_id is None:
+            requester.deliver(p.Refused(request.ref, "no_such_goal", "no running goal of this "
+                                        "connection has that id"))
+            return
+        self.commands.put(CancelRosActionGoal(goal_id), essential=True)
+
     # -- assets --------------------------------------------------------------------------------
 
     def _fetch_asset(self, requester: Requester, request: p.FetchAsset) -> None:
@@ -664,6 +746,32 @@ class BridgeCore:
         self._declared(requester, ref, request.node, lambda declared: self._values(
             requester, ref, request.node, [n for n in names if n in declared], with_types))
 
+    def _delete_parameters(self, requester: Requester, request: p.DeleteParameters) -> None:
+        node = self._readable_node(requester, request.ref, request.node)
+        if node is None:
+            return
+        for name in request.names:
+            refusal = self.policy.may_set_parameter(requester.client, node, name)
+            if refusal is not None:
+                requester.deliver(p.Refused(request.ref, "not_allowed", refusal.replace(
+                    "setting", "deleting", 1), request.node))
+                return
+        ref, names = request.ref, request.names
+
+        def deleted(code: str, detail: Any) -> None:
+            if code != "ok":
+                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
+                return
+            results = tuple((name, bool(r.get("successful")), r.get("reason", ""))
+                            for name, r in zip(names, detail.get("results", [])))
+            requester.deliver(p.ParametersSet(ref, request.node, results))
+
+        # A parameter set to "not set" is undeclared by the node (rclpy and rclcpp alike).
+        self._start_call(requester, ref, request.node, f"{node}/set_parameters",
+                         "rcl_interfaces/srv/SetParameters",
+                         {"parameters": [{"name": name, "value": {"type": parameters.NOT_SET}}
+                                         for name in names]}, None, deleted)
+
     def _declared(self, requester: Requester, ref: Any, node: str,
                   then: Callable[[set[str]], None]) -> None:
         """The node's declared parameter names (its list_parameters service), then `then`.
@@ -753,6 +861,7 @@ class BridgeCore:
     def stats(self) -> dict:
         return {"client_channels": len(self._channels), "calls_in_flight": len(self._calls),
                 "client_services": len(self._offered), "client_calls_waiting": len(self._incoming),
+                "action_goals": len(self._goals),
                 "published": self.published, "publish_errors": self.publish_errors,
                 "commands_refused": self.commands.refused, "commands_queued": len(self.commands)}
 
@@ -788,6 +897,7 @@ _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
     p.ListParameters: BridgeCore._list_parameters,
     p.GetParameters: BridgeCore._get_parameters,
     p.SetParameters: BridgeCore._set_parameters,
+    p.DeleteParameters: BridgeCore._delete_parameters,
     p.FetchAsset: BridgeCore._fetch_asset,
     p.WatchGraph: BridgeCore._watch_graph,
     p.WatchParameters: BridgeCore._watch_parameters,
@@ -796,4 +906,6 @@ _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {
     p.AdvertiseService: BridgeCore._advertise_service,
     p.UnadvertiseService: BridgeCore._unadvertise_service,
     p.AnswerServiceCall: BridgeCore._answer_service_call,
+    p.SendActionGoal: BridgeCore._send_action_goal,
+    p.CancelActionGoal: BridgeCore._cancel_action_goal,
 }

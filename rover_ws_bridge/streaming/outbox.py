@@ -32,6 +32,10 @@ alone holds minutes of backlog for a slow client, all of it stale by the time it
   the newest of a HIGH topic always goes);
 - CRITICAL is never dropped.
 Both count as dropped (and in `shed_for_link`).
+
+A topic may also have a bound of its own in records (`set_topic_limit`, rosbridge's
+`queue_length`): past it the oldest queued records of that topic give way to the new one
+(counted as conflated). CRITICAL records have no such bound: they are never dropped.
 """
 from __future__ import annotations
 
@@ -101,6 +105,7 @@ class Outbox:
         self.shed_for_link = 0  # dropped at pop_batch: stale or too large for the link
         # (topic_id, priority) -> counts, for per-topic and per-priority reporting.
         self.counts: dict[tuple[int, int], OutboxCounts] = {}
+        self._topic_limits: dict[int, int] = {}  # topic_id -> most records queued at once
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -134,6 +139,14 @@ class Outbox:
         return peak
 
     # -- writing ---------------------------------------------------------------------------
+
+    def set_topic_limit(self, topic_id: int, max_records: int | None) -> None:
+        """At most `max_records` queued records of this topic from now on (None or 0: only
+        the outbox's own bounds)."""
+        if max_records:
+            self._topic_limits[topic_id] = max_records
+        else:
+            self._topic_limits.pop(topic_id, None)
 
     def push(self, record: Record) -> None:
         size = record.wire_size
@@ -169,6 +182,8 @@ class Outbox:
             return
         self._append(record, size, priority)
         self.queued_bytes += size
+        if self._topic_limits and record.topic_id in self._topic_limits:
+            self._trim_topic(record.topic_id, self._topic_limits[record.topic_id])
         if self.queued_bytes > self.peak_bytes:
             self.peak_bytes = self.queued_bytes
         self._update_state()
@@ -259,6 +274,22 @@ class Outbox:
                 self.totals.conflated += 1
                 self._dead += 1
                 entry.record = None  # type: ignore[assignment] - dead: only `alive` is read
+        self._compact_if_mostly_dead()
+
+    def _trim_topic(self, topic_id: int, limit: int) -> None:
+        """The oldest records of the topic give way until `limit` are queued. A topic's
+        records leave (sent, shed, evicted) oldest first, so the dead ones of its queue are at
+        its front, and its length less those is its live count."""
+        topic_queue = self._by_topic[topic_id]
+        while len(topic_queue) > limit:
+            entry = topic_queue.popleft()
+            if entry.alive:
+                entry.alive = False
+                self.queued_records -= 1
+                self.queued_bytes -= entry.size
+                self._count(entry.record).conflated += 1
+                self.totals.conflated += 1
+                self._dead += 1  # still in its priority queue, skipped when popped
         self._compact_if_mostly_dead()
 
     def _compact_if_mostly_dead(self) -> None:

@@ -47,8 +47,8 @@ from .limits import Admission, ClientLimits, RateLimits
 
 log = logging.getLogger(__name__)
 
-# pkg/msg/Type or pkg/srv/Type: nothing else is ever imported for a client.
-_INTERFACE_TYPE = re.compile(r"[a-z][a-z0-9_]*/(msg|srv)/[A-Z][A-Za-z0-9_]*")
+# pkg/msg/Type, pkg/srv/Type or pkg/action/Type: nothing else is ever imported for a client.
+_INTERFACE_TYPE = re.compile(r"[a-z][a-z0-9_]*/(msg|srv|action)/[A-Z][A-Za-z0-9_]*")
 # A node's parameter-writing services: reachable only through the set_parameters op, where
 # parameter_write_allow applies, not as plain services under service_allow.
 _PARAMETER_WRITE_SERVICES = ("/set_parameters", "/set_parameters_atomically")

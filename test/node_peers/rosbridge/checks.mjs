@@ -111,6 +111,16 @@ const scenarios = {
     return { before, after: await get() };
   },
 
+  async deleteParam(ros) {
+    // rosapi has_param (no roslib helper: a plain Service), then roslib's Param.delete.
+    const has = async () => (await call(ros, "/rosapi/has_param", { name: options.param })).exists;
+    const before = await has();
+    const param = new ROSLIB.Param({ ros, name: options.param });
+    const deleted = await new Promise((resolve) => param.delete(() => resolve(true),
+      (reason) => resolve(String(reason))));
+    return { before, deleted, after: await has() };
+  },
+
   async graph(ros) {
     // rosapi's graph services through roslib's own helpers.
     const ask = (method, ...args) => new Promise((resolve, reject) =>
@@ -154,6 +164,25 @@ const scenarios = {
       });
     });
     return { status, calls, others };
+  },
+
+  async action(ros) {
+    // One goal through roslib's Action class: its feedback, then its result or failure.
+    // With cancel_after, cancelGoal after that many feedback messages; with leave_after, the
+    // client goes away after that many (the bridge must cancel the goal on the graph).
+    const action = new ROSLIB.Action({ ros, name: options.action, actionType: options.type });
+    const feedback = [];
+    let id = null;
+    const end = await new Promise((resolve) => {
+      id = action.sendGoal(options.goal, (result) => resolve({ result }),
+        (values) => {
+          feedback.push(values);
+          if (feedback.length === options.cancel_after) action.cancelGoal(id);
+          if (feedback.length === options.leave_after) resolve({ left: true });
+        },
+        (error) => resolve({ failure: String(error) }));
+    });
+    return { ...end, feedback };
   },
 
   async errors(ros) {

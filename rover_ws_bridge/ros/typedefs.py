@@ -1,10 +1,4 @@
-"""The ROS graph for rosapi's graph services, read with rclpy; and rosapi's TypeDefs.
-
-`GraphReader.read` makes one ROS-free snapshot (protocols.base.Graph) of every node, topic,
-service and action; the core filters it per client. Building it costs three graph queries per
-node, so a snapshot is reused for `max_age_s`: a dashboard that asks node_details for each of
-its nodes on load costs one snapshot, and the graph changes only at discovery's pace anyway.
-Memory: one snapshot, of the size of the graph (not of anything a client sends).
+"""rosapi's TypeDefs: the field layout of a message type, read from its generated class.
 
 `typedefs` follows rosapi's objectutils (rosbridge_suite, rosapi/src/rosapi/objectutils.py):
 one TypeDef per type, then those of the types its fields use, depth first, each once; a field
@@ -15,12 +9,6 @@ where rosapi on ROS 2 reports the generated slots ("_header").
 """
 from __future__ import annotations
 
-import time
-
-from rclpy.action import get_action_names_and_types
-from rclpy.node import Node
-
-from ..protocols.base import Graph, NodeEndpoints
 from .message_codec import import_message_type, import_service_type
 
 # Field types that get no TypeDef of their own (as rosapi's `atomics`).
@@ -29,45 +17,6 @@ ATOMIC_TYPES = frozenset({
     "int64", "uint64", "float", "float32", "float64", "double", "string", "wstring", "octet",
 })
 MAX_TYPEDEFS = 500  # types one answer describes: deeper trees than any ROS message has
-
-
-class GraphReader:
-    def __init__(self, node: Node, max_age_s: float = 1.0) -> None:
-        self._node = node
-        self._max_age_s = max_age_s
-        self._snapshot: Graph | None = None
-        self._taken_at = 0.0
-
-    def read(self) -> Graph:
-        now = time.monotonic()
-        if self._snapshot is None or now - self._taken_at > self._max_age_s:
-            self._snapshot = self._build()
-            self._taken_at = now
-        return self._snapshot
-
-    def _build(self) -> Graph:
-        node = self._node
-        nodes: dict[str, NodeEndpoints] = {}
-        for name, namespace in node.get_node_names_and_namespaces():
-            full = namespace.rstrip("/") + "/" + name
-            if full in nodes:
-                continue  # two nodes of one name: rosapi lists the name once too
-            try:
-                nodes[full] = NodeEndpoints(
-                    _names(node.get_publisher_names_and_types_by_node(name, namespace)),
-                    _names(node.get_subscriber_names_and_types_by_node(name, namespace)),
-                    _names(node.get_service_names_and_types_by_node(name, namespace)))
-            except Exception:  # noqa: BLE001 - the node left between the two queries
-                continue
-        return Graph(
-            {n: tuple(t) for n, t in node.get_topic_names_and_types()},
-            {n: tuple(t) for n, t in node.get_service_names_and_types()},
-            {n: tuple(t) for n, t in get_action_names_and_types(node)},
-            nodes)
-
-
-def _names(names_and_types: list[tuple[str, list[str]]]) -> tuple[str, ...]:
-    return tuple(sorted(name for name, _ in names_and_types))
 
 
 def typedefs(type_name: str, part: str) -> tuple[dict, ...]:
