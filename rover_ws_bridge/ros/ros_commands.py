@@ -297,10 +297,9 @@ class RosCommands:
 
     def _send_action_goal(self, command: SendRosActionGoal) -> None:
         types = dict(get_action_names_and_types(self._node)).get(command.action)
-        if not types:
-            command.done("no_such_action", f"no action server {command.action} on the ROS graph")
-            return
-        if command.type_name not in types:
+        # Not on the graph yet (a server started a moment ago, discovery still on its way):
+        # the goal waits for the server below, as long as for a new action client.
+        if types and command.type_name not in types:
             command.done("bad_request", f"{command.action} is a {', '.join(types)}, not "
                          f"{command.type_name}")
             return
@@ -334,8 +333,8 @@ class RosCommands:
             elif next(checks, None) is None:
                 self._stop_waiting(entry)
                 del self._goals[command.goal_id]
-                command.done("no_such_action", f"the action server of {command.action} did "
-                             f"not become reachable within {SERVER_WAIT_S:g} s")
+                command.done("no_such_action", f"no action server {command.action} became "
+                             f"reachable on the ROS graph within {SERVER_WAIT_S:g} s")
 
         entry.timer = self._node.create_timer(SERVER_CHECK_S, check)
 
