@@ -34,6 +34,7 @@ from .limits import PASS, Act, Verdict
 from .link import MIN_BUDGET_BYTES, LinkEstimate, LinkSettings, read_tcp_info
 from .outbox import BackpressureState, Outbox, OutboxLimits, OutboxOverflow
 from .policy import Client
+from .ws_batch import send_messages
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -443,13 +444,17 @@ class Connection:
                             continue
                     frames = self.protocol.encode_batch(records)
                     raw = wire = compressed = 0
-                    self.send_started = time.monotonic()
                     for frame in frames:
-                        self.sending_bytes = len(frame.data)
-                        await ws.send(frame.data)
                         raw += frame.raw_size
                         wire += len(frame.data)
                         compressed += frame.compressed
+                    self.send_started = time.monotonic()
+                    self.sending_bytes = wire
+                    if len(frames) == 1:
+                        await ws.send(frames[0].data)
+                    elif frames:
+                        # One message per record (Foxglove, rosbridge): one write for them all.
+                        await send_messages(ws, [frame.data for frame in frames])
                     self.send_started = None
                     self.sending_bytes = 0
                     self.frames_sent += len(frames)
