@@ -413,6 +413,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "The bandwidth estimate is the highest delivery rate seen over this window: "
                   "a link that slows down is followed within about this long.",
                   InRange(0.1, 60.0)),
+    ParameterSpec("link_initial_rate_kbit", "outbox", float, 1000.0,
+                  "The rate the link budget (link_queue_target_ms) assumes for a client until "
+                  "its bandwidth is first measured (after ~0.2 s of backlog): a conservative "
+                  "start, so a slow link is not handed seconds of data before the estimate "
+                  "exists; a faster link is found within a few measurements (the budget grows "
+                  "with each). Memory: none. 0 = no bound until the first measurement.",
+                  InRange(0.0, 10_000_000.0)),
     ParameterSpec("max_record_age_s", "outbox", float, 1.0,
                   "A LOW or NORMAL record still in the outbox this long after the bridge "
                   "received it is dropped instead of sent (so is a HIGH record with a newer "

@@ -33,8 +33,9 @@ def _feed(link: LinkEstimate, start_s: float, seconds: float, rate_Bps: float,
 
 
 def test_bandwidth_is_the_acked_rate_while_backlogged_and_budget_follows_it():
-    link = LinkEstimate(LinkSettings(queue_target_s=0.05, bandwidth_window_s=1.0))
-    assert link.budget_bytes() is None  # nothing measured: no bound
+    link = LinkEstimate(LinkSettings(queue_target_s=0.05, bandwidth_window_s=1.0,
+                                     initial_rate_Bps=0.0))
+    assert link.budget_bytes() is None  # nothing measured and no starting rate: no bound
     _feed(link, 0.0, 1.0, 250_000, 0)
     assert abs(link.bandwidth_Bps - 250_000) < 2_000
     assert link.min_rtt_s == 0.02
@@ -59,6 +60,19 @@ def test_idle_intervals_say_nothing_of_the_link():
     link.update(1.5, _sample(acked + 100), backlogged=False)
     link.update(2.0, _sample(acked + 200), backlogged=False)
     assert abs(link.bandwidth_Bps - 250_000) < 2_000
+
+
+def test_before_the_first_measurement_the_budget_assumes_the_starting_rate():
+    link = LinkEstimate(LinkSettings(queue_target_s=0.05, initial_rate_Bps=50_000))
+    assert link.bandwidth_Bps is None  # reported as unmeasured
+    assert link.rate_Bps == 50_000
+    assert link.budget_bytes() == max(MIN_BUDGET_BYTES, int(50_000 * 0.05))
+    link.update(0.0, _sample(0, rtt_s=0.1), backlogged=True)  # an RTT, no rate yet
+    assert link.budget_bytes() == int(50_000 * (0.1 + 0.05))
+    # A faster link: the first measurement replaces the starting rate.
+    _feed(link, 0.0, 0.5, 400_000, 0, rtt_s=0.1)
+    assert abs(link.rate_Bps - 400_000) < 4_000
+    assert link.budget_bytes() > 400_000 * 0.14
 
 
 def test_budget_has_a_floor():

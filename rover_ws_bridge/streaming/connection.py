@@ -370,7 +370,7 @@ class Connection:
         settings = self.settings
         link = self.link
         assert link is not None
-        bandwidth = link.bandwidth_Bps or 0.0
+        bandwidth = link.rate_Bps
         now_ns = time.time_ns()
         max_age = settings.max_record_age_s
         return self.outbox.pop_batch(
