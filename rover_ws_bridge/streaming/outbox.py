@@ -175,15 +175,19 @@ class Outbox:
 
     def pop_batch(self, max_records: int, max_bytes: int | None = None,
                   stale_ns: int | None = None,
-                  max_sheddable_bytes: int | None = None) -> list[Record]:
-        """Up to `max_records` records and about `max_bytes` (always at least one record),
-        highest priority first, oldest first within one; shedding what is stale (received
-        before `stale_ns`) or too large (see the module's doc)."""
+                  max_sheddable_bytes: int | None = None,
+                  min_priority: int = Priority.LOW) -> list[Record]:
+        """Up to `max_records` records of `min_priority` or above and about `max_bytes`
+        (always at least one record, if any), highest priority first, oldest first within
+        one; shedding what is stale (received before `stale_ns`) or too large (see the
+        module's doc)."""
         out: list[Record] = []
         budget = max_bytes if max_bytes is not None else 1 << 62
         too_large = max_sheddable_bytes if max_sheddable_bytes is not None else 1 << 62
         stale = stale_ns if stale_ns is not None else -1
         for priority in reversed(Priority):
+            if priority < min_priority:
+                break
             queue = self._queues[priority]
             while queue and len(out) < max_records:
                 entry = queue[0]
