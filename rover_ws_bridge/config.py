@@ -430,7 +430,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "A LOW or NORMAL record that the client's link (its bandwidth estimate) needs "
                   "longer than this to carry is dropped instead of sent: a frame cannot be "
                   "overtaken once on the wire, so a camera frame of several seconds would "
-                  "hold every CRITICAL record behind it. 0 = never.", InRange(0.0, 3600.0)),
+                  "hold every CRITICAL record behind it. Not for a client that reads records in "
+                  "pieces (native `chunks`): it gets them in pieces, which higher priorities "
+                  "overtake. 0 = never.", InRange(0.0, 3600.0)),
     ParameterSpec("client_send_timeout_s", "outbox", float, 30.0,
                   "A client whose connection accepts no data for this long (a frozen or vanished "
                   "peer) is disconnected; it may reconnect.", InRange(1.0, 3600.0)),

@@ -144,3 +144,26 @@ def test_records_too_large_for_the_link_are_shed_unless_high_or_critical():
     records = outbox.pop_batch(10, max_sheddable_bytes=10_000)
     assert [r.topic_id for r in records] == [2, 3]
     assert outbox.shed_for_link == 1
+
+
+def test_a_record_too_large_for_the_link_is_kept_when_it_can_go_in_pieces():
+    outbox = Outbox()
+    camera = Record(1, 5, 1, int(Priority.LOW), 0, b"j" * 45_000)
+    outbox.push(camera)
+    assert outbox.pop_batch(10, max_sheddable_bytes=20_000,
+                            cuttable=lambda r: r.encoding == 0) == [camera]
+    outbox.push(camera)
+    assert outbox.pop_batch(10, max_sheddable_bytes=20_000,
+                            cuttable=lambda r: False) == []  # whole only: shed
+    assert outbox.shed_for_link == 1
+
+
+def test_pop_batch_takes_only_from_min_priority_up():
+    outbox = Outbox()
+    low = Record(1, 5, 1, int(Priority.LOW), 0, b"l")
+    high = Record(2, 6, 1, int(Priority.HIGH), 0, b"h")
+    outbox.push(low)
+    outbox.push(high)
+    assert outbox.pop_batch(10, min_priority=Priority.NORMAL) == [high]
+    assert outbox.pop_batch(10, min_priority=Priority.NORMAL) == []
+    assert outbox.pop_batch(10) == [low]
