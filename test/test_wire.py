@@ -221,3 +221,20 @@ def test_malformed_chunk_frames_raise_frame_error():
         decode_frame(bytes(raw))
     with pytest.raises(FrameError, match="exceeds the limit"):
         ChunkAssembler(max_record_bytes=299).add(decode_frame(encode_chunk(record, 0, 10)).chunk)
+
+
+def test_the_python_client_delivers_a_chunked_record_once_whole_and_frames_between_at_once():
+    from rover_ws_bridge.client import BridgeClient
+
+    manifest = _chunk_manifest()
+    client = BridgeClient("ws://unused", decode=False)  # fed frames directly, no socket
+    names = [piece["name"] for piece in manifest["frames"]]
+    client._on_binary((GOLDEN / names[0]).read_bytes(), 1)
+    assert client.drain() == []  # a piece alone is not a message
+    client._on_binary((GOLDEN / manifest["between"]).read_bytes(), 2)
+    assert [m.sequence for m in client.drain()] == [41, 2, 3]
+    for name in names[1:]:
+        client._on_binary((GOLDEN / name).read_bytes(), 3)
+    [whole] = client.drain()
+    assert whole.data == bytes.fromhex(manifest["record"]["data_hex"])
+    assert (whole.topic_id, whole.sequence) == (9, 5)

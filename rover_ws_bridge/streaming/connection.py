@@ -75,11 +75,13 @@ class SessionSettings:
     max_record_link_s: float = 0.4
 
 
-def _link_settings(link: LinkSettings, remote: Any) -> LinkSettings:
-    """No starting budget for a peer on this machine: it has no link buffer, what holds it up
-    is its CPU, and a budget from a guessed rate starves a busy client (bench fanout_1000:
-    p50 22 -> 668 ms); it is budgeted once measured, as any client."""
-    if remote and ipaddress.ip_address(remote[0].split("%")[0]).is_loopback:
+def _link_settings(link: LinkSettings, remote: Any, local: Any) -> LinkSettings:
+    """No starting budget for a peer on this machine (loopback, or connected to one of our
+    addresses from that same address): it has no link buffer, what holds it up is its CPU,
+    and a budget from a guessed rate starves a busy client (bench fanout_1000: p50 22 -> 668
+    ms); it is budgeted once measured, as any client."""
+    if remote and (remote[0] == (local[0] if local else None)
+                   or ipaddress.ip_address(remote[0].split("%")[0]).is_loopback):
         return dataclasses.replace(link, initial_rate_Bps=0.0)
     return link
 
@@ -159,7 +161,8 @@ class Connection:
         # at most one per priority below CRITICAL. Memory: those records, which have left
         # the outbox (the pieces are slices of them).
         self._pieces: list[_InPieces] = []
-        self.link = LinkEstimate(_link_settings(settings.link, remote)) \
+        self.link = LinkEstimate(_link_settings(settings.link, remote,
+                                                getattr(websocket, "local_address", None))) \
             if self._socket is not None and self._socket.type == socket.SOCK_STREAM \
             and self._socket.family in (socket.AF_INET, socket.AF_INET6) else None
 
