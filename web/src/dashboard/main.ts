@@ -21,7 +21,6 @@ import { TopicChart } from "./chart.js";
 import { loginHref, probeAccess, redactToken, TOKEN_PARAM, withToken, type Access } from "./access.js";
 import { EstopControl, ESTOP_SERVICE, ESTOP_TOPIC } from "./estop.js";
 import { numericPaths } from "./fields.js";
-import { fetchOwnLink, linkText, type LinkFigures } from "./link.js";
 import { bytes, el, fixed, setText, value } from "./format.js";
 import { CMD_VEL_TOPIC, TeleopDrive, TeleopPad, TWIST_TYPE } from "./teleop.js";
 import "./style.css";
@@ -104,7 +103,6 @@ document.querySelector("#app")!.innerHTML = `
     <div><dt>decode</dt><dd><span id="decode">–</span> ms/frame</dd></div>
     <div><dt>clock offset · rtt</dt><dd><span id="offset">–</span> · <span id="rtt">–</span> ms</dd></div>
     <div><dt>drops</dt><dd id="drops" data-testid="drops">0</dd></div>
-    <div title="the bridge's estimate of this dashboard's link: bandwidth, round trip, bytes waiting in its outbox + in the kernel"><dt>link · queued</dt><dd id="link" data-testid="link">–</dd></div>
   </dl>
 </header>
 <div class="notice" id="auth" data-testid="auth-notice" role="alert" hidden><span id="auth-text"></span> <a id="login-link" data-testid="login-link" href="#">Log in</a></div>
@@ -402,7 +400,6 @@ function renderTopics(): void {
   setText($("offset"), fixed(metrics.clockOffsetMs, 1));
   setText($("rtt"), fixed(metrics.roundTripMs, 1));
   setText($("drops"), String(metrics.drops));
-  setText($("link"), linkText(link));
 
   const bp = $("backpressure");
   const state = backpressure?.state ?? "ok";
@@ -483,17 +480,6 @@ function renderFields(): void {
 
 let lastText = 0;
 let cameraRate = 0;
-
-// This dashboard's link as the bridge sees it (the header), asked for every LINK_REFRESH_MS.
-const LINK_REFRESH_MS = 2000;
-let link: LinkFigures | null = null;
-setInterval(() => {
-  const sessionId = client.hello?.session_id;
-  if (client.state !== "open" || sessionId === undefined) return;
-  void fetchOwnLink((u, init) => fetch(u, init), url, pageToken, sessionId).then((figures) => {
-    link = figures;
-  });
-}, LINK_REFRESH_MS);
 
 function frame(time: number): void {
   for (const chart of charts.values()) chart.render();
