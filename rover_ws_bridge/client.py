@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from . import PROTOCOL_NAME
 from .wire.encoding import decode_data
-from .wire.frame import decode_frame
+from .wire.frame import ChunkAssembler, decode_frame
 
 # Data messages not yet read by the user are kept up to this many; past it the oldest go
 # (counted in `dropped_locally`), so a user loop that stops reading cannot exhaust memory.
@@ -72,15 +72,19 @@ class Message:
 class BridgeClient:
     def __init__(self, url: str, *, compression: str | None = None, batching: bool | None = None,
                  decode: bool = True, max_pending: int = DEFAULT_MAX_PENDING,
-                 open_timeout: float = 10.0, token: str | None = None) -> None:
+                 open_timeout: float = 10.0, token: str | None = None,
+                 chunks: bool = True) -> None:
         """`token`: sent as 'Authorization: Bearer' (a bridge with auth_tokens_file wants one;
-        a ?token= in the URL works too)."""
+        a ?token= in the URL works too). `chunks`: ask a bridge that offers it to send large
+        records in pieces on a slow link (put back together here); False: whole records."""
         self.url = url
         self._token = token
         self._compression = compression
         self._batching = batching
         self._decode = decode
         self._open_timeout = open_timeout
+        self._chunks = chunks
+        self._assembler = ChunkAssembler()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task | None = None
         self._ids = itertools.count(1)
@@ -115,12 +119,16 @@ class BridgeClient:
         self.closed = asyncio.get_running_loop().create_future()
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
         await asyncio.wait_for(self._topics_ready.wait(), self._open_timeout)
-        if self._compression is not None or self._batching is not None:
+        chunks = self._chunks and bool(
+            (self.hello or {}).get("capabilities", {}).get("chunks"))
+        if self._compression is not None or self._batching is not None or chunks:
             request: dict[str, Any] = {"op": "configure"}
             if self._compression is not None:
                 request["compression"] = self._compression
             if self._batching is not None:
                 request["batching"] = self._batching
+            if chunks:
+                request["chunks"] = True
             await self.request(request)
 
     async def close(self) -> None:
@@ -315,7 +323,12 @@ class BridgeClient:
 
     def _on_binary(self, frame: bytes, now: int) -> None:
         names = self._names_by_id
-        for record in decode_frame(frame).records:
+        decoded = decode_frame(frame)
+        records = decoded.records
+        if decoded.chunk is not None:
+            whole = self._assembler.add(decoded.chunk)
+            records = [whole] if whole is not None else []
+        for record in records:
             data = decode_data(record.data, record.encoding) if self._decode else record.data
             self._push(Message(names.get(record.topic_id, "?"), record.topic_id, data,
                                record.timestamp_ns, record.sequence, record.priority, now))

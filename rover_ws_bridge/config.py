@@ -413,6 +413,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "The bandwidth estimate is the highest delivery rate seen over this window: "
                   "a link that slows down is followed within about this long.",
                   InRange(0.1, 60.0)),
+    ParameterSpec("link_initial_rate_kbit", "outbox", float, 1000.0,
+                  "The rate the link budget (link_queue_target_ms) assumes for a client until "
+                  "its bandwidth is first measured (after ~0.2 s of backlog): a conservative "
+                  "start, so a slow link is not handed seconds of data before the estimate "
+                  "exists; a faster link is found within a few measurements (the budget grows "
+                  "with each). Memory: none. 0 = no bound until the first measurement.",
+                  InRange(0.0, 10_000_000.0)),
     ParameterSpec("max_record_age_s", "outbox", float, 1.0,
                   "A LOW or NORMAL record still in the outbox this long after the bridge "
                   "received it is dropped instead of sent (so is a HIGH record with a newer "
@@ -423,7 +430,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "A LOW or NORMAL record that the client's link (its bandwidth estimate) needs "
                   "longer than this to carry is dropped instead of sent: a frame cannot be "
                   "overtaken once on the wire, so a camera frame of several seconds would "
-                  "hold every CRITICAL record behind it. 0 = never.", InRange(0.0, 3600.0)),
+                  "hold every CRITICAL record behind it. Not for a client that reads records in "
+                  "pieces (native `chunks`): it gets them in pieces, which higher priorities "
+                  "overtake. 0 = never.", InRange(0.0, 3600.0)),
     ParameterSpec("client_send_timeout_s", "outbox", float, 30.0,
                   "A client whose connection accepts no data for this long (a frozen or vanished "
                   "peer) is disconnected; it may reconnect.", InRange(1.0, 3600.0)),

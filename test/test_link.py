@@ -33,8 +33,9 @@ def _feed(link: LinkEstimate, start_s: float, seconds: float, rate_Bps: float,
 
 
 def test_bandwidth_is_the_acked_rate_while_backlogged_and_budget_follows_it():
-    link = LinkEstimate(LinkSettings(queue_target_s=0.05, bandwidth_window_s=1.0))
-    assert link.budget_bytes() is None  # nothing measured: no bound
+    link = LinkEstimate(LinkSettings(queue_target_s=0.05, bandwidth_window_s=1.0,
+                                     initial_rate_Bps=0.0))
+    assert link.budget_bytes() is None  # nothing measured and no starting rate: no bound
     _feed(link, 0.0, 1.0, 250_000, 0)
     assert abs(link.bandwidth_Bps - 250_000) < 2_000
     assert link.min_rtt_s == 0.02
@@ -59,6 +60,19 @@ def test_idle_intervals_say_nothing_of_the_link():
     link.update(1.5, _sample(acked + 100), backlogged=False)
     link.update(2.0, _sample(acked + 200), backlogged=False)
     assert abs(link.bandwidth_Bps - 250_000) < 2_000
+
+
+def test_before_the_first_measurement_the_budget_assumes_the_starting_rate():
+    link = LinkEstimate(LinkSettings(queue_target_s=0.05, initial_rate_Bps=50_000))
+    assert link.bandwidth_Bps is None  # reported as unmeasured
+    assert link.rate_Bps == 50_000
+    assert link.budget_bytes() == max(MIN_BUDGET_BYTES, int(50_000 * 0.05))
+    link.update(0.0, _sample(0, rtt_s=0.1), backlogged=True)  # an RTT, no rate yet
+    assert link.budget_bytes() == int(50_000 * (0.1 + 0.05))
+    # A faster link: the first measurement replaces the starting rate.
+    _feed(link, 0.0, 0.5, 400_000, 0, rtt_s=0.1)
+    assert abs(link.rate_Bps - 400_000) < 4_000
+    assert link.budget_bytes() > 400_000 * 0.14
 
 
 def test_budget_has_a_floor():
@@ -130,3 +144,38 @@ def test_records_too_large_for_the_link_are_shed_unless_high_or_critical():
     records = outbox.pop_batch(10, max_sheddable_bytes=10_000)
     assert [r.topic_id for r in records] == [2, 3]
     assert outbox.shed_for_link == 1
+
+
+def test_a_record_too_large_for_the_link_is_kept_when_it_can_go_in_pieces():
+    outbox = Outbox()
+    camera = Record(1, 5, 1, int(Priority.LOW), 0, b"j" * 45_000)
+    outbox.push(camera)
+    assert outbox.pop_batch(10, max_sheddable_bytes=20_000,
+                            cuttable=lambda r: r.encoding == 0) == [camera]
+    outbox.push(camera)
+    assert outbox.pop_batch(10, max_sheddable_bytes=20_000,
+                            cuttable=lambda r: False) == []  # whole only: shed
+    assert outbox.shed_for_link == 1
+
+
+def test_pop_batch_takes_only_from_min_priority_up():
+    outbox = Outbox()
+    low = Record(1, 5, 1, int(Priority.LOW), 0, b"l")
+    high = Record(2, 6, 1, int(Priority.HIGH), 0, b"h")
+    outbox.push(low)
+    outbox.push(high)
+    assert outbox.pop_batch(10, min_priority=Priority.NORMAL) == [high]
+    assert outbox.pop_batch(10, min_priority=Priority.NORMAL) == []
+    assert outbox.pop_batch(10) == [low]
+
+
+def test_no_starting_budget_for_a_peer_on_this_machine():
+    from rover_ws_bridge.streaming.connection import _link_settings
+
+    link = LinkSettings(initial_rate_Bps=125_000)
+    assert _link_settings(link, ("127.0.0.1", 5000), ("127.0.0.1", 9090)).initial_rate_Bps == 0
+    assert _link_settings(link, ("::1", 5000, 0, 0), ("::1", 9090, 0, 0)).initial_rate_Bps == 0
+    # From one of our own addresses to it: the same machine too.
+    assert _link_settings(link, ("10.1.2.1", 5000), ("10.1.2.1", 9090)).initial_rate_Bps == 0
+    assert _link_settings(link, ("10.1.2.2", 5000), ("10.1.2.1", 9090)).initial_rate_Bps \
+        == 125_000

@@ -404,3 +404,38 @@ def test_benchmark_endpoint_refuses_when_off_and_non_loopback_callers():
         assert call(True, "127.0.0.1", "/x", body).status == 400, body
     assert http_api.is_loopback("::ffff:127.0.0.1")
     assert not http_api.is_loopback("10.1.2.3")
+
+
+def test_each_clients_delivered_rate_per_topic_against_its_published_rate():
+    telemetry, router = _telemetry(connections=2)
+    [imu] = [t for t in router.topics() if t.name == "/imu"]
+    outbox = telemetry.server.sessions[0].outbox
+
+    def deliver(count: int) -> None:
+        for i in range(count):
+            outbox.push(Record(i, imu.id, i, int(Priority.NORMAL), 1, b"x"))
+        assert len(outbox.pop_batch(1000)) == count
+
+    router.received_by_topic["/imu"] = 0
+    deliver(100)
+    telemetry.tick(now=0.0)
+    router.received_by_topic["/imu"] = 200
+    deliver(50)  # a slow link let a quarter through
+    telemetry.tick(now=1.0)
+    first, second = snapshot.connections(telemetry.read())["connections"]
+    assert first["topics"] == {"/imu": {"published_hz": 200.0, "delivered_hz": 50.0}}
+    assert second["topics"] == {}  # got nothing of any topic
+
+
+def test_link_figures_in_the_clients_diagnostic():
+    telemetry, _ = _telemetry(connections=2)
+    telemetry.server.sessions[0].link_stats = lambda: {
+        "bandwidth_bytes_per_s": 250_000, "min_rtt_ms": 42.5, "rtt_ms": 50.0,
+        "budget_bytes": 23_125, "kernel_queued_bytes": 9000, "outbox_bytes": 120_000,
+        "shed_for_link": 7}
+    values = {s.name: s for s in diagnostics.statuses(telemetry.read())}[
+        "rover_ws_bridge: Clients"].values
+    assert values["client 1 link"] == ("bandwidth 250.0 kB/s, RTT 42.5 ms, budget 23125 B, "
+                                       "queued: outbox 120000 B, kernel 9000 B; shed for the "
+                                       "link 7")
+    assert "client 2 link" not in values  # no estimate (not TCP): no line

@@ -12,7 +12,7 @@ from rover_ws_bridge.protocols import base as p
 from rover_ws_bridge.protocols.native import NativeProtocol
 from rover_ws_bridge.streaming.connection import SessionSettings
 from rover_ws_bridge.streaming.topics import TopicDescription, TopicInfo
-from rover_ws_bridge.wire.frame import Encoding
+from rover_ws_bridge.wire.frame import Encoding, Record, decode_frame
 
 IMU = TopicInfo(1, TopicDescription("/imu", "sensor_msgs/msg/Imu", Priority.NORMAL))
 ODOM = TopicInfo(2, TopicDescription("/odom", "nav_msgs/msg/Odometry", Priority.HIGH))
@@ -191,7 +191,23 @@ def test_configure_turns_batching_off_through_an_action():
     actions = send(protocol(), op="configure", id=1, batching=False, compression="zlib")
     assert p.SetBatching(False) in actions
     [answer] = texts(actions)
-    assert answer == {"op": "configured", "id": 1, "compression": "zlib", "batching": False}
+    assert answer == {"op": "configured", "id": 1, "compression": "zlib", "batching": False,
+                      "chunks": False}
+
+
+def test_chunks_only_for_a_client_that_asks_and_never_for_json_records():
+    proto = protocol()
+    camera = Record(1, 4, 1, 0, int(Encoding.CDR), b"\xff" * 50_000)
+    as_json = Record(1, 4, 1, 0, int(Encoding.JSON), b'"x"')
+    assert not proto.chunkable(camera)  # not announced: whole records
+    [answer] = texts(send(proto, op="configure", id=2, chunks=True))
+    assert answer["chunks"] is True
+    assert proto.chunkable(camera) and not proto.chunkable(as_json)
+    piece = proto.encode_chunk(camera, 10_000, 8_000)
+    frame = decode_frame(piece.data)
+    assert frame.chunk.offset == 10_000 and frame.chunk.record.data == camera.data[10_000:18_000]
+    [error] = texts(send(proto, op="configure", id=3, chunks="yes"))
+    assert error["code"] == "bad_request" and proto.chunks is True
 
 
 def test_stats_report_is_stored_through_an_action():

@@ -1,11 +1,14 @@
 """A client behind a slow link, for real: a network namespace, a veth pair and tbf (2 Mbit/s,
 then 1 Mbit/s from the middle of the window, with `tc qdisc change`), a real bridge process,
 rclpy publishers of a camera (LOW, more than the link carries) and a latched e-stop counter
-(CRITICAL), and the bench's load client inside the namespace.
+(CRITICAL), and the bench's load client inside each of two namespaces, each behind its own
+link: one client reads large records in pieces (native `chunks`, the client's default), the
+other asks for whole records (`--no-chunks`), as a client that does not know chunks.
 
-Asserts that every CRITICAL message arrives, in order, and that camera frames keep coming at
-both rates; prints the delays, never asserts a time (a shared, noisy machine: compare runs).
-Needs root; skipped otherwise.
+Asserts that every CRITICAL message arrives, in order, that camera frames keep coming at
+both rates, whole (their exact size), in pieces only to the client that asked, and evenly
+spaced relative to their own median spacing; prints the delays, never asserts a time (a
+shared, noisy machine: compare runs). Needs root; skipped otherwise.
 """
 from __future__ import annotations
 
@@ -53,8 +56,11 @@ def test_critical_in_order_and_camera_keeps_coming_over_a_slow_link_whose_rate_h
         ros, start_bridge, periodic_publisher, tmp_path: Path) -> None:
     # Random bytes: lz4 cannot shrink them, so 15 Hz x 40 kB (4.8 Mbit/s) overfills the link.
     frame = os.urandom(40_000)
-    with ThrottledLink(0, rate_kbit=2000) as link:
-        bridge = start_bridge(address=link.host_address)
+    with ThrottledLink(0, rate_kbit=2000) as chunked_link, \
+            ThrottledLink(1, rate_kbit=2000) as whole_link:
+        # Both clients connect to the first link's address: each namespace's route goes back
+        # through its own veth, so each client's data leaves through its own tbf.
+        bridge = start_bridge(address=chunked_link.host_address)
         clock = ros.node.get_clock()
 
         def camera_frame(n: int) -> CompressedImage:
@@ -65,43 +71,59 @@ def test_critical_in_order_and_camera_keeps_coming_over_a_slow_link_whose_rate_h
         periodic_publisher(CompressedImage, CAMERA, qos_profile_sensor_data, 15.0, camera_frame)
         periodic_publisher(UInt32, ESTOP, LATCHED, 20.0, lambda n: UInt32(data=n))
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-        client = ChildProcess(
-            "link-client", "rover_ws_bridge.bench.loadclient",
-            ["--url", f"ws://{link.host_address}:{bridge.port}", "--topic", CAMERA,
-             "--topic", ESTOP, "--timeline", "--drain", str(DRAIN_S), "--ready-timeout", "30"],
-            env, tmp_path, prefix=link.exec_prefix)
+        clients = {name: ChildProcess(
+            f"link-client-{name}", "rover_ws_bridge.bench.loadclient",
+            ["--url", f"ws://{chunked_link.host_address}:{bridge.port}", "--topic", CAMERA,
+             "--topic", ESTOP, "--encoding", "cdr", "--timeline", "--drain", str(DRAIN_S),
+             "--ready-timeout", "30"] + extra, env, tmp_path, prefix=link.exec_prefix)
+            for name, link, extra in (("chunks", chunked_link, []),
+                                      ("whole", whole_link, ["--no-chunks"]))}
         try:
-            client.wait_for("ready", 40.0)
+            for client in clients.values():
+                client.wait_for("ready", 40.0)
             start_ns = time.time_ns() + 1_000_000_000
             end_ns = start_ns + int(WINDOW_S * 1e9)
-            client.send(f"window {start_ns} {end_ns}")
+            for client in clients.values():
+                client.send(f"window {start_ns} {end_ns}")
             time.sleep(max(0.0, (start_ns + end_ns) / 2e9 - time.time()))
-            link.change_rate(1000)
+            chunked_link.change_rate(1000)
+            whole_link.change_rate(1000)
             changed_ns = time.time_ns()
-            result = client.wait_for("result", WINDOW_S + DRAIN_S + 20.0)["clients"][0]
+            results = {name: client.wait_for("result", WINDOW_S + DRAIN_S + 20.0)["clients"][0]
+                       for name, client in clients.items()}
         finally:
-            client.stop()
-        print(link.qdisc_stats())
+            for client in clients.values():
+                client.stop()
+        print(chunked_link.qdisc_stats(), whole_link.qdisc_stats())
 
-    estop = result["topics"][ESTOP]
-    sequences = estop["critical_sequences"]
-    # Every CRITICAL message the bridge received in the window reached the client, in order:
-    # the bridge numbers a topic's messages contiguously as its subscription receives them.
-    assert len(sequences) >= WINDOW_S * 20 * 0.5, sequences
-    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
-    assert estop["gaps"] == 0
-    assert result["connected_at_end"]
+    for name, result in results.items():
+        estop = result["topics"][ESTOP]
+        sequences = estop["critical_sequences"]
+        # Every CRITICAL message the bridge received in the window reached the client, in
+        # order: the bridge numbers a topic's messages contiguously as it receives them.
+        assert len(sequences) >= WINDOW_S * 20 * 0.5, (name, sequences)
+        assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), name
+        assert estop["gaps"] == 0, name
+        assert result["connected_at_end"], name
 
-    camera = result["topics"][CAMERA]
-    arrivals = np.sort(decode_ns_array(camera["arrivals_ns"]))
-    before, after = arrivals[arrivals < changed_ns], arrivals[arrivals >= changed_ns]
-    # Frames keep coming at both rates (shed when too old or too large, never stopped).
-    assert len(before) >= 2 and len(after) >= 2, (len(before), len(after))
+        camera = result["topics"][CAMERA]
+        # Whole frames, put back together from pieces or not: CDR of the same 40 kB each.
+        cdr_size = camera["data_bytes"] / camera["delivered"]
+        assert cdr_size == int(cdr_size) and 40_000 < cdr_size < 40_200, (name, cdr_size)
+        arrivals = np.sort(decode_ns_array(camera["arrivals_ns"]))
+        before, after = arrivals[arrivals < changed_ns], arrivals[arrivals >= changed_ns]
+        # Frames keep coming at both rates (shed when too old or too large, never stopped).
+        assert len(before) >= 2 and len(after) >= 2, (name, len(before), len(after))
+        gaps = np.diff(arrivals)
+        # Evenly spaced: no gap of more than a few median gaps (a ratio, not a time).
+        assert gaps.max() <= 6 * np.median(gaps), (name, gaps)
 
-    delays = decode_ns_array(result["critical_delay_ns"])
-    gaps = np.diff(arrivals)
-    print(f"\nCRITICAL over 2 -> 1 Mbit/s: {len(sequences)} in order, delay bridge -> client "
-          f"{_ms(delays)}")
-    print(f"camera: {len(before)} frames at 2 Mbit/s, {len(after)} at 1 Mbit/s; spacing "
-          f"{_ms(gaps)}, cv {np.std(gaps) / np.mean(gaps):.2f}; age "
-          f"{_ms(decode_ns_array(camera.get('ages_ns', '')))}")
+        delays = decode_ns_array(result["critical_delay_ns"])
+        print(f"\n[{name}] CRITICAL over 2 -> 1 Mbit/s: {len(sequences)} in order, delay "
+              f"bridge -> client {_ms(delays)}; chunk frames {result['chunk_frames']}")
+        print(f"[{name}] camera: {len(before)} frames at 2 Mbit/s, {len(after)} at 1 Mbit/s; "
+              f"spacing {_ms(gaps)}, cv {np.std(gaps) / np.mean(gaps):.2f}; age "
+              f"{_ms(decode_ns_array(camera.get('ages_ns', '')))}")
+    # Pieces only to the client that asked for them.
+    assert results["chunks"]["chunk_frames"] > 0
+    assert results["whole"]["chunk_frames"] == 0

@@ -16,10 +16,12 @@ from rover_ws_bridge.wire.encoding import decode_data, encode_plain, to_json_tex
 from rover_ws_bridge.wire.frame import (
     HEADER_SIZE,
     RECORD_HEADER_SIZE,
+    ChunkAssembler,
     Encoding,
     FrameError,
     Record,
     decode_frame,
+    encode_chunk,
     encode_frame,
 )
 
@@ -105,7 +107,8 @@ def test_compressor_failure_falls_back_to_uncompressed(monkeypatch):
 @pytest.mark.parametrize("mutate, message", [
     (lambda f: f[:10], "shorter than"),
     (lambda f: f + b"x", "header says"),
-    (lambda f: f[:8] + b"\x02" + f[9:], "version 2"),
+    (lambda f: f[:8] + b"\x03" + f[9:], "version 3"),
+    (lambda f: f[:8] + b"\x02" + f[9:], "a piece of 1 record"),
     (lambda f: f[:9] + b"\x03" + f[10:], "unknown compression"),
     (lambda f: struct.pack("<I", 5) + f[4:], "runs past"),
     (lambda f: struct.pack("<I", 0) + f[4:], "left after"),
@@ -136,3 +139,102 @@ def test_encoders_keep_bytes_and_clean_non_finite_json():
     assert to_json_text({"a": 1.0}) == '{"a":1.0}'
     with pytest.raises(ValueError):
         encode_plain(plain, Encoding.CDR)
+
+
+# -- chunk frames (frame version 2) ---------------------------------------------------------
+
+
+def _chunk_manifest() -> dict:
+    return json.loads((GOLDEN / "chunks.json").read_text())
+
+
+def _record_of(expected: dict) -> Record:
+    return Record(expected["timestamp_ns"], expected["topic_id"], expected["sequence"],
+                  expected["priority"], expected["encoding"], bytes.fromhex(expected["data_hex"]))
+
+
+def test_golden_chunks_are_what_the_encoder_writes_and_reassemble_around_a_whole_frame():
+    manifest = _chunk_manifest()
+    record = _record_of(manifest["record"])
+    assembler = ChunkAssembler()
+    got = []
+    for index, piece in enumerate(manifest["frames"]):
+        raw = (GOLDEN / piece["name"]).read_bytes()
+        assert raw == encode_chunk(record, piece["offset"], piece["size"])
+        frame = decode_frame(raw)
+        assert frame.records == [] and frame.chunk.offset == piece["offset"]
+        assert frame.chunk.data_size == len(record.data)
+        whole = assembler.add(frame.chunk)
+        got.append(whole)
+        if index == 0:  # a whole frame between two pieces is read as usual
+            between = decode_frame((GOLDEN / manifest["between"]).read_bytes())
+            assert len(between.records) == 3
+    assert got[:-1] == [None] * (len(got) - 1)
+    assert got[-1] == record
+    assert assembler.pending_bytes == 0
+
+
+@pytest.mark.parametrize("compression", [Compression.NONE, Compression.LZ4, Compression.ZLIB])
+def test_a_record_cut_into_pieces_of_any_size_comes_back_whole(compression):
+    record = Record(5, 2, 9, 0, 1, b"camera" * 5000)
+    for size in (1000, 7777, len(record.data)):
+        assembler = ChunkAssembler()
+        results = [assembler.add(decode_frame(encode_chunk(record, offset, size, compression))
+                                 .chunk)
+                   for offset in range(0, len(record.data), size)]
+        assert results[-1] == record and all(r is None for r in results[:-1])
+
+
+def test_pieces_of_two_topics_interleave():
+    a = Record(1, 1, 1, 0, 0, b"a" * 300)
+    b = Record(2, 2, 7, 1, 0, b"b" * 300)
+    assembler = ChunkAssembler()
+    chunk = lambda r, o: decode_frame(encode_chunk(r, o, 200)).chunk  # noqa: E731
+    assert assembler.add(chunk(a, 0)) is None
+    assert assembler.add(chunk(b, 0)) is None
+    assert assembler.add(chunk(b, 200)) == b
+    assert assembler.add(chunk(a, 200)) == a
+
+
+def test_a_piece_that_does_not_continue_its_record_is_refused():
+    record = Record(1, 1, 1, 0, 0, b"x" * 300)
+    other = Record(1, 1, 2, 0, 0, b"y" * 300)
+    assembler = ChunkAssembler()
+    with pytest.raises(FrameError, match="does not continue"):
+        assembler.add(decode_frame(encode_chunk(record, 100, 100)).chunk)  # no start
+    assembler.add(decode_frame(encode_chunk(record, 0, 100)).chunk)
+    with pytest.raises(FrameError, match="does not continue"):
+        assembler.add(decode_frame(encode_chunk(record, 200, 100)).chunk)  # a gap
+    with pytest.raises(FrameError, match="does not continue"):
+        assembler.add(decode_frame(encode_chunk(other, 100, 100)).chunk)  # another record
+
+
+def test_malformed_chunk_frames_raise_frame_error():
+    record = Record(1, 1, 1, 0, 0, b"x" * 300)
+    raw = bytearray(encode_chunk(record, 0, 100))
+    raw[0] = 2  # message_count
+    with pytest.raises(FrameError, match="a piece of 1 record"):
+        decode_frame(bytes(raw))
+    raw = bytearray(encode_chunk(record, 250, 100))  # 50 bytes left: a 50-byte piece
+    struct.pack_into("<I", raw, HEADER_SIZE + 22, 260)  # now it would run past the end
+    with pytest.raises(FrameError, match="runs past"):
+        decode_frame(bytes(raw))
+    with pytest.raises(FrameError, match="exceeds the limit"):
+        ChunkAssembler(max_record_bytes=299).add(decode_frame(encode_chunk(record, 0, 10)).chunk)
+
+
+def test_the_python_client_delivers_a_chunked_record_once_whole_and_frames_between_at_once():
+    from rover_ws_bridge.client import BridgeClient
+
+    manifest = _chunk_manifest()
+    client = BridgeClient("ws://unused", decode=False)  # fed frames directly, no socket
+    names = [piece["name"] for piece in manifest["frames"]]
+    client._on_binary((GOLDEN / names[0]).read_bytes(), 1)
+    assert client.drain() == []  # a piece alone is not a message
+    client._on_binary((GOLDEN / manifest["between"]).read_bytes(), 2)
+    assert [m.sequence for m in client.drain()] == [41, 2, 3]
+    for name in names[1:]:
+        client._on_binary((GOLDEN / name).read_bytes(), 3)
+    [whole] = client.drain()
+    assert whole.data == bytes.fromhex(manifest["record"]["data_hex"])
+    assert (whole.topic_id, whole.sequence) == (9, 5)

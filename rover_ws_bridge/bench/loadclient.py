@@ -61,7 +61,7 @@ from websockets.exceptions import ConnectionClosed
 
 from .. import PROTOCOL_NAME
 from ..client import BridgeClient
-from ..wire.frame import HEADER, HEADER_SIZE, decode_frame
+from ..wire.frame import CHUNK_VERSION, HEADER, HEADER_SIZE, decode_frame
 from .control import Commands, Window, emit
 from .stamps import cdr_header_stamp_ns, encode_ns_array
 
@@ -143,6 +143,7 @@ class ClientFigures:
     # Frames received inside the window (by receive time).
     frames: int = 0
     frame_records: int = 0
+    chunk_frames: int = 0  # of them, pieces of a record (frame version 2)
     wire_bytes: int = 0
     raw_bytes: int = 0
     connected: bool = False
@@ -152,10 +153,11 @@ class ClientFigures:
     first_message: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count_frame(self, window: Window | None, now: int, wire: int, raw: int,
-                    records: int) -> None:
+                    records: int, chunk: bool = False) -> None:
         if window is not None and window.start_ns <= now < window.end_ns:
             self.frames += 1
             self.frame_records += records
+            self.chunk_frames += chunk
             self.wire_bytes += wire
             self.raw_bytes += raw
 
@@ -214,6 +216,7 @@ class ClientFigures:
                                                             dtype=np.int64)),
             "topics": {name: t.to_json() for name, t in sorted(self.topics.items())},
             "frames": self.frames, "frame_records": self.frame_records,
+            "chunk_frames": self.chunk_frames,
             "wire_bytes": self.wire_bytes, "raw_bytes": self.raw_bytes,
             "connected_at_end": self.connected, "close_code": self.close_code,
             "local_port": self.local_port,
@@ -248,9 +251,10 @@ class MeasuredClient(BridgeClient):
         self.commands = commands
 
     def _on_binary(self, frame: bytes, now: int) -> None:
-        count, _total, _version, _flags, _reserved, body_size = HEADER.unpack_from(frame, 0)
+        count, _total, version, _flags, _reserved, body_size = HEADER.unpack_from(frame, 0)
+        chunk = version == CHUNK_VERSION  # a piece of one record: counted once whole
         self.figures.count_frame(self.commands.window, now, len(frame), HEADER_SIZE + body_size,
-                                 count)
+                                 0 if chunk else count, chunk)
         super()._on_binary(frame, now)
 
 
@@ -274,7 +278,7 @@ class NativeClient:
         self.figures = figures
         self.commands = commands
         self.client = MeasuredClient(args.url, figures, commands, decode=False,
-                                     compression=args.compression,
+                                     compression=args.compression, chunks=not args.no_chunks,
                                      open_timeout=args.ready_timeout)
         self._consumer: asyncio.Task | None = None
 
@@ -576,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-bytes-per-s", type=int, default=0, metavar="N",
                         help="native clients that read at most N bytes/s through a tiny "
                              "receive buffer until the window closes")
+    parser.add_argument("--no-chunks", action="store_true",
+                        help="native clients do not ask for large records in pieces")
     parser.add_argument("--timeline", action="store_true",
                         help="report each topic's arrival times and record ages")
     parser.add_argument("--drain", type=float, default=1.0)

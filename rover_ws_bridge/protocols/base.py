@@ -503,3 +503,13 @@ class Protocol:
 
     def encode_batch(self, records: list["Record"]) -> list[OutgoingFrame]:
         raise NotImplementedError
+
+    def chunkable(self, record: "Record") -> bool:
+        """Whether this client can read `record` in pieces (encode_chunk). A protocol that
+        cannot (Foxglove, rosbridge) says no: the connection sheds a LOW or NORMAL record too
+        large for the link instead (max_record_link_s)."""
+        return False
+
+    def encode_chunk(self, record: "Record", offset: int, size: int) -> OutgoingFrame:
+        """`size` bytes of `record`'s data from `offset`, as one frame (if chunkable)."""
+        raise NotImplementedError

@@ -23,7 +23,15 @@ from ..priority import Priority
 from ..streaming.outbox import BackpressureState
 from ..streaming.topics import TopicInfo
 from ..wire.compression import Compression
-from ..wire.frame import HEADER_SIZE, Encoding, Record, encode_frame, frame_compression
+from ..wire.frame import (
+    CHUNK_HEADER_SIZE,
+    HEADER_SIZE,
+    Encoding,
+    Record,
+    encode_chunk,
+    encode_frame,
+    frame_compression,
+)
 from .base import (
     Action,
     Advertise,
@@ -119,6 +127,7 @@ class NativeProtocol(Protocol):
         self._channel_of: dict[str, int] = {}
         self._failures = 0  # unforeseen request failures: the first is logged with traceback
         self.batching = True
+        self.chunks = False  # the client asked for records in pieces (configure `chunks`)
 
     # -- greeting ------------------------------------------------------------------------------
 
@@ -138,6 +147,7 @@ class NativeProtocol(Protocol):
                 "batching": True,
                 "max_rate": True,
                 "stats": True,
+                "chunks": True,
                 "publish": True,
                 "services": True,
                 "parameters": True,
@@ -257,6 +267,9 @@ class NativeProtocol(Protocol):
     def _op_configure(self, message: dict, request_id: Any) -> list[Action]:
         compression = message.get("compression")
         batching = message.get("batching")
+        chunks = message.get("chunks")
+        if chunks is not None and not isinstance(chunks, bool):
+            raise RequestError("bad_request", f"chunks must be true or false, not {short(chunks)}")
         if compression is not None and compression not in COMPRESSIONS:
             raise RequestError("unknown_compression", f"unknown compression {short(compression)}; "
                                f"expected one of: {', '.join(COMPRESSIONS)}")
@@ -269,9 +282,11 @@ class NativeProtocol(Protocol):
         if batching is not None:
             self.batching = batching
             actions.append(SetBatching(batching))
+        if chunks is not None:
+            self.chunks = chunks
         actions.append(json_text({"op": "configured", "id": request_id,
                               "compression": self.compression.name.lower(),
-                              "batching": self.batching}))
+                              "batching": self.batching, "chunks": self.chunks}))
         return actions
 
     def _op_ping(self, message: dict, request_id: Any) -> list[Action]:
@@ -472,6 +487,15 @@ class NativeProtocol(Protocol):
             text = self._json_frame([r for r in records if r.encoding == Encoding.JSON])
             frames.append(OutgoingFrame(text, len(text), False))
         return frames
+
+    def chunkable(self, record: Record) -> bool:
+        return self.chunks and record.encoding != Encoding.JSON  # JSON goes in text frames
+
+    def encode_chunk(self, record: Record, offset: int, size: int) -> OutgoingFrame:
+        data = encode_chunk(record, offset, size, self.compression,
+                            self.settings.compression_threshold_bytes)
+        raw_size = HEADER_SIZE + CHUNK_HEADER_SIZE + min(size, len(record.data) - offset)
+        return OutgoingFrame(data, raw_size, frame_compression(data) != 0)
 
     def _json_frame(self, records: list[Record]) -> str:
         items = []

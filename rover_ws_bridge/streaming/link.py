@@ -25,6 +25,12 @@ always has the next bytes) while what waits in front of a CRITICAL record stays 
 `queue_target_s` long, and it follows a faster link by itself (the kernel's delivery rate
 rises as soon as the link drains faster), where pacing below an estimate needs probing.
 
+Before the first measurement (the first `RATE_INTERVAL_S` of a backlog at least) the budget
+assumes `initial_rate_Bps`, a conservative rate: unbounded, the kernel and the transport
+took ~190 kB there, 4 s of a 400 kbit/s link in front of every CRITICAL record. A faster link
+is found quickly all the same: each measurement at the budget's pace raises the budget by
+(RTT + target) / RTT, as TCP's slow start does.
+
 Pure but for `read_tcp_info` (one getsockopt). Memory: two small deques per client, a sample
 per `SAMPLE_INTERVAL_S` over the window at most (about 200 entries at the defaults).
 """
@@ -118,6 +124,8 @@ class LinkSettings:
     queue_target_s: float = 0.05  # 0: no bound (the transport's write limit alone)
     bandwidth_window_s: float = 1.0
     rtt_window_s: float = 10.0
+    # What the budget assumes until the first measurement (0: no bound until then).
+    initial_rate_Bps: float = 125_000.0
 
 
 class LinkEstimate:
@@ -168,18 +176,25 @@ class LinkEstimate:
     def min_rtt_s(self) -> float | None:
         return self._rtt.value
 
+    @property
+    def rate_Bps(self) -> float:
+        """The rate the budget and the shedding assume: the measured bandwidth, or the
+        starting rate before the first measurement (0: none)."""
+        bandwidth = self._bandwidth.value
+        return bandwidth if bandwidth is not None else self.settings.initial_rate_Bps
+
     def budget_bytes(self) -> int | None:
         """Bytes the kernel and the transport may hold for this client; None: no bound (not
-        configured, or nothing measured yet)."""
+        configured, or nothing measured yet and no starting rate)."""
         target = self.settings.queue_target_s
-        bandwidth = self._bandwidth.value
-        if target <= 0 or bandwidth is None:
+        rate = self.rate_Bps
+        if target <= 0 or rate <= 0:
             return None
-        return max(MIN_BUDGET_BYTES, int(bandwidth * ((self._rtt.value or 0.0) + target)))
+        return max(MIN_BUDGET_BYTES, int(rate * ((self._rtt.value or 0.0) + target)))
 
     def seconds_to_drain(self, excess_bytes: int) -> float:
-        bandwidth = self._bandwidth.value
-        return excess_bytes / bandwidth if bandwidth else SAMPLE_INTERVAL_S
+        rate = self.rate_Bps
+        return excess_bytes / rate if rate > 0 else SAMPLE_INTERVAL_S
 
     def stats(self) -> dict[str, float | int | None]:
         bandwidth = self._bandwidth.value

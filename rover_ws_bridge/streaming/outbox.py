@@ -27,7 +27,7 @@ alone holds minutes of backlog for a slow client, all of it stale by the time it
 
 - a LOW or NORMAL record received before `stale_ns` is dropped, and so is one larger than
   `max_sheddable_bytes` (a camera frame the link would need most of a second for: it would
-  hold up every record behind it, CRITICAL included);
+  hold up every record behind it, CRITICAL included) unless the client reads it in pieces;
 - a stale HIGH record is dropped only when a newer record of its topic is queued (conflation:
   the newest of a HIGH topic always goes);
 - CRITICAL is never dropped.
@@ -190,15 +190,21 @@ class Outbox:
 
     def pop_batch(self, max_records: int, max_bytes: int | None = None,
                   stale_ns: int | None = None,
-                  max_sheddable_bytes: int | None = None) -> list[Record]:
-        """Up to `max_records` records and about `max_bytes` (always at least one record),
-        highest priority first, oldest first within one; shedding what is stale (received
-        before `stale_ns`) or too large (see the module's doc)."""
+                  max_sheddable_bytes: int | None = None,
+                  min_priority: int = Priority.LOW,
+                  cuttable: Callable[[Record], bool] | None = None) -> list[Record]:
+        """Up to `max_records` records of `min_priority` or above and about `max_bytes`
+        (always at least one record, if any), highest priority first, oldest first within
+        one; shedding what is stale (received before `stale_ns`) or too large (see the
+        module's doc), unless `cuttable` says it can go in pieces (then no size is too
+        large: a piece holds up nothing for long)."""
         out: list[Record] = []
         budget = max_bytes if max_bytes is not None else 1 << 62
         too_large = max_sheddable_bytes if max_sheddable_bytes is not None else 1 << 62
         stale = stale_ns if stale_ns is not None else -1
         for priority in reversed(Priority):
+            if priority < min_priority:
+                break
             queue = self._queues[priority]
             while queue and len(out) < max_records:
                 entry = queue[0]
@@ -206,7 +212,9 @@ class Outbox:
                     queue.popleft()
                     continue
                 if priority < Priority.CRITICAL and (
-                        entry.record.timestamp_ns < stale or entry.size > too_large) \
+                        entry.record.timestamp_ns < stale or (
+                            entry.size > too_large
+                            and (cuttable is None or not cuttable(entry.record)))) \
                         and self._sheddable(entry, priority, stale):
                     queue.popleft()
                     self._evict(entry, priority)

@@ -80,7 +80,8 @@ def settings_from_config(config: BridgeConfig) -> SessionSettings:
         outbox=OutboxLimits(max_bytes=config.outbox_max_bytes,
                             critical_max_bytes=config.outbox_max_bytes),
         link=LinkSettings(queue_target_s=config.link_queue_target_ms / 1e3,
-                          bandwidth_window_s=config.link_bandwidth_window_s),
+                          bandwidth_window_s=config.link_bandwidth_window_s,
+                          initial_rate_Bps=config.link_initial_rate_kbit * 1000 / 8),
         max_record_age_s=config.max_record_age_s,
         max_record_link_s=config.max_record_link_s,
     )

@@ -124,6 +124,8 @@ def _clients(r: Reading) -> _Check:
               "pending_disconnects": str(r.server.pending_disconnects)}
     penalised = 0
     for c in r.connections:
+        if c.link:
+            values[f"client {c.id} link"] = _link_text(c.link)
         level = c.penalty.get("penalty_level", "ok")
         if level == "ok" and not c.penalty.get("dropped"):
             values[f"client {c.id}"] = c.remote
@@ -135,6 +137,16 @@ def _clients(r: Reading) -> _Check:
     if penalised:  # OK still: a hostile client must not make the bridge look degraded
         return OK, f"{len(r.connections)} connected, {penalised} over a rate limit", values
     return OK, f"{len(r.connections)} connected", values
+
+
+def _link_text(link: Mapping[str, Any]) -> str:
+    """A client's link estimate and what is queued for it (streaming/link.py), on one line."""
+    bandwidth = link.get("bandwidth_bytes_per_s")
+    return (f"bandwidth {_text(None if bandwidth is None else round(bandwidth / 1e3, 1))} kB/s, "
+            f"RTT {_text(link.get('min_rtt_ms'))} ms, budget {_text(link.get('budget_bytes'))} B, "
+            f"queued: outbox {_text(link.get('outbox_bytes'))} B, kernel "
+            f"{_text(link.get('kernel_queued_bytes'))} B; shed for the link "
+            f"{_text(link.get('shed_for_link'))}")
 
 
 def _input_topics(r: Reading) -> _Check:

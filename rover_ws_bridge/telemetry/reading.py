@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import __version__
 from ..priority import Priority
@@ -79,6 +79,9 @@ class Rates:
     wire_bytes_s: float
     input_by_topic: Mapping[str, TopicRate]
     output_by_topic: Mapping[int, float]  # topic id -> records/s
+    # connection id -> topic id -> records/s handed to that client's transport: against the
+    # topic's input rate, what a slow link lets through of each topic.
+    output_by_client: Mapping[int, Mapping[int, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ class Telemetry:
         self._delivered = RateMeter()
         self._wire_bytes = RateMeter()
         self._peaks: dict[int, float] = {}  # connection id -> peak outbox fill of the period
+        # connection id -> topic id -> its records delivered; rebuilt each tick from the live
+        # connections (memory: one meter per connected client and topic it has received).
+        self._client_outputs: dict[int, dict[int, RateMeter]] = {}
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -144,6 +150,8 @@ class Telemetry:
         self._wire_bytes.update(delivery.bytes_wire, now)
         sessions = self.server.sessions
         self._peaks = {s.id: s.outbox.take_peak_utilization() for s in sessions}
+        self._client_outputs = {s.id: _client_output_rates(
+            s.outbox.counts, self._client_outputs.get(s.id, {}), now) for s in sessions}
         self.regression.observe(LoadLevel.of(delivered, len(sessions)), delivery.take_samples(),
                                 now, learn=delivery.uptime_s >= WARMUP_S)
         delivery.sample_every = max(1, int(delivered / SAMPLES_PER_S))
@@ -167,9 +175,28 @@ class Telemetry:
         rates = Rates(
             self._received.rate, self._delivered.rate, self._wire_bytes.rate,
             {name: TopicRate(r.meter.rate, r.expected_hz) for name, r in self._inputs.items()},
-            {topic_id: meter.rate for topic_id, meter in self._outputs.items()})
+            {topic_id: meter.rate for topic_id, meter in self._outputs.items()},
+            {client: {topic_id: meter.rate for topic_id, meter in meters.items()}
+             for client, meters in self._client_outputs.items()})
         return Reading(
             self.node_name, __version__, d.uptime_s, time.time_ns(), self.target_latency_ms,
             latency, d.stats(), router, connections, handoff_stats(self.handoff),
             server_stats(self.server), self.core.stats() if self.core is not None else {},
             rates, self.regression.verdict, self.regression.note)
+
+
+def _client_output_rates(counts: Mapping[tuple[int, int], Any], meters: dict[int, RateMeter],
+                         now: float) -> dict[int, RateMeter]:
+    """One client's per-topic delivered rates, from its outbox's counts by (topic, priority)."""
+    delivered: dict[int, int] = {}
+    for (topic_id, _priority), c in counts.items():
+        delivered[topic_id] = delivered.get(topic_id, 0) + c.delivered
+    out = {}
+    for topic_id, count in delivered.items():
+        meter = meters.get(topic_id)
+        if meter is None:  # first look: the rate starts at the next one
+            meter = RateMeter(last_value=count, last_time=now)
+        else:
+            meter.update(count, now)
+        out[topic_id] = meter
+    return out

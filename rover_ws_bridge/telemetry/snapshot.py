@@ -80,7 +80,22 @@ def connections(r: Reading, show_addresses: bool = True) -> dict[str, Any]:
         "backpressure": _outbox(c),
         "limits": {**c.penalty, "pending_bytes": c.pending_bytes},
         "link": dict(c.link) or None,
+        "topics": _client_topics(r, c.id),
     } for c in r.connections]}
+
+
+def _client_topics(r: Reading, client_id: int) -> dict[str, dict[str, float | None]]:
+    """Each topic this client got records of: its rate in from ROS (published_hz) and the
+    rate of its records handed to this client's connection (delivered_hz), over the last
+    period. Below published_hz: throttled (max_rate_hz), shed or conflated for this client."""
+    names = {info.id: info.name for info in r.router.topics}
+    out = {}
+    for topic_id, rate in sorted(r.rates.output_by_client.get(client_id, {}).items()):
+        name = names.get(topic_id, f"#{topic_id}")
+        published = r.rates.input_by_topic.get(name)
+        out[name] = {"published_hz": None if published is None else round(published.rate_hz, 2),
+                     "delivered_hz": round(rate, 2)}
+    return out
 
 
 def backpressure(r: Reading, show_addresses: bool = True) -> dict[str, Any]:

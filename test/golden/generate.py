@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 
 from rover_ws_bridge.wire.compression import Compression
-from rover_ws_bridge.wire.frame import Encoding, Record, encode_frame
+from rover_ws_bridge.wire.frame import Encoding, Record, encode_chunk, encode_frame
 
 HERE = Path(__file__).parent
 
@@ -48,6 +48,12 @@ CASES = {
 }
 
 
+# A record sent in pieces (frame version 2): 100 bytes of CDR in three chunks of 40, 40, 20,
+# the e-stop's whole frame between the first two (what a slow link gets).
+CHUNKED = Record(1700000000008000000, 9, 5, 0, int(Encoding.CDR), bytes(range(100)))
+CHUNKS = [("chunk_0.bin", 0, 40), ("chunk_1.bin", 40, 40), ("chunk_2.bin", 80, 20)]
+
+
 def expected(recs: list[Record]) -> list[dict]:
     return [{"timestamp_ns": r.timestamp_ns, "topic_id": r.topic_id, "sequence": r.sequence,
              "priority": r.priority, "encoding": r.encoding, "data_hex": r.data.hex()}
@@ -61,6 +67,13 @@ def main() -> None:
         (HERE / name).write_bytes(frame)
         manifest[name] = {"compression": compression.name.lower(), "records": expected(recs)}
     (HERE / "frames.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    for name, offset, size in CHUNKS:
+        (HERE / name).write_bytes(encode_chunk(CHUNKED, offset, size))
+    chunks = {"frames": [{"name": name, "offset": offset, "size": size}
+                         for name, offset, size in CHUNKS],
+              "between": "frame_none.bin",  # sent after the first chunk: decoded at once
+              "record": expected([CHUNKED])[0]}
+    (HERE / "chunks.json").write_text(json.dumps(chunks, indent=1) + "\n")
 
 
 if __name__ == "__main__":

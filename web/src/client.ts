@@ -18,7 +18,14 @@ import { encode as encodeMsgpack } from "@msgpack/msgpack";
 import { ClockSync, nowMs } from "./clock.js";
 import { COMPRESSION_NAMES } from "./compression.js";
 import { decodeData, ENCODING_NAMES, type EncodingName } from "./encoding.js";
-import { decodeFrame, DEFAULT_MAX_BODY_BYTES, FrameError, PRIORITY_NAMES } from "./frame.js";
+import {
+  ChunkAssembler,
+  decodeFrame,
+  DEFAULT_MAX_BODY_BYTES,
+  FrameError,
+  PRIORITY_NAMES,
+  type FrameRecord,
+} from "./frame.js";
 import { globAny } from "./glob.js";
 import { ClientMetrics, type ClientMetricsSnapshot } from "./metrics.js";
 import { buildStatsReport } from "./stats.js";
@@ -152,6 +159,12 @@ export interface TelemetryClientOptions {
   maxBodyBytes?: number;
   /** Decode record data (msgpack/json). Default true; false hands the raw bytes. */
   decode?: boolean;
+  /**
+   * Ask a bridge that offers it (`hello.capabilities.chunks`) to send large records in pieces
+   * over a slow link, so that an e-stop is not held behind a camera frame; they are put back
+   * together here (whole records only are delivered). Default true.
+   */
+  enableChunks?: boolean;
 }
 
 export class BridgeError extends Error {
@@ -259,6 +272,8 @@ export class OptimizedTelemetryClient {
   private everOpened = false;
   /** The connection (generation) whose session set-up has started. */
   private setUpFor = -1;
+  /** Records arriving in pieces on this connection (made anew with each one). */
+  private assembler = new ChunkAssembler();
   private syncing: Promise<void> = Promise.resolve();
 
   private readonly telemetryListeners = new Set<TelemetryListener>();
@@ -400,6 +415,7 @@ export class OptimizedTelemetryClient {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.clock.reset();
+    this.assembler = new ChunkAssembler(this.options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
     ws.onmessage = (event) => {
       if (generation === this.generation) this.onFrame(event.data);
     };
@@ -471,14 +487,16 @@ export class OptimizedTelemetryClient {
   /** After `hello` and `topics`: configure, subscribe, advertise again, start the clock sync; then open. */
   private async setUp(generation: number): Promise<void> {
     const { enableCompression, enableBatching } = this.options;
+    const chunks = this.options.enableChunks !== false && this.hello?.capabilities.chunks === true;
     try {
-      if (enableCompression !== undefined || enableBatching !== undefined) {
+      if (enableCompression !== undefined || enableBatching !== undefined || chunks) {
         const request: Record<string, unknown> = { op: "configure" };
         if (enableCompression !== undefined) {
           request.compression = typeof enableCompression === "string" ? enableCompression
             : enableCompression ? "lz4" : "none";
         }
         if (enableBatching !== undefined) request.batching = enableBatching;
+        if (chunks) request.chunks = true;
         await this.request(request);
       }
       await this.queueSync();
@@ -854,7 +872,12 @@ export class OptimizedTelemetryClient {
       const frame = decodeFrame(bytes, this.options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
       compression = COMPRESSION_NAMES[frame.compression];
       const decode = this.options.decode !== false;
-      messages = frame.records.map((r) => ({
+      let records: FrameRecord[] = frame.records;
+      if (frame.chunk !== undefined) {
+        const whole = this.assembler.add(frame.chunk);
+        records = whole === undefined ? [] : [whole];
+      }
+      messages = records.map((r) => ({
         topic: this.namesById.get(r.topicId) ?? "?",
         topicId: r.topicId,
         data: decode ? decodeData(r.data, r.encoding) : r.data,

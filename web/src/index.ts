@@ -19,13 +19,17 @@ export {
 } from "./client.js";
 export {
   decodeFrame,
+  ChunkAssembler,
   FrameError,
   RecordEncoding,
   Priority,
   PRIORITY_NAMES,
   FRAME_VERSION,
+  CHUNK_FRAME_VERSION,
   HEADER_SIZE,
   RECORD_HEADER_SIZE,
+  CHUNK_HEADER_SIZE,
+  type Chunk,
   type Frame,
   type FrameRecord,
   type PriorityName,

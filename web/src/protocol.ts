@@ -28,6 +28,8 @@ export interface HelloMessage {
     compressions: CompressionName[];
     batching: boolean;
     max_rate: boolean;
+    /** The bridge can send large records in pieces (frame version 2; absent from older bridges). */
+    chunks?: boolean;
     priorities: PriorityName[];
     [other: string]: unknown;
   };
@@ -238,4 +240,4 @@ export type ServerMessage =
   | ParametersMessage
   | ParametersSetMessage
   | { op: "unsubscribed"; id: unknown; topics: string[] }
-  | { op: "configured"; id: unknown; compression: CompressionName; batching: boolean };
+  | { op: "configured"; id: unknown; compression: CompressionName; batching: boolean; chunks?: boolean };

@@ -87,6 +87,8 @@ export class FakeBridge {
   statsSupported = true;
   /** The bridge's limit on a `stats` report (length of Python's json.dumps of it). */
   statsMaxChars = 4096;
+  /** `hello.capabilities.chunks`: offer large records in pieces (frame version 2). */
+  chunks = false;
   /** `hello.permissions`; undefined: a bridge from before the two-way ops (no field). */
   permissions: Permissions | undefined = DEMO_PERMISSIONS;
   /** Refuse every `publish` with this error (`status` with the publish's id). */
@@ -146,7 +148,7 @@ export class FakeBridge {
     this.send(ws, {
       op: "hello", server: "fake", version: "0", protocol: "rover-ws-bridge.v1", frame_version: 1, session_id: this.connections,
       server_time_ns: this.serverTimeNs(),
-      capabilities: { encodings: ["msgpack", "json", "cdr"], compressions: ["lz4", "zlib", "none"], batching: true, max_rate: true, priorities: [] },
+      capabilities: { encodings: ["msgpack", "json", "cdr"], compressions: ["lz4", "zlib", "none"], batching: true, max_rate: true, priorities: [], ...(this.chunks ? { chunks: true } : {}) },
       defaults: { compression: "lz4", max_batch_messages: 50, compression_threshold_bytes: 512, outbox_max_bytes: 4194304 },
       ...(this.permissions !== undefined ? { permissions: this.permissions } : {}),
     });
@@ -307,7 +309,11 @@ export class FakeBridge {
   }
 
   sendFrame(records: RecordSpec[]): void {
-    const frame = encodeFrame(records);
+    this.sendBytes(encodeFrame(records));
+  }
+
+  /** A binary frame as given (e.g. a golden one) to every connection. */
+  sendBytes(frame: Uint8Array): void {
     for (const ws of this.sockets) ws.send(frame);
   }
 

@@ -1,4 +1,5 @@
 // The client's protocol logic against a scripted server: set-up, data, errors, reconnection.
+import { readFileSync } from "node:fs";
 import WebSocket from "ws";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
@@ -82,6 +83,27 @@ describe("OptimizedTelemetryClient", () => {
     expect(metrics.topics["/imu"].messages).toBe(1);
     expect(metrics.framesByCompression.none).toBe(1);
     expect(metrics.bytesReceived).toBeGreaterThan(0);
+  });
+
+  it("asks a bridge that offers chunks for them, and delivers a chunked record once, whole", async () => {
+    bridge.chunks = true;
+    const golden = (name: string) => new Uint8Array(readFileSync(new URL(`../../../test/golden/${name}`, import.meta.url)));
+    const c = client({ topics: ["*"] });
+    const messages: TelemetryMessage[] = [];
+    c.onTelemetry((batch) => messages.push(...batch));
+    await c.ready(10_000);
+    expect(bridge.ops("configure")).toEqual([expect.objectContaining({ chunks: true })]);
+    // A piece, a whole frame between (it goes at once), then the other pieces.
+    for (const name of ["chunk_0.bin", "frame_none.bin", "chunk_1.bin", "chunk_2.bin"]) bridge.sendBytes(golden(name));
+    await waitFor(() => messages.length >= 4, "four records");
+    expect(messages.map((m) => [m.topicId, m.sequence])).toEqual([[7, 41], [3, 2], [3, 3], [9, 5]]);
+    expect(messages[3].data).toEqual(new Uint8Array(Array.from({ length: 100 }, (_, i) => i)));
+    expect(c.metrics().messages).toBe(4);
+
+    bridge.requests.length = 0;
+    const whole = client({ topics: ["*"], enableChunks: false });
+    await whole.ready(10_000);
+    expect(bridge.ops("configure")).toEqual([]);
   });
 
   it("counts sequence gaps per topic as drops", async () => {

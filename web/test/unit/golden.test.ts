@@ -2,7 +2,15 @@
 // exactly the records in frames.json: the same test vectors the Python client is checked with.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { Compression, decodeData, decodeFrame, FrameError, HEADER_SIZE } from "../../src/index.js";
+import {
+  CHUNK_HEADER_SIZE,
+  ChunkAssembler,
+  Compression,
+  decodeData,
+  decodeFrame,
+  FrameError,
+  HEADER_SIZE,
+} from "../../src/index.js";
 
 const GOLDEN = new URL("../../../test/golden/", import.meta.url);
 const FIXTURES = new URL("../fixtures/", import.meta.url);
@@ -90,7 +98,8 @@ describe("malformed frames are refused like the Python decoder refuses them", ()
 
   const cases: [string, (b: Uint8Array) => Uint8Array, RegExp][] = [
     ["shorter than a header", (b) => b.slice(0, 10), /shorter than its header/],
-    ["another version", (b) => { b[8] = 2; return b; }, /version 2 is not supported/],
+    ["another version", (b) => { b[8] = 3; return b; }, /version 3 is not supported/],
+    ["a chunk frame of several records", (b) => { b[8] = 2; return b; }, /a piece of 1 record, header says 3/],
     ["total_size disagrees", (b) => b.slice(0, b.length - 1), /header says \d+ bytes, frame has/],
     ["unknown compression code", (b) => { b[9] = 3; return b; }, /unknown compression code 3/],
     ["body_size too big", (b) => { setU32(b, 12, 1 << 30); return b; }, /exceeds the limit/],
@@ -117,5 +126,55 @@ describe("malformed frames are refused like the Python decoder refuses them", ()
     const b = golden("frame_lz4.bin").slice();
     b[HEADER_SIZE] ^= 0xff;
     expect(() => decodeFrame(b)).toThrow(/not an LZ4 frame/);
+  });
+});
+
+describe("chunk frames (frame version 2)", () => {
+  interface ChunkManifest {
+    frames: { name: string; offset: number; size: number }[];
+    between: string;
+    record: ExpectedRecord;
+  }
+  const manifest = JSON.parse(readFileSync(new URL("chunks.json", GOLDEN), "utf8")
+    .replace(/"timestamp_ns":\s*(\d+)/g, '"timestamp_ns": "$1"')) as ChunkManifest;
+  const chunkOf = (name: string) => {
+    const chunk = decodeFrame(golden(name)).chunk;
+    if (chunk === undefined) throw new Error(`${name} is not a chunk frame`);
+    return chunk;
+  };
+
+  it("the golden pieces decode and reassemble around a whole frame", () => {
+    const assembler = new ChunkAssembler();
+    const got = manifest.frames.map((piece, index) => {
+      const frame = decodeFrame(golden(piece.name));
+      expect(frame.records).toEqual([]);
+      expect(frame.chunk?.offset).toBe(piece.offset);
+      expect(frame.chunk?.record.data.length).toBe(piece.size);
+      const whole = assembler.add(chunkOf(piece.name));
+      if (index === 0) expect(decodeFrame(golden(manifest.between)).records.length).toBe(3);
+      return whole;
+    });
+    expect(got.slice(0, -1)).toEqual([undefined, undefined]);
+    const record = got[got.length - 1]!;
+    expect({
+      timestamp_ns: record.timestampNs.toString(), topic_id: record.topicId, sequence: record.sequence,
+      priority: record.priority, encoding: record.encoding, data_hex: hex(record.data),
+    }).toEqual(manifest.record);
+    expect(assembler.pendingBytes).toBe(0);
+  });
+
+  it("refuses a piece that does not continue its record, and a record over the limit", () => {
+    const [first, second, third] = manifest.frames.map((f) => f.name);
+    const assembler = new ChunkAssembler();
+    expect(() => assembler.add(chunkOf(second))).toThrow(/does not continue a record/);
+    assembler.add(chunkOf(first));
+    expect(() => assembler.add(chunkOf(third))).toThrow(/does not continue a record/);
+    expect(() => new ChunkAssembler(99).add(chunkOf(first))).toThrow(/exceeds the limit of 99/);
+  });
+
+  it("refuses a piece that runs past its record", () => {
+    const b = golden(manifest.frames[2].name).slice();
+    new DataView(b.buffer).setUint32(HEADER_SIZE + CHUNK_HEADER_SIZE - 4, 90, true);
+    expect(() => decodeFrame(b)).toThrow(/runs past the record's 100 bytes/);
   });
 });
