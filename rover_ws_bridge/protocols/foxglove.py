@@ -65,7 +65,15 @@ from .base import (
     WatchGraph,
     WatchParameters,
 )
-from .inputs import MAX_NAME_CHARS, finite_float, json_text, reject_constant, short
+from .inputs import (
+    MAX_NAME_CHARS,
+    RequestError,
+    finite_float,
+    json_text,
+    parse_json_object,
+    reject_constant,
+    short,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,12 +244,9 @@ class FoxgloveProtocol(Protocol):
     def on_text(self, text: str) -> list[Action]:
         try:
             try:
-                message = json.loads(text, parse_constant=reject_constant,
-                                     parse_float=finite_float)
-            except (ValueError, RecursionError) as exc:
-                raise BadRequest(f"message is not valid JSON: {str(exc)[:200]}") from None
-            if not isinstance(message, dict):
-                raise BadRequest("message must be a JSON object")
+                message = parse_json_object(text)
+            except RequestError as exc:
+                raise BadRequest(exc.message) from None
             handler = _OPS.get(message.get("op"))  # type: ignore[arg-type]
             if handler is None:
                 raise BadRequest(f"unknown op {short(message.get('op'))}; expected one of: "

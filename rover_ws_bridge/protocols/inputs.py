@@ -5,6 +5,7 @@ error never echoes megabytes back.
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -47,6 +48,18 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text[:50]} does not fit a double")
     return value
+
+
+def parse_json_object(text: str) -> dict:
+    """A client's control message: strict JSON (no NaN or Infinity, no number past a double)
+    holding an object; anything else is a RequestError (bad_json or bad_request)."""
+    try:
+        message = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
+    except (ValueError, RecursionError) as exc:
+        raise RequestError("bad_json", f"message is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(message, dict):
+        raise RequestError("bad_request", "message must be a JSON object")
+    return message
 
 
 def check_name(value: Any, what: str) -> str:

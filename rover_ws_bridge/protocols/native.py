@@ -66,10 +66,9 @@ from .inputs import (
     MAX_TIMEOUT_S,
     RequestError,
     check_name,
-    finite_float,
     is_short_scalar,
     json_text,
-    reject_constant,
+    parse_json_object,
     short,
 )
 
@@ -202,14 +201,7 @@ class NativeProtocol(Protocol):
     def on_text(self, text: str) -> list[Action]:
         request_id = None
         try:
-            try:
-                message = json.loads(text, parse_constant=reject_constant,
-                                     parse_float=finite_float)
-            except (ValueError, RecursionError) as exc:
-                raise RequestError("bad_json",
-                                   f"message is not valid JSON: {str(exc)[:200]}") from None
-            if not isinstance(message, dict):
-                raise RequestError("bad_request", "message must be a JSON object")
+            message = parse_json_object(text)
             request_id = message.get("id")
             if not is_short_scalar(request_id):
                 request_id = None

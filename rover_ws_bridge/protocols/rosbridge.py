@@ -83,6 +83,7 @@ from .inputs import (
     finite_float,
     is_short_scalar,
     json_text,
+    parse_json_object,
     reject_constant,
     short,
 )
@@ -217,14 +218,7 @@ class RosbridgeProtocol(Protocol):
     def on_text(self, text: str, fragment_of: Any = None) -> list[Action]:
         request_id = None
         try:
-            try:
-                message = json.loads(text, parse_constant=reject_constant,
-                                     parse_float=finite_float)
-            except (ValueError, RecursionError) as exc:
-                raise RequestError("bad_json",
-                                   f"message is not valid JSON: {str(exc)[:200]}") from None
-            if not isinstance(message, dict):
-                raise RequestError("bad_request", "message must be a JSON object")
+            message = parse_json_object(text)
             request_id = message.get("id")
             if not is_short_scalar(request_id):
                 request_id = None

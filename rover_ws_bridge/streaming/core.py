@@ -198,13 +198,7 @@ class BridgeCore:
                 session.graph_changed(old, graph)
 
     def _watch_graph(self, requester: Requester, request: p.WatchGraph) -> None:
-        before = bool(self._graph_watchers)
-        if request.wanted:
-            self._graph_watchers.add(requester)
-        else:
-            self._graph_watchers.discard(requester)
-        if bool(self._graph_watchers) != before:
-            self.on_graph_watched(not before)
+        _watch(self._graph_watchers, requester, request.wanted, self.on_graph_watched)
 
     def clock(self, sim_ns: int, wall_ns: int) -> None:
         """/clock from the ROS shell (use_sim_time; throttled there), to every connection."""
@@ -213,13 +207,7 @@ class BridgeCore:
             session.clock_changed(sim_ns)
 
     def _watch_parameters(self, requester: Requester, request: p.WatchParameters) -> None:
-        before = bool(self._parameter_watchers)
-        if request.wanted:
-            self._parameter_watchers.add(requester)
-        else:
-            self._parameter_watchers.discard(requester)
-        if bool(self._parameter_watchers) != before:
-            self.on_parameters_watched(not before)
+        _watch(self._parameter_watchers, requester, request.wanted, self.on_parameters_watched)
 
     def parameter_event(self, node: str, values: tuple[tuple[str, Any, str], ...]) -> None:
         """A /parameter_events message (asyncio thread): to the watchers that may read the
@@ -864,6 +852,19 @@ class BridgeCore:
                 "action_goals": len(self._goals),
                 "published": self.published, "publish_errors": self.publish_errors,
                 "commands_refused": self.commands.refused, "commands_queued": len(self.commands)}
+
+
+def _watch(watchers: set, requester: Any, wanted: bool,
+           on_change: Callable[[bool], None]) -> None:
+    """Add or remove a watcher; `on_change(True)` when the first one comes, `(False)` when the
+    last one goes (the ROS side collects what they watch only in between)."""
+    before = bool(watchers)
+    if wanted:
+        watchers.add(requester)
+    else:
+        watchers.discard(requester)
+    if bool(watchers) != before:
+        on_change(not before)
 
 
 def _absolute(name: str) -> str:

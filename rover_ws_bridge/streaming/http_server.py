@@ -32,7 +32,8 @@ import h11
 
 from .. import PROTOCOL_NAME
 from ..auth import COOKIE_NAME
-from .policy import Client, Refusal, find_token, redact
+from ..protocols.inputs import finite_float, reject_constant
+from .policy import Client, Refusal, find_token, host_name, redact
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -101,13 +102,10 @@ class HttpRequest:
         if not self.body.strip():
             return {}
         try:
-            return json.loads(self.body, parse_constant=_refuse_constant)
+            return json.loads(self.body, parse_constant=reject_constant,
+                              parse_float=finite_float)
         except RecursionError:
             raise ValueError("nested too deeply") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass
@@ -127,6 +125,15 @@ class Route:
     """A path's handler and the methods it takes (HEAD comes with GET)."""
     handler: Handler
     methods: tuple[str, ...] = ("GET",)
+
+
+def refusal_headers(status: int) -> list[tuple[str, str]]:
+    """What a refusal says besides its reason, HTTP and WebSocket handshakes alike."""
+    if status == HTTPStatus.UNAUTHORIZED:
+        return [("WWW-Authenticate", 'Bearer realm="rover_ws_bridge"')]
+    if status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
+        return [("Retry-After", "1")]
+    return []
 
 
 def json_response(status: int, body: Any) -> HttpResponse:
@@ -256,7 +263,8 @@ class HttpSite:
         """CORS preflight: answered for an allowed Origin before any token (browsers send
         none with it); the real request is then checked as any other."""
         problem = self.policy.host_problem(request.headers.get("Host")) or \
-            self.policy.origin_problem(request.headers.get("Origin"), _host_of(request.headers))
+            self.policy.origin_problem(request.headers.get("Origin"),
+                                       host_name(request.headers.get("Host") or "") or "")
         if problem is not None:
             return text_response(HTTPStatus.FORBIDDEN, problem + "\n")
         if route is None and self._static_target(request.path) is None:
@@ -271,10 +279,7 @@ class HttpSite:
     @staticmethod
     def _refusal(refusal: Refusal) -> HttpResponse:
         response = text_response(refusal.status, refusal.reason + "\n")
-        if refusal.status == HTTPStatus.UNAUTHORIZED:
-            response.headers.append(("WWW-Authenticate", 'Bearer realm="rover_ws_bridge"'))
-        elif refusal.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
-            response.headers.append(("Retry-After", "1"))
+        response.headers += refusal_headers(refusal.status)
         return response
 
     # -- /login ------------------------------------------------------------------------------
@@ -329,13 +334,6 @@ class HttpSite:
 
 def _with_head(methods: tuple[str, ...]) -> tuple[str, ...]:
     return methods + ("HEAD",) if "GET" in methods and "HEAD" not in methods else methods
-
-
-def _host_of(headers: HttpHeaders) -> str:
-    host = (headers.get("Host") or "").strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else ""
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _raw_response(status: HTTPStatus, text: str) -> bytes:

@@ -146,7 +146,7 @@ def _single(headers: Any, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _host_name(header: str) -> str | None:
+def host_name(header: str) -> str | None:
     """The name or address of a Host header, lower case, without port or brackets."""
     header = header.strip().lower()
     if not header or len(header) > MAX_HOST_CHARS:
@@ -205,7 +205,7 @@ class Policy:
         problem = self.host_problem(host)
         if problem is not None:
             return Refusal(403, problem)
-        problem = self.origin_problem(origin, _host_name(host or "") or "")
+        problem = self.origin_problem(origin, host_name(host or "") or "")
         if problem is not None:
             return Refusal(403, problem)
         if self._current_tokens() is None:
@@ -263,7 +263,7 @@ class Policy:
             return None
         if header is None:
             return "no Host header: this bridge answers only requests naming one of its hosts"
-        name = _host_name(header)
+        name = host_name(header)
         if name is not None:
             if name in self._own_names or name in _LOCALHOST_NAMES:
                 return None

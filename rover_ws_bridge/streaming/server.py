@@ -31,7 +31,7 @@ from ..protocols import PROTOCOLS, ProtocolRefused, select_protocol
 from ..wire.compression import Compression
 from .connection import Connection, SessionSettings
 from .core import BridgeCore
-from .http_server import DASHBOARD_DIR, FrontDoor, HttpSite
+from .http_server import DASHBOARD_DIR, FrontDoor, HttpSite, refusal_headers
 from .link import LinkSettings
 from .outbox import OutboxLimits
 from .policy import Client, Refusal, redact
@@ -260,10 +260,8 @@ class BridgeServer:
 
     def _refusal(self, connection: ServerConnection, refusal: Refusal) -> Response:
         response = connection.respond(HTTPStatus(refusal.status), refusal.reason + "\n")
-        if refusal.status == HTTPStatus.UNAUTHORIZED:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="rover_ws_bridge"'
-        elif refusal.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
-            response.headers["Retry-After"] = "1"
+        for name, value in refusal_headers(refusal.status):
+            response.headers[name] = value
         return response
 
     # -- connections -------------------------------------------------------------------------
