@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import cbor2
 import pytest
@@ -569,3 +570,52 @@ def test_rosapi_has_param_lists_the_node_and_delete_param_is_a_parameter_write()
     [answer] = texts(send(proto, op="call_service", id="d3", service="/rosapi/delete_param",
                           args={"name": "no_colon"}))
     assert answer["result"] is False and "node:param" in answer["values"]
+
+
+# -- any input: answered, never raised (the property test the other protocols have) ----------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from rover_ws_bridge.protocols.rosbridge import _OPS  # noqa: E402
+
+_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+              st.text(max_size=20), st.sampled_from(["/imu", "/odom", "imu", "/rosapi/topics",
+                                                     "sensor_msgs/msg/Imu", "cbor", "png"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12)
+_fields = st.sampled_from(["id", "topic", "type", "msg", "service", "args", "compression",
+                           "throttle_rate", "queue_length", "fragment_size", "timeout",
+                           "values", "result", "action", "action_type", "data", "num",
+                           "total", "level", "goal"])
+_messages = st.builds(lambda op, extra: {"op": op, **extra},
+                      st.sampled_from(sorted(_OPS) + ["nope", ""]),
+                      st.dictionaries(_fields, _values, max_size=6))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(inputs=st.lists(st.one_of(_messages.map(json.dumps), st.text(max_size=30),
+                                 st.binary(max_size=20)), min_size=1, max_size=6))
+def test_any_input_is_answered_without_raising(inputs):
+    """Answered by the protocol's own checks: none reaches its catch-all (which would log a
+    traceback)."""
+    failures = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = failures.append
+    logging.getLogger("rover_ws_bridge").addHandler(handler)
+    try:
+        proto = protocol()
+        for item in inputs:
+            actions = proto.on_text(item) if isinstance(item, str) else proto.on_binary(item)
+            for message in texts(actions):
+                assert isinstance(message.get("op"), str)
+                if message["op"] == "status":
+                    assert message["level"] in ("error", "warning", "info") and message["msg"]
+            for request in requests(actions):  # every refusal is handled too
+                if getattr(request, "ref", None) is not None:
+                    proto.on_outcome(p.Refused(request.ref, "not_allowed", "no", "x"))
+    finally:
+        logging.getLogger("rover_ws_bridge").removeHandler(handler)
+    assert not failures, [r.getMessage() for r in failures]
