@@ -18,6 +18,7 @@ import rosidl_parser.definition as idl
 from rclpy.serialization import deserialize_message, serialize_message
 
 from ..streaming.policy import is_interface_type
+from .cdr_decoder import make_plain_decoder
 from .definitions import is_interface_package
 
 
@@ -102,11 +103,19 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def make_decoder(message_class: type) -> Callable[[bytes], dict]:
+def make_generic_decoder(message_class: type) -> Callable[[bytes], dict]:
+    """CDR -> plain through rclpy's message object: any type, any encapsulation."""
     def decode(cdr: bytes) -> dict:
         return to_plain(deserialize_message(cdr, message_class))
 
     return decode
+
+
+def make_decoder(message_class: type) -> Callable[[bytes], dict]:
+    """CDR -> plain: the generated decoder of cdr_decoder.py where the type allows (the same
+    result, several times faster), else the generic path."""
+    generic = make_generic_decoder(message_class)
+    return make_plain_decoder(message_class, generic) or generic
 
 
 # --- outbound: CDR -> CBOR with typed arrays (rosbridge's `cbor` compression) --------------
