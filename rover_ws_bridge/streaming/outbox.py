@@ -47,6 +47,10 @@ from typing import Callable
 from ..priority import Priority
 from ..wire.frame import Record
 
+# reversed(Priority) builds a generator through EnumType.__reversed__ at every call: 2 % of the
+# asyncio thread at 200 Hz (py-spy), for a constant.
+_HIGHEST_FIRST = tuple(reversed(Priority))
+
 
 class BackpressureState(str, enum.Enum):
     OK = "ok"
@@ -202,7 +206,7 @@ class Outbox:
         budget = max_bytes if max_bytes is not None else 1 << 62
         too_large = max_sheddable_bytes if max_sheddable_bytes is not None else 1 << 62
         stale = stale_ns if stale_ns is not None else -1
-        for priority in reversed(Priority):
+        for priority in _HIGHEST_FIRST:
             if priority < min_priority:
                 break
             queue = self._queues[priority]
