@@ -160,3 +160,24 @@ def test_ratio_summary_calls_only_what_every_round_agrees_on() -> None:
     assert summary["cpu_per_msg"]["verdict"] == "too spread to call"
     assert summary["cpu_per_msg"]["median"] == 1.1
     assert summary["ros_side_cpu_per_msg"] is None  # not measured in these rounds
+
+
+def test_side_by_side_runs_two_source_trees_at_once(tmp_path: Path) -> None:
+    """Two bridges from two source trees at the same time; each bridge imports its own tree
+    (not the working directory's: `python -m` puts that first on sys.path)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(f"git -C {REPO} archive HEAD rover_ws_bridge | tar -x -C {other}",
+                   shell=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "rover_ws_bridge.bench.side_by_side", "--a", str(REPO),
+         "--b", str(other), "--seconds", "2", "--warmup", "1", "--repeat", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"A imports {REPO / 'rover_ws_bridge'}" in run.stdout, run.stdout
+    assert f"B imports {other / 'rover_ws_bridge'}" in run.stdout, run.stdout
+    rows = [line.split() for line in run.stdout.splitlines()
+            if line.split()[:2] in (["1", "A"], ["1", "B"])]
+    assert len(rows) == 2, run.stdout
+    assert all(float(row[2]) > 0 for row in rows), run.stdout  # msgs/s: data got through
+    assert "websocket" in run.stdout and "ros_executor" in run.stdout
