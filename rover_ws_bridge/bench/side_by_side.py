@@ -180,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(log_dir)
     print(f"A = {args.a}, B = {args.b}; {args.clients} client(s) each on {args.topic} at "
           f"{args.rate:g} Hz, {args.seconds:g} s windows; logs in {log_dir}")
-    print(f"{'run':>3} {'side':>4} {'msgs/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-          f"{'us/msg':>8} {'ROS us':>8} {'WS us':>8}  CPU % by thread")
     for side in (a, b):
         if not side.is_peer:  # what the bridge will import, from where it will run
             where = subprocess.run(
@@ -189,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                  "import rover_ws_bridge; print(rover_ws_bridge.__path__[0])"],
                 env=side.env(base_env), capture_output=True, text=True, check=True)
             print(f"{side.label} imports {where.stdout.strip()}")
+    print(f"{'run':>3} {'side':>4} {'msgs/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+          f"{'us/msg':>8} {'ROS us':>8} {'WS us':>8}  CPU % by thread")
     ok = True
     for run in range(1, args.repeat + 1):
         sides = [a, b] if run % 2 else [b, a]
