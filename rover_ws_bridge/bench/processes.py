@@ -21,6 +21,8 @@ from typing import IO, Any, Sequence
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 LOG_TAIL_LINES = 15
+# The folder holding the rover_ws_bridge package the bench itself runs (see ChildProcess).
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 
 class BenchError(RuntimeError):
@@ -117,9 +119,16 @@ class ChildProcess:
         self.log_path = log_dir / f"{name}.log"
         self.command = [*prefix, sys.executable, "-m", module, *args]
         self._log: IO[bytes] = open(self.log_path, "wb")
+        # Run in the log folder, with the bench's own package last on PYTHONPATH: `python -m`
+        # puts the working directory first on sys.path, so a bench started in one checkout
+        # with PYTHONPATH naming another (a before/after comparison) ran the checkout's code
+        # in every child, whatever PYTHONPATH said.
+        env = dict(env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env.get("PYTHONPATH", ""), _PACKAGE_ROOT) if p)
         self.popen = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env=env, text=True, bufsize=1, start_new_session=True)
+            env=env, cwd=log_dir, text=True, bufsize=1, start_new_session=True)
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read_stdout, name=f"{name}-stdout",
                                         daemon=True)
