@@ -181,3 +181,13 @@ def test_side_by_side_runs_two_source_trees_at_once(tmp_path: Path) -> None:
     assert len(rows) == 2, run.stdout
     assert all(float(row[2]) > 0 for row in rows), run.stdout  # msgs/s: data got through
     assert "websocket" in run.stdout and "ros_executor" in run.stdout
+
+
+def test_decode_bench_checks_both_paths_agree_and_prints_each() -> None:
+    run = subprocess.run([sys.executable, "-m", "rover_ws_bridge.bench.decode", "--number",
+                          "20", "sensor_msgs/msg/Imu", "nav_msgs/msg/Odometry"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in run.stdout.splitlines()[1:]}
+    assert set(rows) == {"sensor_msgs/msg/Imu", "nav_msgs/msg/Odometry"}
+    assert all(float(value) > 0 for row in rows.values() for value in row)
