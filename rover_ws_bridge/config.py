@@ -546,10 +546,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "that executor has no guard conditions. Where it is missing (Humble) the "
                   "bridge says so and uses 'single_threaded' (SingleThreadedExecutor).",
                   OneOf(("single_threaded", "events"))),
-    ParameterSpec("event_loop", "core", str, "auto",
-                  "The asyncio event loop of the WebSocket side. 'auto': uvloop where it is "
-                  "installed (pip install uvloop; not a dependency), else asyncio's own; "
-                  "'asyncio': asyncio's own always.", OneOf(("auto", "asyncio"))),
+    ParameterSpec("event_loop", "core", str, "asyncio",
+                  "The asyncio event loop of the WebSocket side. 'asyncio': asyncio's own; "
+                  "'auto': uvloop where it is installed (pip install uvloop; not a "
+                  "dependency), else asyncio's own. Measured side by side, uvloop gave no "
+                  "gain here (docs/BENCHMARKS.md), and the tests run asyncio's.",
+                  OneOf(("auto", "asyncio"))),
     ParameterSpec("handoff_max_messages", "core", int, 20000,
                   "Bound of the ROS-thread -> asyncio handoff queue. Past it, non-CRITICAL "
                   "messages are dropped (and counted) until the loop catches up. Memory: up to "
