@@ -1,9 +1,10 @@
 // The dashboard in a real browser: headless Chromium (Debian's package, /usr/bin/chromium or
 // $CHROMIUM) driven by playwright-core loads the page the bridge serves, with the simulated
-// rover running. Checks that values update and the plots draw, that the teleop pad drives the
-// simulated rover and the e-stop buttons work (as a second client, from Node.js, sees on
-// /odom and /estop), that the link-lost banner shows while the bridge is away and goes when it
-// is back, and saves screenshots to test-output/.
+// rover running. Checks that values update and the plots draw, that the header shows the
+// bridge's figures of the page's own link, that the teleop pad drives the simulated rover and
+// the e-stop buttons work (as a second client, from Node.js, sees on /odom and /estop), that
+// the link-lost banner shows while the bridge is away and goes when it is back, and saves
+// screenshots to test-output/.
 import { existsSync, mkdirSync } from "node:fs";
 import WebSocket from "ws";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -156,6 +157,17 @@ describe("dashboard served by the bridge", () => {
     expect(cameraShown).toBe(true);
     await expect(page.locator('[data-testid="backpressure"]').textContent()).resolves.toMatch(/backpressure/);
 
+    // This dashboard's link as the bridge sees it (the `link` op): on loopback the link is never
+    // the bottleneck, so the bandwidth is the kernel's delivery rate as a lower bound ("≥"), > 0.
+    await page.waitForFunction(() => Number.parseFloat((document.querySelector('[data-testid="link-bandwidth"]') as HTMLElement | null)?.dataset.value ?? "") > 0, null, { timeout: LONG });
+    await expect(page.locator('[data-testid="link-bandwidth"]').textContent()).resolves.toMatch(/^(≥ )?\d+(\.\d+)? (B|KB|MB|GB)\/s$/);
+    const linkRtt = number(await page.locator('[data-testid="link-rtt"]').textContent());
+    expect(Number.isFinite(linkRtt) && linkRtt >= 0).toBe(true);
+    await expect(page.locator('[data-testid="link-queued"]').textContent()).resolves.toMatch(/^\d+(\.\d+)? (B|KB|MB|GB)$/);
+    // Whether this loaded machine keeps up is not asserted; that a state is shown is.
+    await expect(page.locator('[data-testid="link-state"]').getAttribute("data-state")).resolves.toMatch(/^(ok|short)$/);
+    console.log(`dashboard link: ${await page.locator('[data-testid="link-bandwidth"]').textContent()} · rtt ${linkRtt} ms · queued ${await page.locator('[data-testid="link-queued"]').textContent()} · ${await page.locator('[data-testid="link-state"]').textContent()}`);
+
     // A few seconds of data in the plots for the screenshot.
     await page.waitForFunction(() => {
       const c = (window as unknown as { roverClient: { metrics(): { topics: Record<string, { messages: number }> } } }).roverClient;
@@ -290,12 +302,16 @@ describe("dashboard served by the bridge", () => {
     await banner.filter({ hasText: "Link to the rover lost" }).waitFor({ state: "visible", timeout: LONG });
     await page.locator('[data-testid="connection-state"]', { hasText: "reconnecting" }).waitFor({ timeout: LONG });
     await expect(banner.textContent()).resolves.toMatch(/Reconnecting: attempt \d+/);
+    // The link figures were the lost connection's: gone with it.
+    await page.locator('[data-testid="link-bandwidth"]', { hasText: /^–$/ }).waitFor({ timeout: LONG });
     await page.screenshot({ path: `${OUTPUT}dashboard-reconnecting.png` });
 
     const messagesBefore = await page.evaluate(() => (window as unknown as { roverClient: { metrics(): { messages: number } } }).roverClient.metrics().messages);
     bridge = await startBridge(port);
     await page.locator('[data-testid="connection-state"]', { hasText: "live" }).waitFor({ timeout: LONG });
     await banner.waitFor({ state: "hidden", timeout: LONG });
+    // The new connection's link figures.
+    await page.waitForFunction(() => Number.parseFloat((document.querySelector('[data-testid="link-bandwidth"]') as HTMLElement | null)?.dataset.value ?? "") > 0, null, { timeout: LONG });
     // Subscribed again: data flows anew.
     await page.waitForFunction((n) => (window as unknown as { roverClient: { metrics(): { messages: number } } }).roverClient.metrics().messages > n + 200, messagesBefore, { timeout: LONG });
     expect(pageErrors).toEqual([]);
