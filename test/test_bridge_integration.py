@@ -503,6 +503,43 @@ def test_max_rate_throttles_a_200hz_topic(
     assert all(b - a >= 50_000_000 for a, b in zip(stamps, stamps[1:]))
 
 
+def test_link_op_answers_with_the_asking_connections_own_link_and_topic_rates(
+        bridge: BridgeProcess, periodic_publisher: Callable[..., Any]) -> None:
+    """The native `link` op (the dashboard header's figures): each connection gets its own
+    link estimate and, per topic, the published rate against what it was delivered."""
+    topic = f"{TOPIC_PREFIX}/imu_link"
+    periodic_publisher(Imu, topic, qos_profile_sensor_data, IMU_RATE_HZ, make_imu)
+
+    async def rates_of(client: BridgeClient) -> dict[str, Any] | None:
+        answer = await client.request({"op": "link"})
+        rates = answer["topics"].get(topic)
+        # Two diagnostics periods give the first rates (a rate is between two looks).
+        return answer if rates and rates["published_hz"] and rates["delivered_hz"] else None
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with BridgeClient(bridge.url) as slow, BridgeClient(bridge.url) as full:
+            assert slow.hello["capabilities"]["link"] is True
+            await wait_for_topic(slow, topic)
+            await wait_for_topic(full, topic)
+            await slow.subscribe(topic, max_rate_hz=20)
+            await full.subscribe(topic)
+            return (await wait_until(lambda: rates_of(slow), "the throttled client's rates"),
+                    await wait_until(lambda: rates_of(full), "the other client's rates"))
+
+    slow, full = run(scenario())
+    for answer in (slow, full):
+        link = answer["link"]
+        assert link is not None, "a TCP client has a link estimate"
+        assert link["rtt_ms"] is not None and link["rtt_ms"] >= 0
+        assert link["delivery_rate_bytes_per_s"] > 0
+        assert link["outbox_bytes"] >= 0 and link["kernel_queued_bytes"] >= 0
+        assert set(answer["topics"]) == {topic}, "only the asking connection's own topics"
+    throttled, whole = slow["topics"][topic], full["topics"][topic]
+    print(f"link op: throttled {throttled}, unthrottled {whole}")
+    assert throttled["delivered_hz"] < 0.5 * throttled["published_hz"]
+    assert whole["delivered_hz"] >= 0.5 * whole["published_hz"]
+
+
 # --------------------------------------------------------------------------------------------
 # 7. Clean shutdown
 

@@ -425,6 +425,9 @@ def test_each_clients_delivered_rate_per_topic_against_its_published_rate():
     first, second = snapshot.connections(telemetry.read())["connections"]
     assert first["topics"] == {"/imu": {"published_hz": 200.0, "delivered_hz": 50.0}}
     assert second["topics"] == {}  # got nothing of any topic
+    # The same figures for one client alone (the native `link` op), without a Reading.
+    assert telemetry.client_topics(first["id"]) == first["topics"]
+    assert telemetry.client_topics(second["id"]) == {}
 
 
 def test_link_figures_in_the_clients_diagnostic():

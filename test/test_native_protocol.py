@@ -217,6 +217,21 @@ def test_stats_report_is_stored_through_an_action():
     assert texts(actions) == [{"op": "stats_ack", "id": 1}]
 
 
+def test_link_answers_with_this_connections_own_figures_and_changes_nothing():
+    figures = {"link": {"bandwidth_bytes_per_s": 250_000, "min_rtt_ms": 42.5},
+               "topics": {"/imu": {"published_hz": 200.0, "delivered_hz": 50.0}}}
+    view = p.ConnectionView(session_id=7, visible_topics=lambda: [IMU],
+                            topic_name={IMU.id: IMU.name}.get, link_report=lambda: figures)
+    proto = NativeProtocol(view, SessionSettings())
+    assert proto.on_connect() and json.loads(proto.on_connect()[0].text)["capabilities"]["link"]
+    actions = send(proto, op="link", id="l1")
+    assert texts(actions) == [{"op": "link", "id": "l1", **figures}]
+    assert requests(actions) == []  # no request to the core, no state
+    # Without an estimate (not TCP): link null, still an answer.
+    assert texts(send(protocol(), op="link", id=2)) == [
+        {"op": "link", "id": 2, "link": None, "topics": {}}]
+
+
 def test_publishes_keep_no_state_in_the_protocol():
     proto = protocol()
     for i in range(100):

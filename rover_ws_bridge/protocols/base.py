@@ -441,6 +441,9 @@ class ConnectionView:
     # ns when it arrived), None until the first /clock message.
     sim_time: bool = False
     sim_clock: Callable[[], "tuple[int, int] | None"] = lambda: None
+    # This connection's link as the bridge sees it ({"link": estimate and queued bytes, or
+    # None where there is no estimate; "topics": published vs delivered rates}).
+    link_report: Callable[[], dict] = lambda: {"link": None, "topics": {}}
 
 
 class Protocol:

@@ -74,9 +74,9 @@ from .inputs import (
 
 log = logging.getLogger(__name__)
 
-OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics", "stats", "advertise",
-       "unadvertise", "publish", "call_service", "list_parameters", "get_parameters",
-       "set_parameters")
+OPS = ("subscribe", "unsubscribe", "configure", "ping", "list_topics", "stats", "link",
+       "advertise", "unadvertise", "publish", "call_service", "list_parameters",
+       "get_parameters", "set_parameters")
 # What a client may report in `stats` (anything else is refused, so reports stay small).
 MAX_STATS_BYTES = 4096
 MAX_RATE_HZ = 10_000.0
@@ -146,6 +146,7 @@ class NativeProtocol(Protocol):
                 "batching": True,
                 "max_rate": True,
                 "stats": True,
+                "link": True,
                 "chunks": True,
                 "publish": True,
                 "services": True,
@@ -300,6 +301,13 @@ class NativeProtocol(Protocol):
                                f"stats report over {MAX_STATS_BYTES} characters as JSON")
         return [StoreClientReport({**report, "received_ns": time.time_ns()}),
                 json_text({"op": "stats_ack", "id": request_id})]
+
+    def _op_link(self, message: dict, request_id: Any) -> list[Action]:
+        """The bridge's view of this connection's link (estimate, RTT, bytes queued, each
+        topic's published vs delivered rate): what the HTTP API shows of it, asked over the
+        connection itself, so a dashboard needs no HTTP request, token or id to read its own
+        (docs/PROTOCOL.md)."""
+        return [json_text({"op": "link", "id": request_id, **self.view.link_report()})]
 
     def _op_list_topics(self, message: dict, request_id: Any) -> list[Action]:
         return [json_text({"op": "topics", "id": request_id, "topics": self._topics_json()})]

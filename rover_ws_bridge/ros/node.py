@@ -423,6 +423,7 @@ class BridgeRuntime:
         port = await self.server.start()  # fails early (port in use) before ROS work starts
         self.core.on_graph_watched = lambda watched: setattr(self.node, "graph_watched", watched)
         self.core.on_parameters_watched = self.node.set_parameters_watched
+        self.core.client_topic_rates = self.telemetry.client_topics
         self.node.parameter_events.attach(loop, self.core.parameter_event)
         if self.node.get_parameter("use_sim_time").value:
             # Before any client connects: a Foxglove client's serverInfo says "time" then.

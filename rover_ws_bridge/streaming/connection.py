@@ -128,7 +128,8 @@ class Connection:
             graph=lambda: core.graph,
             config=core.config,
             sim_time=core.sim_time,
-            sim_clock=lambda: core.sim_clock)
+            sim_clock=lambda: core.sim_clock,
+            link_report=self.link_report)
         self.protocol = protocol_class(view, settings)
         self.protocol_name = protocol_class.subprotocols[0] if protocol_class.subprotocols \
             else protocol_class.__name__
@@ -174,9 +175,20 @@ class Connection:
             return {}
         sample = read_tcp_info(self._socket) if self._socket is not None else None
         return {**self.link.stats(),
+                # A lower bound of the bandwidth where the estimate has none (a link that was
+                # never the bottleneck, e.g. loopback): the kernel's latest sample, which an
+                # application-limited sender keeps below what the path could carry.
+                "delivery_rate_bytes_per_s": None if sample is None
+                else sample.delivery_rate_Bps,
                 "kernel_queued_bytes": None if sample is None else sample.kernel_queued_bytes,
                 "outbox_bytes": self.outbox.queued_bytes + self.outbox.critical_bytes,
                 "shed_for_link": self.outbox.shed_for_link}
+
+    def link_report(self) -> dict[str, Any]:
+        """What the native `link` op answers: this connection's own figures (the dashboard's
+        header), at the cost of one TCP_INFO read and this client's topics."""
+        return {"link": self.link_stats() or None,
+                "topics": self.core.client_topic_rates(self.id)}
 
     def _visible_topics(self) -> list["TopicInfo"]:
         may_see = self.core.policy.may_see

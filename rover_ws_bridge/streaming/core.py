@@ -155,6 +155,9 @@ class BridgeCore:
         # /parameter_events only while there is one (told through on_parameters_watched).
         self._parameter_watchers: set[Any] = set()
         self.on_parameters_watched: Callable[[bool], None] = lambda watched: None
+        # A client's topics, published vs delivered rate (telemetry's, which the runtime sets:
+        # the rates are measured once a period there, not per request).
+        self.client_topic_rates: Callable[[int], dict[str, Any]] = lambda client_id: {}
         # use_sim_time: the latest /clock as (sim ns, wall ns when it arrived).
         self.sim_time = False
         self.sim_clock: tuple[int, int] | None = None

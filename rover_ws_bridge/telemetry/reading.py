@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .. import __version__
 from ..priority import Priority
@@ -183,6 +183,30 @@ class Telemetry:
             latency, d.stats(), router, connections, handoff_stats(self.handoff),
             server_stats(self.server), self.core.stats() if self.core is not None else {},
             rates, self.regression.verdict, self.regression.note)
+
+    def client_topics(self, client_id: int) -> dict[str, dict[str, float | None]]:
+        """One client's topics, published vs delivered rate over the last period, as in
+        /api/performance/connections, without a whole Reading (the native `link` op asks
+        for its own connection's, every few seconds)."""
+        published = {name: TopicRate(r.meter.rate, r.expected_hz)
+                     for name, r in self._inputs.items()}
+        delivered = {topic_id: meter.rate
+                     for topic_id, meter in self._client_outputs.get(client_id, {}).items()}
+        return topic_rates(self.router.topic_name, published, delivered)
+
+
+def topic_rates(topic_name: Callable[[int], str | None], published: Mapping[str, TopicRate],
+                delivered: Mapping[int, float]) -> dict[str, dict[str, float | None]]:
+    """Each topic a client got records of: its rate in from ROS (published_hz) and the rate of
+    its records handed to this client's connection (delivered_hz). Below published_hz:
+    throttled (max_rate_hz), shed or conflated for this client."""
+    out = {}
+    for topic_id, rate in sorted(delivered.items()):
+        name = topic_name(topic_id) or f"#{topic_id}"
+        rate_in = published.get(name)
+        out[name] = {"published_hz": None if rate_in is None else round(rate_in.rate_hz, 2),
+                     "delivered_hz": round(rate, 2)}
+    return out
 
 
 def _client_output_rates(counts: Mapping[tuple[int, int], Any], meters: dict[int, RateMeter],

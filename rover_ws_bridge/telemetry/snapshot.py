@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..priority import Priority
-from .reading import Reading
+from .reading import Reading, topic_rates
 from .sources import ConnectionStats
 
 
@@ -85,17 +85,9 @@ def connections(r: Reading, show_addresses: bool = True) -> dict[str, Any]:
 
 
 def _client_topics(r: Reading, client_id: int) -> dict[str, dict[str, float | None]]:
-    """Each topic this client got records of: its rate in from ROS (published_hz) and the
-    rate of its records handed to this client's connection (delivered_hz), over the last
-    period. Below published_hz: throttled (max_rate_hz), shed or conflated for this client."""
     names = {info.id: info.name for info in r.router.topics}
-    out = {}
-    for topic_id, rate in sorted(r.rates.output_by_client.get(client_id, {}).items()):
-        name = names.get(topic_id, f"#{topic_id}")
-        published = r.rates.input_by_topic.get(name)
-        out[name] = {"published_hz": None if published is None else round(published.rate_hz, 2),
-                     "delivered_hz": round(rate, 2)}
-    return out
+    return topic_rates(names.get, r.rates.input_by_topic,
+                       r.rates.output_by_client.get(client_id, {}))
 
 
 def backpressure(r: Reading, show_addresses: bool = True) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import { TopicChart } from "./chart.js";
 import { loginHref, probeAccess, redactToken, TOKEN_PARAM, withToken, type Access } from "./access.js";
 import { EstopControl, ESTOP_SERVICE, ESTOP_TOPIC } from "./estop.js";
 import { numericPaths } from "./fields.js";
+import { LinkWatch, linkView } from "./link.js";
 import { bytes, el, fixed, setText, value } from "./format.js";
 import { CMD_VEL_TOPIC, TeleopDrive, TeleopPad, TWIST_TYPE } from "./teleop.js";
 import "./style.css";
@@ -65,6 +66,8 @@ let connection: { state: ConnectionState; detail: StateDetail; since: number; re
   state: "connecting", detail: {}, since: Date.now(), retryAt: null,
 };
 let backpressure: BackpressureInfo | null = null;
+/** This connection's link figures, asked from the bridge over the WebSocket (link.ts). */
+const link = new LinkWatch(() => client.request({ op: "link" }));
 
 function loadPlots(): Record<string, string[]> {
   try {
@@ -96,6 +99,7 @@ document.querySelector("#app")!.innerHTML = `
   <div class="pill" id="conn" data-testid="connection-state">connecting</div>
   <div class="pill estop" id="estop" data-testid="estop" hidden></div>
   <div class="pill" id="backpressure" data-testid="backpressure" title="the bridge's outbox for this dashboard">backpressure ok</div>
+  <div class="pill" id="link-state" data-testid="link-state" title="whether the link carries every topic: delivered at least half of the published rate">link –</div>
   <dl class="figures">
     <div><dt>latency p50 / p95 / p99</dt><dd><span id="p50" data-testid="latency-p50">–</span> / <span id="p95" data-testid="latency-p95">–</span> / <span id="p99" data-testid="latency-p99">–</span> ms</dd></div>
     <div><dt>messages</dt><dd><span id="rate" data-testid="message-rate">–</span>/s</dd></div>
@@ -103,6 +107,7 @@ document.querySelector("#app")!.innerHTML = `
     <div><dt>decode</dt><dd><span id="decode">–</span> ms/frame</dd></div>
     <div><dt>clock offset · rtt</dt><dd><span id="offset">–</span> · <span id="rtt">–</span> ms</dd></div>
     <div><dt>drops</dt><dd id="drops" data-testid="drops">0</dd></div>
+    <div title="the bridge's view of this dashboard's link: estimated bandwidth (≥: the link has not been the bottleneck, so only a lower bound is known), TCP round trip, bytes waiting for it in the bridge's outbox and the kernel"><dt>link · rtt · queued</dt><dd><span id="link-bandwidth" data-testid="link-bandwidth">–</span> · <span id="link-rtt" data-testid="link-rtt">–</span> ms · <span id="link-queued" data-testid="link-queued">–</span></dd></div>
   </dl>
 </header>
 <div class="notice" id="auth" data-testid="auth-notice" role="alert" hidden><span id="auth-text"></span> <a id="login-link" data-testid="login-link" href="#">Log in</a></div>
@@ -245,6 +250,9 @@ client.on("state", (state, detail) => {
   drive.setLinkUp(state === "open");
   estop.setEnabled(state === "open");
   if (state === "open") loadMaxSpeed();
+  // Each connection has its own link: figures from the one before do not carry over.
+  if (state === "open" && client.hello?.capabilities.link === true) link.start();
+  else link.stop();
   if (state === "open") setAccess({ kind: "ok" });
   else if (state === "reconnecting" || state === "closed") void checkAccess();
   renderConnection();
@@ -407,6 +415,17 @@ function renderTopics(): void {
   setText(bp, backpressure === null || state === "ok"
     ? "backpressure ok"
     : `backpressure ${state} · ${Math.round(backpressure.utilization * 100)} % · dropped ${backpressure.dropped} · conflated ${backpressure.conflated}`);
+
+  const shown = linkView(link.latest);
+  setText($("link-bandwidth"), shown.bandwidthText);
+  $("link-bandwidth").dataset.value = String(shown.bandwidth ?? "");
+  setText($("link-rtt"), fixed(shown.rttMs, 1));
+  setText($("link-queued"), shown.queuedText);
+  $("link-queued").dataset.value = String(shown.queuedBytes ?? "");
+  const linkState = $("link-state");
+  linkState.className = `pill link-${shown.state}`;
+  linkState.dataset.state = shown.state;
+  setText(linkState, shown.stateText);
 
   renderRover();
   renderFields();

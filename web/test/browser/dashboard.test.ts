@@ -1,9 +1,10 @@
 // The dashboard in a real browser: headless Chromium (Debian's package, /usr/bin/chromium or
 // $CHROMIUM) driven by playwright-core loads the page the bridge serves, with the simulated
-// rover running. Checks that values update and the plots draw, that the teleop pad drives the
-// simulated rover and the e-stop buttons work (as a second client, from Node.js, sees on
-// /odom and /estop), that the link-lost banner shows while the bridge is away and goes when it
-// is back, and saves screenshots to test-output/.
+// rover running. Checks that values update and the plots draw, that the header shows the
+// bridge's figures of the page's own link, that the teleop pad drives the simulated rover and
+// the e-stop buttons work (as a second client, from Node.js, sees on /odom and /estop), that
+// the link-lost banner shows while the bridge is away and goes when it is back, and saves
+// screenshots to test-output/.
 import { existsSync, mkdirSync } from "node:fs";
 import WebSocket from "ws";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -24,10 +25,21 @@ const pageErrors: string[] = [];
 /** A second client of the bridge (Node.js), watching what the rover does. */
 let observer: OptimizedTelemetryClient;
 const rover = { speed: NaN, yawRate: NaN, estop: undefined as boolean | undefined, odomMessages: 0 };
+/** The /odom speeds of the last ~20 s, by receive time (Date.now()). */
+const speeds: { at: number; v: number }[] = [];
+/**
+ * Whether some /odom since `since` had a speed near `target`. For a state the rover keeps only
+ * briefly (stopped by a zero twist until the sim's cmd_vel timeout, 0.5 s), the latest sample
+ * alone is not enough: on a loaded machine a wait can start, or this process can stall, after
+ * that state is over.
+ */
+const sawSpeed = (since: number, target: number) => speeds.some((s) => s.at >= since && near(s.v, target));
+/** The /cmd_vel commands seen on ROS (linear.x, angular.z), by receive time. */
+const commands: { at: number; x: number; z: number }[] = [];
 
 function watchRover(url: string): OptimizedTelemetryClient {
   const client = new OptimizedTelemetryClient({
-    url, topics: ["/odom", "/estop"], statsIntervalMs: 0, WebSocket: WebSocket as unknown as WebSocketConstructor,
+    url, topics: ["/odom", "/estop", "/cmd_vel"], statsIntervalMs: 0, WebSocket: WebSocket as unknown as WebSocketConstructor,
     reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
   });
   client.onTelemetry((messages) => {
@@ -37,8 +49,15 @@ function watchRover(url: string): OptimizedTelemetryClient {
         rover.speed = t.linear.x;
         rover.yawRate = t.angular.z;
         rover.odomMessages++;
+        speeds.push({ at: Date.now(), v: t.linear.x });
+        if (speeds.length > 2000) speeds.splice(0, speeds.length - 2000);
       } else if (m.topic === "/estop") {
         rover.estop = (m.data as { data: boolean }).data;
+      } else if (m.topic === "/cmd_vel") {
+        // The bridge offers /cmd_vel like any ROS topic: what reached ROS of the page's commands.
+        const twist = m.data as { linear: { x: number }; angular: { z: number } };
+        commands.push({ at: Date.now(), x: twist.linear.x, z: twist.angular.z });
+        if (commands.length > 2000) commands.splice(0, commands.length - 2000);
       }
     }
   });
@@ -53,6 +72,27 @@ async function padPoint(x: number, y: number): Promise<{ x: number; y: number }>
 }
 
 const near = (value: number, target: number) => Math.abs(value - target) < 0.02;
+
+
+/** Note, in the page, when its client publishes (what the commands on /cmd_vel must match). */
+async function recordPublishes(): Promise<void> {
+  await page.evaluate(() => {
+    const w = window as unknown as { publishTimes?: number[]; roverClient: { publish: (...args: unknown[]) => boolean } };
+    if (w.publishTimes !== undefined) return;
+    const times: number[] = [];
+    w.publishTimes = times;
+    const publish = w.roverClient.publish.bind(w.roverClient);
+    w.roverClient.publish = (...args: unknown[]) => {
+      times.push(Date.now());
+      return publish(...args);
+    };
+  });
+}
+
+/** When the page published since `since` (Date.now() clock). */
+async function publishesSince(since: number): Promise<number[]> {
+  return page.evaluate((from) => (window as unknown as { publishTimes: number[] }).publishTimes.filter((t) => t >= from), since);
+}
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
@@ -73,6 +113,10 @@ afterEach(async (context) => {
   // A failed test leaves a picture of what the page showed.
   if (context.task.result?.state === "fail" && page !== undefined) {
     await page.screenshot({ path: `${OUTPUT}dashboard-failure-${context.task.name.slice(0, 20).replace(/\W+/g, "-")}.png` }).catch(() => undefined);
+    // And lets go of what it held, so that the next test does not fail for it (a press held
+    // on the pad keeps the pointer: an e-stop click would go to the pad).
+    await page.mouse.up().catch(() => undefined);
+    for (const key of ["w", "s", "ArrowLeft"]) await page.keyboard.up(key).catch(() => undefined);
   }
 });
 
@@ -156,6 +200,17 @@ describe("dashboard served by the bridge", () => {
     expect(cameraShown).toBe(true);
     await expect(page.locator('[data-testid="backpressure"]').textContent()).resolves.toMatch(/backpressure/);
 
+    // This dashboard's link as the bridge sees it (the `link` op): on loopback the link is never
+    // the bottleneck, so the bandwidth is the kernel's delivery rate as a lower bound ("≥"), > 0.
+    await page.waitForFunction(() => Number.parseFloat((document.querySelector('[data-testid="link-bandwidth"]') as HTMLElement | null)?.dataset.value ?? "") > 0, null, { timeout: LONG });
+    await expect(page.locator('[data-testid="link-bandwidth"]').textContent()).resolves.toMatch(/^(≥ )?\d+(\.\d+)? (B|KB|MB|GB)\/s$/);
+    const linkRtt = number(await page.locator('[data-testid="link-rtt"]').textContent());
+    expect(Number.isFinite(linkRtt) && linkRtt >= 0).toBe(true);
+    await expect(page.locator('[data-testid="link-queued"]').textContent()).resolves.toMatch(/^\d+(\.\d+)? (B|KB|MB|GB)$/);
+    // Whether this loaded machine keeps up is not asserted; that a state is shown is.
+    await expect(page.locator('[data-testid="link-state"]').getAttribute("data-state")).resolves.toMatch(/^(ok|short)$/);
+    console.log(`dashboard link: ${await page.locator('[data-testid="link-bandwidth"]').textContent()} · rtt ${linkRtt} ms · queued ${await page.locator('[data-testid="link-queued"]').textContent()} · ${await page.locator('[data-testid="link-state"]').textContent()}`);
+
     // A few seconds of data in the plots for the screenshot.
     await page.waitForFunction(() => {
       const c = (window as unknown as { roverClient: { metrics(): { topics: Record<string, { messages: number }> } } }).roverClient;
@@ -216,22 +271,37 @@ describe("dashboard served by the bridge", () => {
     await page.locator('[data-testid="teleop-status"]', { hasText: "driving" }).waitFor({ timeout: LONG });
     await expect(page.locator('[data-testid="teleop-command"]').textContent()).resolves.toMatch(/^0\.5\d m\/s · -?0\.0\d rad\/s$/);
     await waitFor(() => near(rover.speed, 0.5), "odometry at the commanded 0.5 m/s", LONG);
+    // Commands keep coming while held: every one the page sends reaches ROS, and the rover
+    // follows them. Whether the rover also never fell back to its loop (it does 0.5 s after the
+    // last command, the sim's cmd_vel_timeout_s) is a matter of time, not asserted: on a loaded
+    // machine the page's own main thread stalls past that now and then (0.6-1.1 s long tasks
+    // measured at load 11, with or without the header's link requests), and then the rover's
+    // deadman does its job. It is printed.
+    await recordPublishes();
+    await waitFor(() => commands.length > 0, "the page's commands on /cmd_vel", LONG);
     const heldFrom = Date.now();
-    const during: number[] = [];
+    const heldSpeeds: number[] = [];
     while (Date.now() - heldFrom < 1500) {
-      during.push(rover.speed);
+      heldSpeeds.push(rover.speed);
       await page.waitForTimeout(100);
     }
-    // Commands keep coming (10 Hz): the rover does not fall back to its loop while held
-    // (it would 0.5 s after the last one).
-    expect(during.every((v) => near(v, 0.5))).toBe(true);
-    expect(Math.abs(rover.yawRate)).toBeLessThan(0.1);
+    const sent = await publishesSince(heldFrom);
+    expect(sent.length).toBeGreaterThan(0);
+    const arrived = () => commands.filter((c) => c.at >= heldFrom);
+    await waitFor(() => arrived().length >= sent.length, `the ${sent.length} commands sent while held, on /cmd_vel`, LONG);
+    expect(arrived().every((c) => near(c.x, 0.5) && Math.abs(c.z) < 0.1)).toBe(true);
+    // Straight ahead: both figures of one /odom sample (the latest may be of the loop, above).
+    await waitFor(() => near(rover.speed, 0.5) && Math.abs(rover.yawRate) < 0.1, "the rover at the held 0.5 m/s, straight", LONG);
+    const gaps = sent.slice(1).map((t, i) => t - sent[i]);
+    console.log(`teleop: held 1.5 s: ${sent.length} commands sent (longest gap ${Math.max(0, ...gaps)} ms), `
+      + `${heldSpeeds.filter((v) => !near(v, 0.5)).length} of ${heldSpeeds.length} speed samples off 0.5 m/s`);
     await page.screenshot({ path: `${OUTPUT}dashboard-teleop.png` });
 
     // Released: a zero twist (the rover stops), then, with no more commands, its loop again.
+    let mark = Date.now();
     await page.mouse.up();
     await page.locator('[data-testid="teleop-status"]', { hasText: "hold to drive" }).waitFor({ timeout: LONG });
-    await waitFor(() => near(rover.speed, 0), "the rover stopped by the zero twist", LONG);
+    await waitFor(() => sawSpeed(mark, 0), "the rover stopped by the zero twist", LONG);
     await waitFor(() => rover.speed > 0.7, "the rover back on its loop", LONG);
 
     // The keys, while the pad has focus, at a raised limit: W = forward at the limit.
@@ -243,16 +313,18 @@ describe("dashboard served by the bridge", () => {
     await page.keyboard.down("ArrowLeft");
     await waitFor(() => near(rover.yawRate, 1.5), "turning left at 1.5 rad/s", LONG);
     await page.keyboard.up("ArrowLeft");
+    mark = Date.now();
     await page.keyboard.up("w");
-    await waitFor(() => near(rover.speed, 0), "stopped after the keys' release", LONG);
+    await waitFor(() => sawSpeed(mark, 0), "stopped after the keys' release", LONG);
     await waitFor(() => rover.speed > 0.7, "back on the loop after the keys", LONG);
 
     // Focus lost while a key is held: a zero twist, and the rover goes back to its loop.
     await page.locator('[data-testid="teleop-pad"]').focus();
     await page.keyboard.down("s");
     await waitFor(() => near(rover.speed, -1.5), "reversing at 1.5 m/s", LONG);
+    mark = Date.now();
     await page.locator('[data-testid="estop-release"]').focus(); // the pad loses focus, S still down
-    await waitFor(() => near(rover.speed, 0), "stopped when the pad lost focus", LONG);
+    await waitFor(() => sawSpeed(mark, 0), "stopped when the pad lost focus", LONG);
     await waitFor(() => rover.speed > 0.7, "back on the loop after the blur", LONG);
     await page.keyboard.up("s");
     await page.locator('[data-testid="teleop-limit"]').fill("1");
@@ -290,12 +362,16 @@ describe("dashboard served by the bridge", () => {
     await banner.filter({ hasText: "Link to the rover lost" }).waitFor({ state: "visible", timeout: LONG });
     await page.locator('[data-testid="connection-state"]', { hasText: "reconnecting" }).waitFor({ timeout: LONG });
     await expect(banner.textContent()).resolves.toMatch(/Reconnecting: attempt \d+/);
+    // The link figures were the lost connection's: gone with it.
+    await page.locator('[data-testid="link-bandwidth"]', { hasText: /^–$/ }).waitFor({ timeout: LONG });
     await page.screenshot({ path: `${OUTPUT}dashboard-reconnecting.png` });
 
     const messagesBefore = await page.evaluate(() => (window as unknown as { roverClient: { metrics(): { messages: number } } }).roverClient.metrics().messages);
     bridge = await startBridge(port);
     await page.locator('[data-testid="connection-state"]', { hasText: "live" }).waitFor({ timeout: LONG });
     await banner.waitFor({ state: "hidden", timeout: LONG });
+    // The new connection's link figures.
+    await page.waitForFunction(() => Number.parseFloat((document.querySelector('[data-testid="link-bandwidth"]') as HTMLElement | null)?.dataset.value ?? "") > 0, null, { timeout: LONG });
     // Subscribed again: data flows anew.
     await page.waitForFunction((n) => (window as unknown as { roverClient: { metrics(): { messages: number } } }).roverClient.metrics().messages > n + 200, messagesBefore, { timeout: LONG });
     expect(pageErrors).toEqual([]);
