@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Iterator
 import pytest
 import rclpy
 import rclpy.context
+import ros_selection
 from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -50,6 +51,23 @@ WAIT_S = 20.0
 # Prefix of the topics the tests create: even a run that happens to share our domain cannot
 # publish on them or subscribe to them.
 TOPIC_PREFIX = f"/it_{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------------------------
+# The tests that touch ROS: marked `ros`, the second distro's run (`make test-jazzy`).
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ros_selection.mark(config, items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    ros_selection.check_selection(session.config, session.items)
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    return ros_selection.report(config, items)
 
 
 # --------------------------------------------------------------------------------------------
