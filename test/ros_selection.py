@@ -36,17 +36,17 @@ ROS_PROCESS = re.compile(r"rover_ws_bridge\.(ros|sim|demo|bench)\b|\bcolcon\b|im
 
 # ROS that the source does not show: a subprocess whose command names no ROS module.
 ALSO_ROS = {
-    # the codec harness serializes messages with rclpy (test/fuzz/fuzz_codec.py)
     "test/test_fuzz_coverage.py::test_fuzz_harness_finds_no_crash[codec]":
-        "the codec harness runs rclpy serialization",
-    # vitest's integration project starts `python -m rover_ws_bridge.demo`
+        "test/fuzz/fuzz_codec.py serializes messages with rclpy",
     "test/test_web.py::test_node_client_against_real_bridge":
-        "the Node.js client against the demo bridge and simulated rover",
+        "vitest's integration project starts `python -m rover_ws_bridge.demo`",
 }
 
 # Tests that touch ROS but whose subject is not ROS: a browser page. Their ROS side (the same
 # bridge and simulator) runs under the second distro in the Node.js and roslib tests.
 NOT_ROS = {
+    "test/test_web.py::test_dashboard_in_headless_chromium":
+        "the dashboard in Chromium (its ROS side: test_node_client_against_real_bridge)",
     "test/test_rosbridge_browser.py::test_a_roslib_page_in_headless_chromium_subscribes_and_"
     "shows_imu_data": "a roslib page in Chromium (its ROS side: test_rosbridge_roslib.py)",
 }
