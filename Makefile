@@ -1,8 +1,9 @@
 # The two commands of the README. Both work on a fresh Debian/Ubuntu machine with Python 3.
 VENV ?= .venv
+JAZZY_VENV ?= .venv-jazzy
 PORT ?= 8000
 
-.PHONY: run test venv test-venv bench clean
+.PHONY: run test test-jazzy venv test-venv bench clean
 
 # The bridge on port $(PORT) beside the simulated rover. Ctrl-C stops both.
 run: venv
@@ -14,6 +15,13 @@ test: test-venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
+# The tests that touch ROS (the `ros` marker, test/ros_selection.py) again on ROS 2 Jazzy
+# (rclpy 7), in a venv of its own. `make test` runs everything on Kilted; CI runs both.
+test-jazzy:
+	@VENV=$(JAZZY_VENV) ROS_REQUIREMENTS=requirements-ros-jazzy.txt scripts/bootstrap_venv.sh --test
+	@scripts/install_web_test_deps.sh
+	$(JAZZY_VENV)/bin/python -m pytest -m ros
+
 bench: venv
 	$(VENV)/bin/rover-ws-bridge-bench
 
@@ -24,4 +32,4 @@ test-venv:
 	@scripts/bootstrap_venv.sh --test
 
 clean:
-	rm -rf $(VENV) build install log test-output .pytest_cache web/node_modules
+	rm -rf $(VENV) $(JAZZY_VENV) build install log test-output .pytest_cache web/node_modules

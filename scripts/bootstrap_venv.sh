@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Create .venv with ROS 2 (PyPI wheels) and this package. Idempotent: a second run only checks.
 # Usage: scripts/bootstrap_venv.sh [--test]   (--test adds what the tests need)
+# ROS_REQUIREMENTS picks the distro's wheels: requirements-ros.txt (Kilted, the default) or
+# requirements-ros-jazzy.txt (Jazzy); each distro needs a venv of its own (VENV=.venv-jazzy),
+# as the wheels of both install the same modules. pip's cache serves the second one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
+ROS_REQUIREMENTS=${ROS_REQUIREMENTS:-requirements-ros.txt}
 PYTHON=${PYTHON:-python3}
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -23,7 +27,8 @@ case "$pyver" in
   *) die "the ROS 2 wheels on PyPI need CPython 3.10-3.13; $PYTHON is $pyver. Set PYTHON=python3.X." ;;
 esac
 
-stamp="$VENV/.installed-$(cat setup.py requirements-ros.txt | sha1sum | cut -c1-12)"
+[ -f "$ROS_REQUIREMENTS" ] || die "no such requirements file: $ROS_REQUIREMENTS"
+stamp="$VENV/.installed-$(cat setup.py "$ROS_REQUIREMENTS" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$VENV/bin/python" ]; then
     if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
@@ -39,7 +44,7 @@ if [ ! -f "$stamp" ]; then
     fi
   fi
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r requirements-ros.txt
+  "$VENV/bin/python" -m pip install -q -r "$ROS_REQUIREMENTS"
   "$VENV/bin/python" -m pip install -q -e .
   rm -f "$VENV"/.installed-*
   touch "$stamp"

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
@@ -34,7 +35,8 @@ from typing import Any, Awaitable, Callable, Iterator
 import pytest
 import rclpy
 import rclpy.context
-from rclpy.executors import SingleThreadedExecutor
+import ros_selection
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +54,32 @@ TOPIC_PREFIX = f"/it_{uuid.uuid4().hex[:8]}"
 
 
 # --------------------------------------------------------------------------------------------
+# The tests that touch ROS: marked `ros`, the second distro's run (`make test-jazzy`).
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ros_selection.mark(config, items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    ros_selection.check_selection(session.config, session.items)
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    return ros_selection.report(config, items)
+
+
+# --------------------------------------------------------------------------------------------
 # The test process's own ROS node (publishers, graph queries).
 
 
 class RosHarness:
-    """A node in a private context, spun by an executor in a background thread."""
+    """A node in a private context, spun by an executor in a background thread.
+
+    A callback that raises does not stop the thread (executor.spin() would end, and every
+    later test of the session would see no ROS traffic): its traceback is kept in
+    `callback_errors`, and the test during which it happened fails (check_callback_errors)."""
 
     def __init__(self) -> None:
         self.context = rclpy.context.Context()
@@ -64,9 +87,24 @@ class RosHarness:
         self.node = Node("bridge_integration_test", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, name="test-ros-executor",
+        self.callback_errors: list[str] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name="test-ros-executor",
                                         daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stopping.is_set() and self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.5)
+            except (ShutdownException, ExternalShutdownException):
+                return
+            except Exception:  # noqa: BLE001 - a test's callback; reported, the thread goes on
+                self.callback_errors.append(traceback.format_exc())
+
+    def take_callback_errors(self) -> list[str]:
+        errors, self.callback_errors = self.callback_errors, []
+        return errors
 
     def bridge_subscription_count(self, topic: str) -> int:
         """How many subscriptions of the bridge node this process's graph view shows on `topic`."""
@@ -81,19 +119,34 @@ class RosHarness:
 
     def shutdown(self) -> None:
         # Order matters (DESIGN.md): executor, node, context; else the process may abort.
+        self._stopping.set()
         self.executor.shutdown(timeout_sec=5.0)
         self._thread.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
 
+_harness: RosHarness | None = None
+
+
 @pytest.fixture(scope="session")
 def ros() -> Iterator[RosHarness]:
-    harness = RosHarness()
+    global _harness
+    _harness = RosHarness()
     try:
-        yield harness
+        yield _harness
     finally:
-        harness.shutdown()
+        _harness.shutdown()
+        _harness = None
+
+
+@pytest.fixture(autouse=True)
+def check_callback_errors() -> Iterator[None]:
+    """Fails the test during which a callback of the test process's node raised."""
+    yield
+    errors = _harness.take_callback_errors() if _harness is not None else []
+    if errors:
+        pytest.fail("a callback of the test node raised:\n" + "\n".join(errors))
 
 
 class PeriodicPublisher:

@@ -206,6 +206,8 @@ def test_stalled_client_beside_a_fast_one(start_bridge, ros: RosHarness) -> None
                                "Backpressure back to OK after the slow client left"))
     finally:
         watcher.close()
+        for timer in timers:  # before the publishers they use (a no-op when already done)
+            ros.node.destroy_timer(timer)
         ros.node.destroy_publisher(camera)
         ros.node.destroy_publisher(estop)
 

@@ -414,6 +414,8 @@ def test_stalled_foxglove_client_beside_a_fast_one(start_bridge, ros: RosHarness
     try:
         fast, slow = asyncio.run(scenario())
     finally:
+        for timer in timers:  # before the publishers they use (a no-op when already done)
+            ros.node.destroy_timer(timer)
         ros.node.destroy_publisher(camera)
         ros.node.destroy_publisher(estop)
 

@@ -477,6 +477,7 @@ class GoodClient:
         self.imu_ns: list[int] = []
         self.pings: list[tuple[int, float]] = []  # (sent at, ns; round trip, ms; inf = lost)
         self._tasks: list[asyncio.Task] = []
+        self._stopping = False
 
     async def start(self) -> None:
         await self.client.connect()
@@ -494,7 +495,8 @@ class GoodClient:
 
     @property
     def alive(self) -> bool:
-        return self.client.closed is not None and not self.client.closed.done()
+        return (not self._stopping and self.client.closed is not None
+                and not self.client.closed.done())
 
     async def _read(self) -> None:
         while self.alive:
@@ -535,6 +537,9 @@ class GoodClient:
                 "pings_lost": len(rtts) - len(answered)}
 
     async def stop(self) -> None:
+        # The loops also end by this flag: Python 3.11's wait_for can swallow a cancel that
+        # comes as its future completes, and a loop that saw none would run on forever.
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
