@@ -170,12 +170,13 @@ def test_pop_batch_takes_only_from_min_priority_up():
 
 
 def test_no_starting_budget_for_a_peer_on_this_machine():
-    from rover_ws_bridge.streaming.connection import _link_settings
+    from rover_ws_bridge.streaming.connection import _link_settings, _local_peer
 
-    link = LinkSettings(initial_rate_Bps=125_000)
-    assert _link_settings(link, ("127.0.0.1", 5000), ("127.0.0.1", 9090)).initial_rate_Bps == 0
-    assert _link_settings(link, ("::1", 5000, 0, 0), ("::1", 9090, 0, 0)).initial_rate_Bps == 0
+    assert _local_peer(("127.0.0.1", 5000), ("127.0.0.1", 9090))
+    assert _local_peer(("::1", 5000, 0, 0), ("::1", 9090, 0, 0))
     # From one of our own addresses to it: the same machine too.
-    assert _link_settings(link, ("10.1.2.1", 5000), ("10.1.2.1", 9090)).initial_rate_Bps == 0
-    assert _link_settings(link, ("10.1.2.2", 5000), ("10.1.2.1", 9090)).initial_rate_Bps \
-        == 125_000
+    assert _local_peer(("10.1.2.1", 5000), ("10.1.2.1", 9090))
+    assert not _local_peer(("10.1.2.2", 5000), ("10.1.2.1", 9090))
+    link = LinkSettings(initial_rate_Bps=125_000)
+    assert _link_settings(link, True).initial_rate_Bps == 0
+    assert _link_settings(link, False).initial_rate_Bps == 125_000
