@@ -446,7 +446,7 @@ class Connection:
             link.at_least(now, (acked - start[1]) / (now - start[0]))
             rates.raised = (link.saturated_Bps or 0.0) > before
         self._period_start = (now, acked)
-        self.outbox.set_sampling(rates.update(now, link.saturated_Bps, self.outbox.counts))
+        self.outbox.set_sampling(rates.update(now, link.rate_Bps, self.outbox.counts))
 
     def _pop_for_link(self, limit: int, room: int, min_priority: int) -> list[Record]:
         """A batch that fits the link's room, after shedding what the link cannot carry in

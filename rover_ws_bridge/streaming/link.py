@@ -152,6 +152,7 @@ class LinkEstimate:
         # client is not backlogged.
         self._interval_start: tuple[float, int] | None = None
         self._busy = False  # the kernel held BUSY_BYTES at every sample of the interval
+        self._was_idle = False  # nothing waited for the client since the previous sample
 
     def due(self, now: float) -> bool:
         """Whether to read TCP_INFO before the next batch: at every batch once a budget
@@ -166,6 +167,9 @@ class LinkEstimate:
         self.last = sample
         busy = sample.notsent_bytes > 0 or (
             not sample.app_limited and sample.unacked_bytes >= BUSY_BYTES)
+        if self._was_idle:
+            self._was_idle = False
+            backlogged = backlogged and sample.kernel_queued_bytes >= BUSY_BYTES
         if not backlogged:
             self._interval_start = None
         if self._interval_start is None:
@@ -193,9 +197,11 @@ class LinkEstimate:
             self._saturated.add(now, rate_Bps)
 
     def idle(self) -> None:
-        """Nothing waits for this client: the interval being measured ends here (the bridge,
-        not the link, would set its pace)."""
-        self._interval_start = None
+        """Nothing waits for this client now: the interval being measured goes on only if
+        the kernel still holds data at the next sample (then the link was busy all along: a
+        link kept just full by the rate budget empties the outbox between records, and ending
+        the interval there left a halved link unmeasured for 3 s)."""
+        self._was_idle = True
 
     @property
     def bandwidth_Bps(self) -> float | None:
@@ -378,5 +384,10 @@ class RateBudget:
     def stats(self) -> dict[str, object]:
         """Per priority (name) the share of its records kept, where it is sampled."""
         names = ("LOW", "NORMAL", "HIGH", "CRITICAL")
+        asked = [0.0] * 4
+        for (_topic, priority), (_hz, bps) in self._demand.items():
+            asked[priority] += bps
         return {"sampled_topics": len(self.intervals_ns),
-                "kept_share": {names[p]: s for p, s in sorted(self.kept_share.items())}}
+                "kept_share": {names[p]: s for p, s in sorted(self.kept_share.items())},
+                "asked_bytes_per_s": {names[p]: round(asked[p]) for p in range(4) if asked[p]},
+                "wire_cost": {names[p]: round(self._wire_cost[p], 3) for p in range(4)}}
