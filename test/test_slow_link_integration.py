@@ -130,7 +130,8 @@ def test_critical_in_order_and_camera_keeps_coming_over_a_slow_link_whose_rate_h
 
         delays = decode_ns_array(result["critical_delay_ns"])
         print(f"\n[{name}] CRITICAL over 2 -> 1 Mbit/s: {len(sequences)} in order, delay "
-              f"bridge -> client {_ms(delays)}; chunk frames {result['chunk_frames']}")
+              f"bridge -> client {_ms(delays)}; chunk frames {result['chunk_frames']}, "
+              f"records abandoned in pieces {result['chunks_abandoned']}")
         print(f"[{name}] camera: {len(before)} frames at 2 Mbit/s, {len(after)} at 1 Mbit/s; "
               f"spacing {_ms(gaps)}, cv {np.std(gaps) / np.mean(gaps):.2f}; age "
               f"{_ms(decode_ns_array(camera.get('ages_ns', '')))}")
