@@ -290,5 +290,17 @@ def test_a_record_under_way_in_pieces_is_abandoned_once_stale_and_the_client_tol
         session._pieces.append(in_pieces(fresh))
         records, frames = session._next_frames(50, 10_000)
         assert records == [] and len(frames) == 1 and len(session._control) == 1
+        # Of two camera frames waiting, only the newer starts in pieces (newest first).
+        session._pieces.clear()
+        session.link = LinkEstimate(LinkSettings())  # what a TCP client has (shedding sizes)
+        older = Record(now, 4, 9, int(Priority.LOW), 0, b"o" * 50_000)
+        newer = Record(now + 1, 4, 10, int(Priority.LOW), 0, b"n" * 50_000)
+        session.outbox.push(older)
+        session.outbox.push(newer)
+        assert session._next_frames(50, 10_000) == ([], [])  # the older one: dropped
+        records, frames = session._next_frames(50, 10_000)
+        assert records == [] and len(frames) == 1
+        assert session._pieces[-1].record is newer
+        assert session.outbox.counts[(4, Priority.LOW)].dropped == 2
 
     asyncio.run(main())

@@ -488,6 +488,12 @@ class Connection:
                 and records[0].priority < Priority.CRITICAL \
                 and records[0].wire_size > max(room, MIN_BUDGET_BYTES) \
                 and self.protocol.chunkable(records[0]):
+            if records[0].priority <= Priority.NORMAL and outbox.has_newer(records[0]):
+                # Newest first: not worth a pass through a link this slow when a newer one
+                # of its topic waits (a backlog of camera frames otherwise started each at
+                # the edge of the age bound, and abandoned each: none arrived at all).
+                outbox.abandoned(records[0])
+                return [], []
             pieces.append(_InPieces(records[0]))
             return self._next_piece(room)
         frames = self.protocol.encode_batch(records) if records else []
