@@ -178,7 +178,8 @@ class Connection:
         # at most one per priority below CRITICAL. Memory: those records, which have left
         # the outbox (the pieces are slices of them).
         self._pieces: list[_InPieces] = []
-        local_peer = _local_peer(remote, getattr(websocket, "local_address", None))
+        local_peer = self._local_peer = _local_peer(remote,
+                                                    getattr(websocket, "local_address", None))
         self.link = LinkEstimate(_link_settings(settings.link, local_peer)) \
             if self._socket is not None and self._socket.type == socket.SOCK_STREAM \
             and self._socket.family in (socket.AF_INET, socket.AF_INET6) else None
@@ -409,12 +410,15 @@ class Connection:
                 # The link sets the pace only while data waits for it: unsent in the kernel or
                 # the transport, held back in the outbox by the budget, or in flight while the
                 # kernel says its sender is not application-limited (never on loopback), or
-                # (records wait here: this is called only then) the kernel still holding what
-                # we gave it: pieces cut to the room fill it exactly, so "held" alone missed
-                # every 2 Mbit/s link of the bench (never measured).
+                # (records wait here: this is called only then) the kernel of a remote peer
+                # still holding what we gave it: pieces cut to the room fill it exactly, so
+                # "held" alone missed every 2 Mbit/s link of the bench (never measured). Not
+                # for a peer on this machine: no link buffer there, and measured it got a
+                # budget from its CPU's pace (as _link_settings says).
                 link.update(now, sample, backlogged=sample.notsent_bytes > 0
                             or transport_bytes > 0 or self._held_by_link
-                            or sample.kernel_queued_bytes >= BUSY_BYTES
+                            or (not self._local_peer
+                                and sample.kernel_queued_bytes >= BUSY_BYTES)
                             or (not sample.app_limited
                                 and sample.kernel_queued_bytes > MIN_BUDGET_BYTES))
         rates = self.rate_budget
@@ -432,8 +436,8 @@ class Connection:
     def _update_rate_budget(self, now: float, rates: RateBudget, link: LinkEstimate) -> None:
         """Only once the link is measured saturated (sampled to a guessed rate, or to the
         bridge's own pace on a loaded machine, a fast link would never be backlogged, so
-        never measured). A period that was sampled and never held records
-        the kernel drained says the link carries at least what it carried then (the probes:
+        never measured). A sampled period at whose end the kernel had drained says the link
+        carries at least what it carried in it (how the budget's probes raise the estimate:
         link.py)."""
         last = link.last
         acked = last.bytes_acked if last is not None else 0
