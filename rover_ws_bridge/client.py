@@ -97,6 +97,7 @@ class BridgeClient:
         self._topics_ready = asyncio.Event()
         self.hello: dict[str, Any] | None = None
         self.statuses: deque[dict[str, Any]] = deque(maxlen=1000)  # the newest kept
+        self.chunks_abandoned = 0  # records the bridge stopped sending in pieces (stale)
         # Why the connection ended, if the server sent something this client cannot read.
         self.error: Exception | None = None
         self.frames_received = 0
@@ -355,6 +356,10 @@ class BridgeClient:
             self._names_by_id.update({t.id: t.name for t in self._topics.values()})
         elif op == "status":
             self.statuses.append(message)
+            if message.get("code") == "chunk_abandoned":
+                # The rest of a record in pieces will not come: its pieces go.
+                self._assembler.discard(message["topic_id"], message["sequence"])
+                self.chunks_abandoned += 1
         future = self._pending_requests.get(message.get("id"))
         if future is not None and not future.done():
             if op == "status" and message.get("level") == "error":

@@ -420,6 +420,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "exists; a faster link is found within a few measurements (the budget grows "
                   "with each). Memory: none. 0 = no bound until the first measurement.",
                   InRange(0.0, 10_000_000.0)),
+    ParameterSpec("link_rate_budget", "outbox", bool, True,
+                  "Once a TCP client's bandwidth is measured, its HIGH, NORMAL and LOW topics "
+                  "that do not fit the link are evenly down-sampled to fit (each topic of a "
+                  "priority keeps the same share of its records, the newest; HIGH only when "
+                  "HIGH alone does not fit; HIGH and NORMAL at least 1 record/s each; CRITICAL "
+                  "never), instead of queued until shed by age. Memory: a few numbers per "
+                  "topic and client. false = no rate budget.", None),
     ParameterSpec("max_record_age_s", "outbox", float, 1.0,
                   "A LOW or NORMAL record still in the outbox this long after the bridge "
                   "received it is dropped instead of sent (so is a HIGH record with a newer "

@@ -210,6 +210,16 @@ def test_chunks_only_for_a_client_that_asks_and_never_for_json_records():
     assert error["code"] == "bad_request" and proto.chunks is True
 
 
+def test_pieces_abandoned_are_told_as_a_status_naming_the_record():
+    proto = protocol()
+    camera = Record(1, 4, 7, 0, int(Encoding.CDR), b"\xff" * 50_000)
+    [told] = texts(proto.on_pieces_abandoned(camera, 12_000))
+    assert told["op"] == "status" and told["code"] == "chunk_abandoned"
+    assert told["level"] == "info" and told["id"] is None
+    assert (told["topic_id"], told["sequence"], told["sent_bytes"], told["data_size"]) \
+        == (4, 7, 12_000, 50_000)
+
+
 def test_stats_report_is_stored_through_an_action():
     actions = send(protocol(), op="stats", id=1, report={"latency_ms": {"p50": 1}})
     [store] = [a for a in actions if isinstance(a, p.StoreClientReport)]

@@ -238,3 +238,26 @@ def test_the_python_client_delivers_a_chunked_record_once_whole_and_frames_betwe
     [whole] = client.drain()
     assert whole.data == bytes.fromhex(manifest["record"]["data_hex"])
     assert (whole.topic_id, whole.sequence) == (9, 5)
+
+
+def test_an_abandoned_record_is_dropped_and_the_next_one_of_its_topic_starts_clean():
+    from rover_ws_bridge.client import BridgeClient
+
+    client = BridgeClient("ws://unused", decode=False)  # fed frames directly, no socket
+    camera = Record(1, 4, 7, 0, int(Encoding.CDR), bytes(range(256)) * 40)
+    client._on_binary(encode_chunk(camera, 0, 4000, Compression.NONE, 512), 1)
+    assert client._assembler.pending_bytes == 4000
+    # Another record's abandonment, or one already gone, changes nothing.
+    assert client._assembler.discard(4, 8) == 0 and client._assembler.discard(5, 7) == 0
+    client._on_text(json.dumps({"op": "status", "level": "info", "code": "chunk_abandoned",
+                                "id": None, "message": "...", "topic_id": 4, "sequence": 7,
+                                "sent_bytes": 4000, "data_size": len(camera.data)}), 2)
+    assert client._assembler.pending_bytes == 0 and client.chunks_abandoned == 1
+    # The rest of it would no longer continue anything: refused, not glued to a stale start.
+    with pytest.raises(FrameError):
+        client._on_binary(encode_chunk(camera, 4000, 4000, Compression.NONE, 512), 3)
+    nxt = Record(2, 4, 8, 0, int(Encoding.CDR), b"next" * 10)
+    for offset in (0, 20):
+        client._on_binary(encode_chunk(nxt, offset, 20, Compression.NONE, 512), 4)
+    [whole] = client.drain()
+    assert (whole.sequence, whole.data) == (8, nxt.data)

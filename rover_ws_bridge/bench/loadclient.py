@@ -144,6 +144,7 @@ class ClientFigures:
     frames: int = 0
     frame_records: int = 0
     chunk_frames: int = 0  # of them, pieces of a record (frame version 2)
+    chunks_abandoned: int = 0  # records the bridge stopped sending in pieces (stale)
     wire_bytes: int = 0
     raw_bytes: int = 0
     connected: bool = False
@@ -216,7 +217,7 @@ class ClientFigures:
                                                             dtype=np.int64)),
             "topics": {name: t.to_json() for name, t in sorted(self.topics.items())},
             "frames": self.frames, "frame_records": self.frame_records,
-            "chunk_frames": self.chunk_frames,
+            "chunk_frames": self.chunk_frames, "chunks_abandoned": self.chunks_abandoned,
             "wire_bytes": self.wire_bytes, "raw_bytes": self.raw_bytes,
             "connected_at_end": self.connected, "close_code": self.close_code,
             "local_port": self.local_port,
@@ -299,6 +300,7 @@ class NativeClient:
 
     def finish(self) -> None:
         closed = self.client.closed
+        self.figures.chunks_abandoned = self.client.chunks_abandoned
         self.figures.connected = closed is not None and not closed.done()
         if closed is not None and closed.done() and not closed.cancelled():
             self.figures.close_code = closed.result()

@@ -313,9 +313,17 @@ def _details(r: dict[str, Any], machine: dict[str, Any]) -> list[str]:
                      f"{link['connected_at_end']}")
         for topic, t in link["by_topic"].items():
             spacing = t.get("spacing_ms")
-            lines.append(f"    {topic:26s} {t['rate_hz']:>7.1f} msgs/s  age {_spread(t['age_ms'])}"
+            published = t.get("published")
+            lines.append(f"    {topic:26s} {t['rate_hz']:>7.1f} msgs/s"
+                         + (f" ({t['delivered']} of {published})" if published else "")
+                         + f"  age {_spread(t['age_ms'])}"
                          + (f"  spacing {_spread(spacing)} cv {t['spacing_cv']}" if spacing
                             else ""))
+        change = link.get("estimate_change")
+        if change:
+            lines.append(f"    the bridge's estimate: {change['before_Bps']} B/s before the "
+                         f"change to {change['new_rate_Bps']:,} B/s, within 15 % of that "
+                         f"{change['followed_s']} s after it")
         for topic, age in (link.get("age_ms_from_2s_after_change") or {}).items():
             lines.append(f"    from 2 s after the change: {topic:26s} age {_spread(age)}")
     if "bare_subscriber_msgs_s" in r:

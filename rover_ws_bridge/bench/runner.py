@@ -65,7 +65,6 @@ MACHINE_SATURATED_PCT = 95.0
 # Links: how often the bridge's per-connection figures are read during the window (its link
 # estimates, to see how fast they follow a rate change).
 CONNECTIONS_POLL_S = 0.25
-CAMERA_TOPIC = "/camera/image/compressed"
 # The bridge's CPU by thread role (bridge_cpu_pct_by_role): "ros_executor" (the executor
 # thread: rclpy's wait set and our subscription callbacks), "dds" (Fast DDS's own threads:
 # receive, events), "websocket" (everything after the handoff: ours, the asyncio thread that
@@ -399,7 +398,8 @@ class ScenarioRun:
                                 bare_result, cpu)
         if linked:
             figures["links_detail"] = [
-                _link_figures(spec, r, start_ns, end_ns, self.rate_changed_ns, queued, series)
+                _link_figures(spec, r, start_ns, end_ns, self.rate_changed_ns, queued, series,
+                              figures.get("published_by_topic") or {})
                 for spec, r, queued, series in zip(self.scenario.links, link_results,
                                                    link_queues, estimates)]
         figures.update(self._memory(memory_start, memory_end))
@@ -706,9 +706,11 @@ LINK_FIGURES = ("link",)
 
 def _link_figures(spec: LinkSpec, r: dict[str, Any], start_ns: int, end_ns: int,
                   changed_ns: int, kernel_queued: int | None,
-                  estimates: list[dict[str, Any]]) -> dict[str, Any]:
+                  estimates: list[dict[str, Any]],
+                  published_by_topic: dict[str, int]) -> dict[str, Any]:
     """One link client: CRITICAL delays and order, how full the link was, and per topic the
-    delivered rate, the age of what arrived and (camera) how evenly it arrived."""
+    delivered rate against the published one, the age of what arrived and how evenly it
+    arrived (the coefficient of variation of the gaps between arrivals: 0 is a metronome)."""
     duration_s = (end_ns - start_ns) / 1e9
     later = spec.later_rate_kbit if spec.later_rate_kbit is not None else spec.rate_kbit
     # What the link could carry in the window (tbf counts IP packets: headers included, so
@@ -723,9 +725,10 @@ def _link_figures(spec: LinkSpec, r: dict[str, Any], start_ns: int, end_ns: int,
         arrivals = decode_ns_array(t["arrivals_ns"]) if "arrivals_ns" in t else np.empty(0)
         ages = decode_ns_array(t["ages_ns"]) if "ages_ns" in t else np.empty(0, np.int64)
         entry: dict[str, Any] = {"delivered": t["delivered"],
+                                 "published": published_by_topic.get(name),
                                  "rate_hz": round(t["delivered"] / duration_s, 1),
                                  "age_ms": percentiles_ms(ages)}
-        if name == CAMERA_TOPIC and len(arrivals) > 2:
+        if len(arrivals) > 2:
             gaps = np.diff(np.sort(arrivals))
             entry["spacing_ms"] = percentiles_ms(gaps)
             entry["spacing_cv"] = round(float(np.std(gaps) / np.mean(gaps)), 2)
@@ -753,7 +756,30 @@ def _link_figures(spec: LinkSpec, r: dict[str, Any], start_ns: int, end_ns: int,
         out["age_ms_from_2s_after_change"] = after_change
     if estimates:
         out["bridge_estimates"] = estimates
+        if spec.later_rate_kbit is not None:
+            out["estimate_change"] = _estimate_change(
+                estimates, (changed_ns - start_ns) / 1e9, spec.later_rate_kbit)
     return out
+
+
+def _estimate_change(series: list[dict[str, Any]], changed_s: float,
+                     later_rate_kbit: int) -> dict[str, Any]:
+    """The bridge's bandwidth estimate (B/s) at its last reading before the rate change, and
+    the seconds from the change to the first reading within 15 % above the new rate (tbf's
+    rate counts IP headers, so the payload rate is ~96 % of it: 15 % above is the old
+    estimate gone), to the resolution of CONNECTIONS_POLL_S; None if it never did within the
+    window."""
+    ceiling = later_rate_kbit * 125 * 1.15
+    before = followed = None
+    for point in series:
+        bandwidth = (point.get("link") or {}).get("bandwidth_bytes_per_s")
+        if point["t_s"] < changed_s:
+            before = bandwidth
+        elif bandwidth is not None and bandwidth <= ceiling:
+            followed = round(point["t_s"] - changed_s, 2)
+            break
+    return {"before_Bps": before, "new_rate_Bps": later_rate_kbit * 125,
+            "followed_s": followed}
 
 
 def _slow_figures(slow: list[dict[str, Any]], published: int) -> list[dict[str, Any]]:

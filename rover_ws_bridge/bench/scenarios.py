@@ -113,6 +113,11 @@ SCENARIOS: tuple[Scenario, ...] = (
              topics=SIM_TOPICS, publisher="sim",
              sim_parameters=(("estop_toggle_period_s", "0.1"),), compression="lz4",
              links=(LinkSpec(2000), LinkSpec(400), LinkSpec(2000, 1000))),
+    Scenario("slow_link_20k", "the rover mix, one client on loopback and two behind tbf links "
+             "of 20 kB/s (160 kbit/s), one of them from 40 kB/s halved mid-window; e-stop "
+             "toggling every 0.1 s (needs root)", rate_hz=0.0, topics=SIM_TOPICS,
+             publisher="sim", sim_parameters=(("estop_toggle_period_s", "0.1"),),
+             compression="lz4", links=(LinkSpec(160), LinkSpec(320, 160))),
     Scenario("busy_rover", "10 clients on /imu at 200 Hz, msgpack, beside a CPU hog busy 80 % "
              "of core 0 (the rest of the rover's software)", rate_hz=200.0,
              client_processes=2, clients_per_process=5, cpu_hog_duty=0.8),

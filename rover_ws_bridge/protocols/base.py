@@ -516,3 +516,8 @@ class Protocol:
     def encode_chunk(self, record: "Record", offset: int, size: int) -> OutgoingFrame:
         """`size` bytes of `record`'s data from `offset`, as one frame (if chunkable)."""
         raise NotImplementedError
+
+    def on_pieces_abandoned(self, record: "Record", sent_bytes: int) -> list[Action]:
+        """The rest of `record`, of which `sent_bytes` went in pieces, will not be sent (it
+        grew stale): tell the client, so it drops the pieces it holds."""
+        return []

@@ -497,6 +497,17 @@ class NativeProtocol(Protocol):
         raw_size = HEADER_SIZE + CHUNK_HEADER_SIZE + min(size, len(record.data) - offset)
         return OutgoingFrame(data, raw_size, frame_compression(data) != 0)
 
+    def on_pieces_abandoned(self, record: Record, sent_bytes: int) -> list[Action]:
+        # A status, so a client that does not know the code only logs it; it follows the
+        # record's pieces (control text goes out before the next data frame).
+        return [json_text({
+            "op": "status", "level": "info", "code": "chunk_abandoned", "id": None,
+            "message": f"the rest of record {record.sequence} of topic {record.topic_id} "
+                       f"will not come ({sent_bytes} of {len(record.data)} bytes sent): it "
+                       "grew older than the bridge's age bound on the way",
+            "topic_id": record.topic_id, "sequence": record.sequence,
+            "sent_bytes": sent_bytes, "data_size": len(record.data)})]
+
     def _json_frame(self, records: list[Record]) -> str:
         items = []
         topic_name = self.view.topic_name

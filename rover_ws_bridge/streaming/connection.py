@@ -12,7 +12,10 @@ hold to what the link delivers in `link.queue_target_s` (link.py), bounds frames
 budget, and sheds from the outbox what is stale or too large for the link (outbox.py), all
 from the link estimate; CRITICAL records pass the budget (they are small, and must not wait).
 A record larger than the budget's room goes in pieces to a client that reads them (native
-`chunks`), so that a CRITICAL record waits for one piece, not for a whole camera frame.
+`chunks`), so that a CRITICAL record waits for one piece, not for a whole camera frame; a
+record whose pieces are still under way when it is older than `max_record_age_s` is abandoned
+(the client is told, and drops what it has of it). Once the link is measured, the topics that
+do not fit it are evenly down-sampled (link.py `RateBudget`, outbox.py `set_sampling`).
 """
 from __future__ import annotations
 
@@ -35,7 +38,14 @@ from ..wire.compression import Compression
 from ..wire.frame import CHUNK_HEADER_SIZE, Record
 from .batcher import linger_s
 from .limits import PASS, Act, Verdict
-from .link import MIN_BUDGET_BYTES, LinkEstimate, LinkSettings, read_tcp_info
+from .link import (
+    BUSY_BYTES,
+    MIN_BUDGET_BYTES,
+    LinkEstimate,
+    LinkSettings,
+    RateBudget,
+    read_tcp_info,
+)
 from .outbox import BackpressureState, Outbox, OutboxLimits, OutboxOverflow
 from .policy import Client
 from .ws_batch import send_messages
@@ -74,17 +84,23 @@ class SessionSettings:
     # are those the link estimate needs longer than max_record_link_s to carry (0: never).
     max_record_age_s: float = 1.0
     max_record_link_s: float = 0.4
+    link_rate_budget: bool = True  # evenly down-sample what does not fit (link.RateBudget)
 
 
-def _link_settings(link: LinkSettings, remote: Any, local: Any) -> LinkSettings:
-    """No starting budget for a peer on this machine (loopback, or connected to one of our
-    addresses from that same address): it has no link buffer, what holds it up is its CPU,
-    and a budget from a guessed rate starves a busy client (bench fanout_1000: p50 22 -> 668
-    ms); it is budgeted once measured, as any client."""
-    if remote and (remote[0] == (local[0] if local else None)
-                   or ipaddress.ip_address(remote[0].split("%")[0]).is_loopback):
-        return dataclasses.replace(link, initial_rate_Bps=0.0)
-    return link
+def _local_peer(remote: Any, local: Any) -> bool:
+    """A peer on this machine: loopback, or connected to one of our addresses from that same
+    address."""
+    return bool(remote) and (remote[0] == (local[0] if local else None)
+                             or ipaddress.ip_address(remote[0].split("%")[0]).is_loopback)
+
+
+def _link_settings(link: LinkSettings, local_peer: bool) -> LinkSettings:
+    """No starting budget for a peer on this machine: it has no link buffer, what holds it
+    up is its CPU, and a budget from a guessed rate starves a busy client (bench
+    fanout_1000: p50 22 -> 668 ms); it is budgeted once measured, as any client. Nor a rate
+    budget (RateBudget): down-sampling is for a link too slow for the data, and a client
+    held up by its CPU is better served by the outbox's queue (it catches up)."""
+    return dataclasses.replace(link, initial_rate_Bps=0.0) if local_peer else link
 
 
 class _InPieces:
@@ -163,10 +179,16 @@ class Connection:
         # at most one per priority below CRITICAL. Memory: those records, which have left
         # the outbox (the pieces are slices of them).
         self._pieces: list[_InPieces] = []
-        self.link = LinkEstimate(_link_settings(settings.link, remote,
-                                                getattr(websocket, "local_address", None))) \
+        local_peer = self._local_peer = _local_peer(remote,
+                                                    getattr(websocket, "local_address", None))
+        self.link = LinkEstimate(_link_settings(settings.link, local_peer)) \
             if self._socket is not None and self._socket.type == socket.SOCK_STREAM \
             and self._socket.family in (socket.AF_INET, socket.AF_INET6) else None
+        self.rate_budget = RateBudget() \
+            if self.link is not None and settings.link_rate_budget and not local_peer else None
+        self.pieces_abandoned = 0
+        # The rate budget's period: when it began and bytes acked then (_update_rate_budget).
+        self._period_start: tuple[float, int] | None = None
 
     def link_stats(self) -> dict[str, Any]:
         """The link estimate and the bytes queued at each stage, for the HTTP API and
@@ -182,7 +204,10 @@ class Connection:
                 else sample.delivery_rate_Bps,
                 "kernel_queued_bytes": None if sample is None else sample.kernel_queued_bytes,
                 "outbox_bytes": self.outbox.queued_bytes + self.outbox.critical_bytes,
-                "shed_for_link": self.outbox.shed_for_link}
+                "shed_for_link": self.outbox.shed_for_link,
+                "sampled": self.outbox.totals.sampled,
+                "pieces_abandoned": self.pieces_abandoned,
+                **(self.rate_budget.stats() if self.rate_budget is not None else {})}
 
     def link_report(self) -> dict[str, Any]:
         """What the native `link` op answers: this connection's own figures (the dashboard's
@@ -396,11 +421,21 @@ class Connection:
             if sample is not None:
                 # The link sets the pace only while data waits for it: unsent in the kernel or
                 # the transport, held back in the outbox by the budget, or in flight while the
-                # kernel says its sender is not application-limited (never on loopback).
+                # kernel says its sender is not application-limited (never on loopback), or
+                # (records wait here: this is called only then) the kernel of a remote peer
+                # still holding what we gave it: pieces cut to the room fill it exactly, so
+                # "held" alone missed every 2 Mbit/s link of the bench (never measured). Not
+                # for a peer on this machine: no link buffer there, and measured it got a
+                # budget from its CPU's pace (as _link_settings says).
                 link.update(now, sample, backlogged=sample.notsent_bytes > 0
                             or transport_bytes > 0 or self._held_by_link
+                            or (not self._local_peer
+                                and sample.kernel_queued_bytes >= BUSY_BYTES)
                             or (not sample.app_limited
                                 and sample.kernel_queued_bytes > MIN_BUDGET_BYTES))
+        rates = self.rate_budget
+        if rates is not None and now >= rates.next_at and link.saturated_Bps is not None:
+            self._update_rate_budget(now, rates, link)
         budget = link.budget_bytes()
         if budget is None or link.last is None:
             return None
@@ -409,6 +444,25 @@ class Connection:
         if room < 0 and self.outbox.has_at_least(Priority.CRITICAL):
             return 1  # CRITICAL goes now, alone (see _pop_for_link)
         return room
+
+    def _update_rate_budget(self, now: float, rates: RateBudget, link: LinkEstimate) -> None:
+        """Only once the link is measured saturated (sampled to a guessed rate, or to the
+        bridge's own pace on a loaded machine, a fast link would never be backlogged, so
+        never measured). A sampled period at whose end the kernel had drained says the link
+        carries at least what it carried in it (how the budget's probes raise the estimate:
+        link.py)."""
+        last = link.last
+        acked = last.bytes_acked if last is not None else 0
+        start = self._period_start
+        if start is not None and rates.intervals_ns and now > start[0] and last is not None \
+                and last.kernel_queued_bytes < BUSY_BYTES:
+            # The link took all it was given (the kernel holds next to nothing): it carries
+            # at least that much. Not over capacity, so no saved-up burst (tbf's bucket) in it.
+            before = link.saturated_Bps or 0.0
+            link.at_least(now, (acked - start[1]) / (now - start[0]))
+            rates.raised = (link.saturated_Bps or 0.0) > before
+        self._period_start = (now, acked)
+        self.outbox.set_sampling(rates.update(now, link.rate_Bps, self.outbox.counts))
 
     def _pop_for_link(self, limit: int, room: int, min_priority: int) -> list[Record]:
         """A batch that fits the link's room, after shedding what the link cannot carry in
@@ -434,6 +488,9 @@ class Connection:
         pieces = self._pieces
         outbox = self.outbox
         if pieces and not outbox.has_at_least(pieces[-1].record.priority + 1):
+            if self._stale(pieces[-1].record):
+                self._abandon(pieces.pop())
+                return [], []
             return self._next_piece(room)
         min_priority = pieces[-1].record.priority + 1 if pieces else Priority.LOW
         if room is None:
@@ -447,9 +504,35 @@ class Connection:
                 and records[0].priority < Priority.CRITICAL \
                 and records[0].wire_size > max(room, MIN_BUDGET_BYTES) \
                 and self.protocol.chunkable(records[0]):
+            if records[0].priority <= Priority.NORMAL and outbox.has_newer(records[0]):
+                # Newest first: not worth a pass through a link this slow when a newer one
+                # of its topic waits (a backlog of camera frames otherwise started each at
+                # the edge of the age bound, and abandoned each: none arrived at all).
+                outbox.abandoned(records[0])
+                return [], []
             pieces.append(_InPieces(records[0]))
             return self._next_piece(room)
-        return records, self.protocol.encode_batch(records) if records else []
+        frames = self.protocol.encode_batch(records) if records else []
+        if self.rate_budget is not None and frames:
+            self.rate_budget.sent(outbox.last_batch_bytes, sum(len(f.data) for f in frames))
+        return records, frames
+
+    def _stale(self, record: Record) -> bool:
+        """Whether the rest of a record under way in pieces is not worth sending any more:
+        older than max_record_age_s, as the outbox sheds (a HIGH record only when a newer
+        one of its topic is queued)."""
+        max_age = self.settings.max_record_age_s
+        if max_age <= 0 or record.timestamp_ns >= time.time_ns() - int(max_age * 1e9):
+            return False
+        return record.priority <= Priority.NORMAL or self.outbox.has_newer(record)
+
+    def _abandon(self, under_way: _InPieces) -> None:
+        """Stop sending a record in pieces, and tell the client (it drops what it has of
+        it: docs/PROTOCOL.md, chunk frames)."""
+        self.pieces_abandoned += 1
+        self.outbox.abandoned(under_way.record)
+        if under_way.sent:
+            self.perform(self.protocol.on_pieces_abandoned(under_way.record, under_way.sent))
 
     def _next_piece(self, room: int | None) -> tuple[list[Record], list[p.OutgoingFrame]]:
         """One piece of the record under way, as large as the room (at least a few
@@ -461,6 +544,10 @@ class Connection:
                                              - CHUNK_HEADER_SIZE)
         frame = self.protocol.encode_chunk(record, under_way.sent, size)
         under_way.sent += size
+        if self.rate_budget is not None:
+            piece = [0, 0, 0, 0]
+            piece[record.priority] = size
+            self.rate_budget.sent(piece, len(frame.data))
         if under_way.sent < len(record.data):
             return [], [frame]
         self._pieces.pop()

@@ -33,6 +33,15 @@ alone holds minutes of backlog for a slow client, all of it stale by the time it
 - CRITICAL is never dropped.
 Both count as dropped (and in `shed_for_link`).
 
+A topic may also be sampled (`set_sampling`: at most one record per interval, the link's
+per-topic rate budget, link.py `RateBudget`): a record of a sampled topic that arrives before
+its topic's next due time is left out at once (counted in `sampled`, not in `dropped`: the
+client gets the topic evenly down-sampled, as it asked a rate of it), and one that is kept
+replaces the topic's records still queued (the newest sample is the one worth sending). Due
+times are phase-locked (the next is one interval after the previous due time, not after the
+record kept), so the kept records stay evenly spaced whatever the jitter of arrivals.
+CRITICAL is never sampled. Memory: one due time per sampled topic.
+
 A topic may also have a bound of its own in records (`set_topic_limit`, rosbridge's
 `queue_length`): past it the oldest queued records of that topic give way to the new one
 (counted as conflated). CRITICAL records have no such bound: they are never dropped.
@@ -78,6 +87,8 @@ class OutboxCounts:
     delivered: int = 0
     dropped: int = 0
     conflated: int = 0
+    sampled: int = 0  # left out by the topic's rate budget (set_sampling)
+    pushed_bytes: int = 0  # what arrived for this client: its demand, for the rate budget
 
 
 class _Entry:
@@ -110,6 +121,11 @@ class Outbox:
         # (topic_id, priority) -> counts, for per-topic and per-priority reporting.
         self.counts: dict[tuple[int, int], OutboxCounts] = {}
         self._topic_limits: dict[int, int] = {}  # topic_id -> most records queued at once
+        self._sampling: dict[int, int] = {}  # topic_id -> one record per this many ns
+        self._due_ns: dict[int, int] = {}  # topic_id -> receive time its next record is due
+        # Bytes of each priority in the last batch pop_batch returned: what the link's rate
+        # budget measures the wire cost of each priority with (compression differs).
+        self.last_batch_bytes = [0] * len(Priority)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -152,6 +168,22 @@ class Outbox:
         else:
             self._topic_limits.pop(topic_id, None)
 
+    def set_sampling(self, intervals_ns: dict[int, int]) -> None:
+        """Topics to sample from now on, each at most one record per interval (ns); the other
+        topics are not sampled."""
+        self._sampling = intervals_ns
+        for topic_id in [t for t in self._due_ns if t not in intervals_ns]:
+            del self._due_ns[topic_id]
+
+    def _sampled_out(self, topic_id: int, timestamp_ns: int, interval_ns: int) -> bool:
+        due = self._due_ns.get(topic_id)
+        if due is not None and timestamp_ns < due:
+            return True
+        # Phase-locked to the previous due time (even spacing); restarted after a pause.
+        start = due if due is not None and timestamp_ns - due < interval_ns else timestamp_ns
+        self._due_ns[topic_id] = start + interval_ns
+        return False
+
     def push(self, record: Record) -> None:
         size = record.wire_size
         priority = record.priority
@@ -160,7 +192,9 @@ class Outbox:
                 raise OutboxOverflow(
                     f"CRITICAL backlog would reach {self.critical_bytes + size} bytes, over the "
                     f"cap of {self.limits.critical_max_bytes}")
-            self._count(record).pushed += 1
+            counts = self._count(record)
+            counts.pushed += 1
+            counts.pushed_bytes += size
             self.totals.pushed += 1
             self._append(record, size, Priority.CRITICAL)
             self.critical_bytes += size
@@ -168,7 +202,16 @@ class Outbox:
 
         counts = self._count(record)
         counts.pushed += 1
+        counts.pushed_bytes += size
         self.totals.pushed += 1
+        if self._sampling:
+            interval = self._sampling.get(record.topic_id)
+            if interval is not None:
+                if self._sampled_out(record.topic_id, record.timestamp_ns, interval):
+                    counts.sampled += 1
+                    self.totals.sampled += 1
+                    return
+                self._conflate_topic(record.topic_id)
         limits = self.limits
         if priority > Priority.LOW and self.utilization >= limits.drop_at:
             # Dropping state: lower priorities go first, before this record's topic is touched.
@@ -206,6 +249,7 @@ class Outbox:
         budget = max_bytes if max_bytes is not None else 1 << 62
         too_large = max_sheddable_bytes if max_sheddable_bytes is not None else 1 << 62
         stale = stale_ns if stale_ns is not None else -1
+        taken = self.last_batch_bytes = [0, 0, 0, 0]  # by Priority
         for priority in _HIGHEST_FIRST:
             if priority < min_priority:
                 break
@@ -229,6 +273,7 @@ class Outbox:
                     break
                 queue.popleft()
                 budget -= entry.size
+                taken[priority] += entry.size
                 entry.alive = False
                 self._forget(entry, priority)
                 self._count(entry.record).delivered += 1
@@ -239,6 +284,21 @@ class Outbox:
         if out or self.shed_for_link:
             self._update_state()
         return out
+
+    def has_newer(self, record: Record) -> bool:
+        """Whether a record of `record`'s topic is queued (records leave in order, so it is a
+        newer one)."""
+        return bool(self._by_topic.get(record.topic_id))
+
+    def abandoned(self, record: Record) -> None:
+        """A record counted delivered when it left did not reach the client after all (its
+        pieces stopped, stale): counted dropped, and shed for the link, instead."""
+        counts = self._count(record)
+        counts.delivered -= 1
+        counts.dropped += 1
+        self.totals.delivered -= 1
+        self.totals.dropped += 1
+        self.shed_for_link += 1
 
     # -- policy helpers --------------------------------------------------------------------
 

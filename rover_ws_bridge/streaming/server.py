@@ -84,6 +84,7 @@ def settings_from_config(config: BridgeConfig) -> SessionSettings:
                           initial_rate_Bps=config.link_initial_rate_kbit * 1000 / 8),
         max_record_age_s=config.max_record_age_s,
         max_record_link_s=config.max_record_link_s,
+        link_rate_budget=config.link_rate_budget,
     )
 
 

@@ -51,7 +51,9 @@ class RateMeter:
     def update(self, value: int, now: float) -> float:
         dt = now - self.last_time
         if dt > 0:
-            self.rate = (value - self.last_value) / dt
+            # Never negative: a record counted delivered when it left the outbox and later
+            # abandoned in pieces is taken back (Outbox.abandoned).
+            self.rate = max(0, value - self.last_value) / dt
         self.last_value, self.last_time = value, now
         return self.rate
 

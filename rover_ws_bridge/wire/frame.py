@@ -230,6 +230,15 @@ class ChunkAssembler:
         return Record(first.timestamp_ns, first.topic_id, first.sequence, first.priority,
                       first.encoding, bytes(buffer))
 
+    def discard(self, topic_id: int, sequence: int) -> int:
+        """The bridge abandoned this record (status `chunk_abandoned`): drop its pieces.
+        Returns the bytes dropped (0: none held, e.g. already replaced by a newer record)."""
+        partial = self._partial.get(topic_id)
+        if partial is None or partial[0].record.sequence != sequence:
+            return 0
+        del self._partial[topic_id]
+        return len(partial[1])
+
     @property
     def pending_bytes(self) -> int:
         return sum(len(buffer) for _chunk, buffer in self._partial.values())

@@ -274,6 +274,11 @@ export class OptimizedTelemetryClient {
   private setUpFor = -1;
   /** Records arriving in pieces on this connection (made anew with each one). */
   private assembler = new ChunkAssembler();
+
+  /** Bytes held of records arriving in pieces (at most one unfinished record per topic). */
+  get pendingChunkBytes(): number {
+    return this.assembler.pendingBytes;
+  }
   private syncing: Promise<void> = Promise.resolve();
 
   private readonly telemetryListeners = new Set<TelemetryListener>();
@@ -940,6 +945,10 @@ export class OptimizedTelemetryClient {
       case "status":
         this.statuses.push(message);
         if (this.statuses.length > MAX_STATUSES) this.statuses.shift();
+        if (message.code === "chunk_abandoned" && message.topic_id !== undefined && message.sequence !== undefined) {
+          // The rest of a record in pieces will not come: its pieces go.
+          this.assembler.discard(message.topic_id, message.sequence);
+        }
         if (message.code === "backpressure" && message.backpressure !== undefined) {
           this.backpressure = message.backpressure;
           this.emit("backpressure", message.backpressure, message);

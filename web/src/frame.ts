@@ -210,6 +210,17 @@ export class ChunkAssembler {
     return { ...entry.record, data: entry.data };
   }
 
+  /**
+   * The bridge abandoned this record (status `chunk_abandoned`: the rest of it grew stale on
+   * the way): drop its pieces. Returns the bytes dropped (0: none held).
+   */
+  discard(topicId: number, sequence: number): number {
+    const entry = this.partial.get(topicId);
+    if (entry === undefined || entry.record.sequence !== sequence) return 0;
+    this.partial.delete(topicId);
+    return entry.filled;
+  }
+
   /** Bytes of unfinished records held. */
   get pendingBytes(): number {
     let total = 0;

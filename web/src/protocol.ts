@@ -150,6 +150,11 @@ export interface StatusMessage {
   message: string;
   id: unknown;
   backpressure?: BackpressureInfo;
+  /** code `chunk_abandoned`: the record whose remaining pieces will not come. */
+  topic_id?: number;
+  sequence?: number;
+  sent_bytes?: number;
+  data_size?: number;
 }
 
 export interface PongMessage {

@@ -106,6 +106,25 @@ describe("OptimizedTelemetryClient", () => {
     expect(bridge.ops("configure")).toEqual([]);
   });
 
+  it("drops the pieces of a record the bridge abandons (status chunk_abandoned)", async () => {
+    bridge.chunks = true;
+    const golden = (name: string) => new Uint8Array(readFileSync(new URL(`../../../test/golden/${name}`, import.meta.url)));
+    const c = client({ topics: ["*"] });
+    const messages: TelemetryMessage[] = [];
+    c.onTelemetry((batch) => messages.push(...batch));
+    await c.ready(10_000);
+    bridge.sendBytes(golden("chunk_0.bin")); // the first 40 bytes of topic 9, sequence 5
+    await waitFor(() => c.pendingChunkBytes === 40, "the first piece held");
+    bridge.broadcast({ op: "status", level: "info", code: "chunk_abandoned", message: "stale", id: null,
+      topic_id: 9, sequence: 5, sent_bytes: 40, data_size: 100 });
+    await waitFor(() => c.statuses.some((s) => s.code === "chunk_abandoned"), "the status");
+    expect(c.pendingChunkBytes).toBe(0);
+    // The same record starts again from its first piece and comes whole: nothing stale was kept.
+    for (const name of ["chunk_0.bin", "chunk_1.bin", "chunk_2.bin"]) bridge.sendBytes(golden(name));
+    await waitFor(() => messages.length >= 1, "the record");
+    expect(messages.map((m) => [m.topicId, m.sequence, (m.data as Uint8Array).length])).toEqual([[9, 5, 100]]);
+  });
+
   it("counts sequence gaps per topic as drops", async () => {
     const c = client({ topics: ["/imu"] });
     await c.ready(10_000);

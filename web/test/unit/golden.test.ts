@@ -172,6 +172,16 @@ describe("chunk frames (frame version 2)", () => {
     expect(() => new ChunkAssembler(99).add(chunkOf(first))).toThrow(/exceeds the limit of 99/);
   });
 
+  it("drops an abandoned record's pieces, and only that record's", () => {
+    const [first, second] = manifest.frames.map((f) => f.name);
+    const assembler = new ChunkAssembler();
+    assembler.add(chunkOf(first));
+    expect(assembler.discard(9, 6)).toBe(0); // another sequence: kept
+    expect(assembler.discard(9, 5)).toBe(40);
+    expect(assembler.pendingBytes).toBe(0);
+    expect(() => assembler.add(chunkOf(second))).toThrow(/does not continue a record/);
+  });
+
   it("refuses a piece that runs past its record", () => {
     const b = golden(manifest.frames[2].name).slice();
     new DataView(b.buffer).setUint32(HEADER_SIZE + CHUNK_HEADER_SIZE - 4, 90, true);
