@@ -157,7 +157,8 @@ def test_never_reading_pinger_is_closed_with_memory_bounded(start_bridge: Any) -
             peak = max(peak, rss_mb(bridge.process.pid))
     finally:
         sock.close()
-    assert closed, "the never-reading pinger was not closed"
+    assert closed, "the never-reading pinger was not closed; bridge log:\n" \
+        + bridge.stderr()[-3000:]
     assert peak - baseline < 48, f"bridge RSS grew by {peak - baseline:.0f} MiB"
     metrics = http_get(bridge.port, "/metrics")
     assert 'rover_ws_bridge_disconnects_total{reason="pending"} 1' in metrics

@@ -25,6 +25,7 @@ import ipaddress
 import itertools
 import logging
 import socket
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -101,6 +102,24 @@ def _link_settings(link: LinkSettings, local_peer: bool) -> LinkSettings:
     budget (RateBudget): down-sampling is for a link too slow for the data, and a client
     held up by its CPU is better served by the outbox's queue (it catches up)."""
     return dataclasses.replace(link, initial_rate_Bps=0.0) if local_peer else link
+
+
+def abort_with_reset(transport: Any) -> None:
+    """Abort a connection with a TCP reset, dropping what the kernel still holds for it.
+
+    Why not transport.abort() alone: it closes the socket, and the kernel then sends an RST
+    only if unread input is waiting; otherwise it keeps the unsent bytes of a peer that reads
+    nothing (up to the socket's send buffer, MBs on loopback) as an orphan, in FIN-WAIT-1, for
+    minutes of retries, and that peer is never told: kernel memory a hostile client could pin
+    with every connection we "closed". SO_LINGER with a zero timeout makes close() reset.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # already closed: nothing left to drop
+    transport.abort()
 
 
 class _InPieces:
@@ -369,7 +388,7 @@ class Connection:
                     "for %.1f s); closing it (1008)", self.remote, extra,
                     now - self.pending_over_since)
         self.close_soon(CLOSE_POLICY_VIOLATION, "pending bytes over max_pending_bytes")
-        asyncio.get_running_loop().call_later(2.0, transport.abort)
+        asyncio.get_running_loop().call_later(2.0, abort_with_reset, transport)
         return True
 
     # -- the connection's life -----------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..config import BridgeConfig, ConfigError
 from ..priority import Priority
 from ..protocols import PROTOCOLS, ProtocolRefused, select_protocol
 from ..wire.compression import Compression
-from .connection import Connection, SessionSettings
+from .connection import Connection, SessionSettings, abort_with_reset
 from .core import BridgeCore
 from .http_server import DASHBOARD_DIR, FrontDoor, HttpSite, refusal_headers
 from .link import LinkSettings
@@ -204,7 +204,7 @@ class BridgeServer:
             self.stats.stalled_disconnects += 1
             transport = session.websocket.transport
             if transport is not None:
-                transport.abort()
+                abort_with_reset(transport)
         return len(stalled)
 
     async def _watch_pending(self) -> None:
