@@ -581,7 +581,7 @@ class Connection:
         link = self.link
         while True:
             if link is not None:
-                link.idle()
+                link.idle(keep_if_busy=not self._local_peer)
             await self._wakeup.wait()
             self._wakeup.clear()
             while control or len(outbox) or self._pieces:

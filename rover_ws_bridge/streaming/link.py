@@ -196,12 +196,16 @@ class LinkEstimate:
         if value is not None and rate_Bps > value:
             self._saturated.add(now, rate_Bps)
 
-    def idle(self) -> None:
+    def idle(self, keep_if_busy: bool = True) -> None:
         """Nothing waits for this client now: the interval being measured goes on only if
         the kernel still holds data at the next sample (then the link was busy all along: a
         link kept just full by the rate budget empties the outbox between records, and ending
-        the interval there left a halved link unmeasured for 3 s)."""
-        self._was_idle = True
+        the interval there left a halved link unmeasured for 3 s). `keep_if_busy` False: it
+        ends here (a peer on this machine, as in the first part: no link to keep busy)."""
+        if keep_if_busy:
+            self._was_idle = True
+        else:
+            self._interval_start = None
 
     @property
     def bandwidth_Bps(self) -> float | None:
