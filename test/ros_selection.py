@@ -205,10 +205,13 @@ def mark(config: Any, items: list[Any]) -> None:
     import pytest
 
     known = {item.nodeid for item in items}
+    collected_files = {nodeid.split("::")[0] for nodeid in known}
     for item in items:
         if touches_ros(item):
             item.add_marker(pytest.mark.ros)
-    stale = [nodeid for nodeid in (*ALSO_ROS, *NOT_ROS) if nodeid not in known]
+    # (a file left out with --ignore, as make test-jazzy does, has none of its tests here)
+    stale = [nodeid for nodeid in (*ALSO_ROS, *NOT_ROS)
+             if nodeid.split("::")[0] in collected_files and nodeid not in known]
     if _whole_suite(config) and stale:  # a renamed test must not fall out unseen
         raise pytest.UsageError(f"test/ros_selection.py names tests that do not exist: {stale}")
 
