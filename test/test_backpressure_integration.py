@@ -147,8 +147,12 @@ def test_stalled_client_beside_a_fast_one(start_bridge, ros: RosHarness) -> None
             assert max(watcher.client_counts) == 2
 
             pressure = http_json(bridge.port, "/api/performance/backpressure")
-            stalled = [c for c in pressure["clients"] if c["peak_utilization"] >= 0.7]
-            assert len(stalled) == 1
+            # The stalled client by its port: the fast one's outbox may also fill for a moment
+            # when this machine is short of CPU (its reader is Python too); what says it was
+            # not held up is below: nothing lost inside the bridge.
+            stalled = [c for c in pressure["clients"]
+                       if c["remote"] == f"127.0.0.1:{sock.getsockname()[1]}"]
+            assert len(stalled) == 1 and stalled[0]["peak_utilization"] >= 0.7, pressure
             assert stalled[0]["dropped"] + stalled[0]["conflated"] > 0
             assert stalled[0]["queued_bytes"] <= OUTBOX_BYTES
             assert stalled[0]["by_priority"].get("CRITICAL", {}).get("dropped", 0) == 0
