@@ -637,16 +637,8 @@ class RosbridgeProtocol(Protocol):
             raise RequestError("bad_args", f"'value' {short(text)} is not JSON text") \
                 from None
 
-        def answer(outcome: Outcome) -> list[Action]:
-            if isinstance(outcome, ParametersSet):
-                failed = [reason or f"{n} was not set" for n, ok, reason in outcome.results
-                          if not ok]
-                if not failed:
-                    return self._service_response(spelling, request_id, {})
-                outcome = Refused(None, "not_set", "; ".join(failed))
-            return self._service_failure(spelling, request_id, outcome)
-
-        return [self._request(answer, lambda ref: SetParameters(ref, node, ((name, value),)))]
+        return [self._request(self._parameters_set_answer(spelling, request_id, "set"),
+                              lambda ref: SetParameters(ref, node, ((name, value),)))]
 
     def _rosapi_has_param(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         node, name = _node_parameter(args.get("name"))
@@ -664,16 +656,23 @@ class RosbridgeProtocol(Protocol):
     def _rosapi_delete_param(self, args: dict, spelling: str, request_id: Any) -> list[Action]:
         node, name = _node_parameter(args.get("name"))
 
+        return [self._request(self._parameters_set_answer(spelling, request_id, "deleted"),
+                              lambda ref: DeleteParameters(ref, node, (name,)))]
+
+    def _parameters_set_answer(self, spelling: str, request_id: Any,
+                               done: str) -> Callable[[Outcome], list[Action]]:
+        """rosapi's empty response once every parameter was `done` (set, deleted), else the
+        nodes' reasons as one failure."""
         def answer(outcome: Outcome) -> list[Action]:
             if isinstance(outcome, ParametersSet):
-                failed = [reason or f"{n} was not deleted" for n, ok, reason in outcome.results
+                failed = [reason or f"{n} was not {done}" for n, ok, reason in outcome.results
                           if not ok]
                 if not failed:
                     return self._service_response(spelling, request_id, {})
                 outcome = Refused(None, "not_set", "; ".join(failed))
             return self._service_failure(spelling, request_id, outcome)
 
-        return [self._request(answer, lambda ref: DeleteParameters(ref, node, (name,)))]
+        return answer
 
     def _rosapi_get_param_names(self, args: dict, spelling: str,
                                 request_id: Any) -> list[Action]:

@@ -282,8 +282,7 @@ def _check_count(mv: memoryview, p: int, count: int) -> None:
 
 
 def _bytes(mv: memoryview, p: int, count: int) -> tuple[bytes, int]:
-    if count > len(mv) - p:
-        raise ValueError("sequence count larger than the bytes left")
+    _check_count(mv, p, count)
     return bytes(mv[p:p + count]), p + count
 
 

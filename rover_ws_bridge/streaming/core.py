@@ -713,13 +713,7 @@ class BridgeCore:
         ref = request.ref
         names = [name for name, _ in request.values]
 
-        def set_done(code: str, detail: Any) -> None:
-            if code != "ok":
-                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
-                return
-            results = tuple((name, bool(r.get("successful")), r.get("reason", ""))
-                            for name, r in zip(names, detail.get("results", [])))
-            requester.deliver(p.ParametersSet(ref, request.node, results))
+        set_done = _parameters_set_reply(requester, ref, request.node, names)
 
         def with_types(current: dict[str, dict]) -> None:
             # The current types let `2` set a double parameter (JSON has one number type).
@@ -749,14 +743,7 @@ class BridgeCore:
                 return
         ref, names = request.ref, request.names
 
-        def deleted(code: str, detail: Any) -> None:
-            if code != "ok":
-                requester.deliver(_parameter_refusal(ref, request.node, code, detail))
-                return
-            results = tuple((name, bool(r.get("successful")), r.get("reason", ""))
-                            for name, r in zip(names, detail.get("results", [])))
-            requester.deliver(p.ParametersSet(ref, request.node, results))
-
+        deleted = _parameters_set_reply(requester, ref, request.node, names)
         # A parameter set to "not set" is undeclared by the node (rclpy and rclcpp alike).
         self._start_call(requester, ref, request.node, f"{node}/set_parameters",
                          "rcl_interfaces/srv/SetParameters",
@@ -889,6 +876,21 @@ def _parameter_refusal(ref: Any, node: str, code: str, detail: Any) -> p.Refused
     if code == "no_such_service":
         return p.Refused(ref, "no_such_node", f"no node {node} with parameter services", node)
     return p.Refused(ref, code, str(detail), node)
+
+
+def _parameters_set_reply(requester: Any, ref: Any, node: str,
+                          names: Any) -> Callable[[str, Any], None]:
+    """The answer to a SetParameters call made for `names` (to set or to delete them): one
+    (name, successful, reason) per name, or the refusal."""
+    def reply(code: str, detail: Any) -> None:
+        if code != "ok":
+            requester.deliver(_parameter_refusal(ref, node, code, detail))
+            return
+        results = tuple((name, bool(r.get("successful")), r.get("reason", ""))
+                        for name, r in zip(names, detail.get("results", [])))
+        requester.deliver(p.ParametersSet(ref, node, results))
+
+    return reply
 
 
 _HANDLERS: dict[type, Callable[[BridgeCore, Any, Any], None]] = {

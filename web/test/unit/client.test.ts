@@ -13,6 +13,8 @@ import {
 } from "../../src/index.js";
 import { FakeBridge, waitFor } from "../support/fake-bridge.js";
 
+const golden = (name: string) => new Uint8Array(readFileSync(new URL(`../../../test/golden/${name}`, import.meta.url)));
+
 let bridge: FakeBridge;
 const clients: OptimizedTelemetryClient[] = [];
 
@@ -87,7 +89,6 @@ describe("OptimizedTelemetryClient", () => {
 
   it("asks a bridge that offers chunks for them, and delivers a chunked record once, whole", async () => {
     bridge.chunks = true;
-    const golden = (name: string) => new Uint8Array(readFileSync(new URL(`../../../test/golden/${name}`, import.meta.url)));
     const c = client({ topics: ["*"] });
     const messages: TelemetryMessage[] = [];
     c.onTelemetry((batch) => messages.push(...batch));
@@ -108,7 +109,6 @@ describe("OptimizedTelemetryClient", () => {
 
   it("drops the pieces of a record the bridge abandons (status chunk_abandoned)", async () => {
     bridge.chunks = true;
-    const golden = (name: string) => new Uint8Array(readFileSync(new URL(`../../../test/golden/${name}`, import.meta.url)));
     const c = client({ topics: ["*"] });
     const messages: TelemetryMessage[] = [];
     c.onTelemetry((batch) => messages.push(...batch));
