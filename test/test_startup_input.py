@@ -169,3 +169,35 @@ def test_repeated_ctrl_c_during_shutdown_exits_cleanly():
     code, stderr = bridge.stop(signals=200)
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert code == 0, stderr
+
+
+# A call that hangs holding the GIL, as a hung rcl/rmw destroy does: libc pause() through
+# ctypes.PyDLL, which keeps the GIL (CDLL would release it).
+_HANGS_IN_THE_TEARDOWN = """
+import ctypes
+from rover_ws_bridge.ros.node import bounded
+with bounded(0.5):
+    ctypes.PyDLL(None).pause()
+"""
+_TEARDOWN_RETURNS = """
+import time
+from rover_ws_bridge.ros.node import bounded
+with bounded(0.2):
+    pass
+time.sleep(1.0)
+print("still running")
+"""
+
+
+def test_a_teardown_that_hangs_holding_the_gil_still_ends_the_process():
+    done = subprocess.run([sys.executable, "-c", _HANGS_IN_THE_TEARDOWN], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    assert done.returncode == 1, done.stderr
+    # faulthandler's dump: where it hung, for the bug report.
+    assert "Timeout" in done.stderr and "<module>" in done.stderr, done.stderr
+
+
+def test_the_teardown_bound_ends_with_its_block():
+    done = subprocess.run([sys.executable, "-c", _TEARDOWN_RETURNS], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    assert (done.returncode, done.stdout.strip()) == (0, "still running"), done.stderr

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
+import faulthandler
 import fnmatch
 import itertools
 import json
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import rclpy
 import yaml
@@ -710,6 +712,23 @@ def _start_node(args: list[str], required_files: list[str]) -> BridgeNode:
     return node
 
 
+# The ROS teardown takes well under a second. Once (CI, Jazzy's Fast DDS, --log-level debug)
+# rcl_node_fini never returned, and the stopped bridge stayed alive.
+ROS_TEARDOWN_BOUND_S = 10.0
+
+
+@contextlib.contextmanager
+def bounded(seconds: float) -> Iterator[None]:
+    """Past `seconds` inside this block, print every thread's Python stack to stderr and end
+    the process with exit code 1. faulthandler's watchdog is a C thread: it fires even while
+    a hung C call holds the GIL, as rclpy's destroy calls do."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv if argv is None else argv)
     signals = _StopSignals()
@@ -750,9 +769,10 @@ def main(argv: list[str] | None = None) -> int:
         # Stopping: a Ctrl-C from here on is ignored.
         signals.requested = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        with bounded(ROS_TEARDOWN_BOUND_S):
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
 
 
 if __name__ == "__main__":
