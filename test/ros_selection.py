@@ -42,9 +42,19 @@ ALSO_ROS = {
         "vitest's integration project starts `python -m rover_ws_bridge.demo`",
 }
 
-# Tests that touch ROS but whose subject is not ROS: a browser page. Their ROS side (the same
-# bridge and simulator) runs under the second distro in the Node.js and roslib tests.
+# Tests that touch ROS but whose subject is not ROS: a browser page, or how the bridge treats
+# a client that stalls or floods (timing under load, the longest tests of the suite). Their
+# ROS side (the same bridge, simulator and subscriptions) runs under the second distro in the
+# Node.js, roslib, Foxglove and bridge integration tests.
 NOT_ROS = {
+    "test/test_backpressure_integration.py::test_stalled_client_beside_a_fast_one":
+        "a stalled native client (ROS side: test_bridge_integration.py)",
+    "test/test_foxglove_integration.py::test_stalled_foxglove_client_beside_a_fast_one":
+        "a stalled Foxglove client (ROS side: the official client test in the same file)",
+    "test/test_rosbridge_roslib.py::test_a_stalled_rosbridge_client_keeps_critical_and_does_"
+    "not_slow_a_fast_one": "a stalled rosbridge client (ROS side: the rest of that file)",
+    "test/test_limits_integration.py::test_flooder_is_warned_dropped_paused_then_closed_while_"
+    "another_keeps_its_rate": "a flooding client (ROS side: test_bridge_integration.py)",
     "test/test_web.py::test_dashboard_in_headless_chromium":
         "the dashboard in Chromium (its ROS side: test_node_client_against_real_bridge)",
     "test/test_rosbridge_browser.py::test_a_roslib_page_in_headless_chromium_subscribes_and_"
