@@ -550,8 +550,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "The rclpy executor of the ROS thread. 'events': rclpy's EventsExecutor "
                   "(Jazzy and later; experimental in rclpy), which spends less per message; "
                   "the asyncio side then wakes the ROS thread through a private topic, since "
-                  "that executor has no guard conditions. Where it is missing (Humble) the "
-                  "bridge says so and uses 'single_threaded' (SingleThreadedExecutor).",
+                  "that executor has no guard conditions, and a latched sample may reach a "
+                  "client twice when a subscription is re-created for a new QoS (its callbacks "
+                  "cannot take the message info that tells the replay apart). Where it is "
+                  "missing (Humble) the bridge says so and uses 'single_threaded' "
+                  "(SingleThreadedExecutor).",
                   OneOf(("single_threaded", "events"))),
     ParameterSpec("event_loop", "core", str, "asyncio",
                   "The asyncio event loop of the WebSocket side. 'asyncio': asyncio's own; "

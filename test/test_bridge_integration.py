@@ -195,6 +195,10 @@ def test_subscription_made_before_the_publisher_exists_gets_latched_data(
 
             publisher = ros.node.create_publisher(String, LATE_LATCHED, LATCHED_QOS)
             try:
+                # Published once the first (best-effort, volatile) subscription is matched, so
+                # that it receives the sample live, most runs, before the bridge re-creates it.
+                await wait_until(lambda: publisher.get_subscription_count() >= 1,
+                                 "the publisher matched by the bridge's subscription")
                 publisher.publish(String(data="latched hello"))
                 message = await next_on(client, LATE_LATCHED)
                 assert message.data == {"data": "latched hello"}
@@ -207,6 +211,18 @@ def test_subscription_made_before_the_publisher_exists_gets_latched_data(
                 await wait_until(lambda: ros.bridge_subscription_qos(LATE_LATCHED) == [
                     (ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)],
                     "the bridge's ROS subscription re-created reliable + transient_local")
+                # The publisher replays its history to the new subscription: what the client
+                # already has is not sent again, and takes no sequence number.
+                await asyncio.sleep(1.0)
+                again = [m for m in client.drain() if m.topic == LATE_LATCHED]
+                assert [m.data for m in again] == [], "the latched sample was delivered twice"
+                async with BridgeClient(bridge.url) as late:  # still in the bridge's cache
+                    await late.subscribe(LATE_LATCHED)
+                    cached = await next_on(late, LATE_LATCHED)
+                    assert cached.data == {"data": "latched hello"}
+                    assert cached.sequence == message.sequence
+                publisher.publish(String(data="after"))
+                assert (await next_on(client, LATE_LATCHED)).sequence == message.sequence + 1
             finally:
                 ros.node.destroy_publisher(publisher)
 

@@ -176,3 +176,22 @@ def test_latched_samples_survive_until_the_ros_subscription_is_released():
         router.subscribe(later, "/estop", Encoding.CDR)
         assert later.records == []
     asyncio.run(scenario())
+
+
+def test_a_replayed_latched_sample_is_cached_for_late_joiners_and_sent_to_nobody():
+    async def scenario():
+        router = Router(FakeRos())
+        router.update_topics([ESTOP, IMU])
+        current = FakeSession()
+        router.subscribe(current, "/estop", Encoding.CDR)
+        router.subscribe(current, "/imu", Encoding.CDR)
+        router.dispatch([("/estop", b"on", 5, 1)])
+        router.ros_subscription_released("/estop")  # re-created with another QoS
+        router.ros_replayed("/estop", b"on", 5, 1)
+        router.ros_replayed("/imu", b"a", 6, 1)  # not transient_local: nothing to keep
+        assert [r.sequence for r in current.records] == [1]
+        late = FakeSession()
+        router.subscribe(late, "/estop", Encoding.CDR)
+        router.subscribe(late, "/imu", Encoding.CDR)
+        assert [(r.data, r.sequence, r.timestamp_ns) for r in late.records] == [(b"on", 1, 5)]
+    asyncio.run(scenario())

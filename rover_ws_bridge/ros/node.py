@@ -32,6 +32,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -63,7 +64,7 @@ from ..telemetry.regression import Baseline, LoadLevel, baselines_from_bench
 from . import graph_scan
 from .definitions import DefinitionNotFoundError, message_definition
 from .diagnostics import DiagnosticsPublisher
-from .executors import available_executor, make_executor, make_wake
+from .executors import EVENTS, available_executor, make_executor, make_wake
 from .executors import spin as spin_executor
 from .message_codec import (
     UnknownMessageType,
@@ -148,6 +149,11 @@ class BridgeNode(Node):
         self._offered: dict[str, _OfferedTopic] = {}
         self._ros_subscriptions: dict[str, tuple[Any, SubscriptionQos, type]] = {}
         self._sequences: dict[str, itertools.count] = {}
+        # Per topic, the newest samples handed over: (publisher's source timestamp and
+        # sequence number, our sequence number, receive time). A re-created subscription (new
+        # QoS) is replayed the publishers' transient_local history, which clients may already
+        # have: these say which. Bound: qos_depth_max entries of about 200 bytes per topic.
+        self._recent: dict[str, deque] = {}
         # Derived from the offered topics' descriptions at each scan (the one place priority
         # is decided), read by the message callbacks for the handoff's CRITICAL rule.
         self._priorities: dict[str, int] = {}
@@ -341,6 +347,7 @@ class BridgeNode(Node):
         """ROS thread: make the set of ROS subscriptions match what is wanted, with the QoS
         the publishers call for."""
         desired = self._desired()
+        recreated: set[str] = set()
         for name in list(self._ros_subscriptions):
             subscription, qos, message_class = self._ros_subscriptions[name]
             offered = self._offered.get(name)
@@ -348,6 +355,10 @@ class BridgeNode(Node):
                     or offered.message_class is not message_class):
                 self.destroy_subscription(subscription)
                 del self._ros_subscriptions[name]
+                if name in desired and offered is not None:
+                    recreated.add(name)  # its clients stay: what they have is not sent again
+                else:
+                    self._recent.pop(name, None)  # a new subscription is for new clients
                 self.get_logger().debug(f"unsubscribed from {name}")
                 if self._loop is not None:
                     self._loop.call_soon_threadsafe(self._router.ros_subscription_released, name)
@@ -355,13 +366,14 @@ class BridgeNode(Node):
             if name in self._ros_subscriptions:
                 continue
             try:
-                self._subscribe(name, self._offered[name])
+                self._subscribe(name, self._offered[name], name in recreated)
             except Exception as exc:  # noqa: BLE001 - one bad topic must not stop the others
                 self._warn_once(f"subscribe:{name}", f"cannot subscribe to {name}: {exc}")
 
-    def _subscribe(self, name: str, offered: "_OfferedTopic") -> None:
+    def _subscribe(self, name: str, offered: "_OfferedTopic", recreated: bool = False) -> None:
         subscription = self.create_subscription(
-            offered.message_class, name, self._callback_for(name), offered.qos.profile(),
+            offered.message_class, name, self._callback_for(name, recreated),
+            offered.qos.profile(),
             raw=True,
             # rclpy's default QoS-event handlers cost executor time on every wake-up.
             event_callbacks=no_subscription_events())
@@ -374,17 +386,55 @@ class BridgeNode(Node):
             f"{'transient_local' if offered.qos.transient_local else 'volatile'}, "
             f"depth {offered.qos.depth}, {offered.description.priority.name})")
 
-    def _callback_for(self, name: str) -> Callable[[bytes], None]:
-        # The hot path: no decoding, no allocation beyond the tuple, no system call.
+    def _callback_for(self, name: str, recreated: bool = False) -> Callable[..., None]:
+        # The hot path: no decoding, no system call; one small tuple kept per message.
         put = self._handoff.put
         sequence = self._sequences.setdefault(name, itertools.count(1))
         priorities = self._priorities
         time_ns = time.time_ns
 
-        def on_message(cdr: bytes) -> None:
-            put((name, cdr, time_ns(), next(sequence)), priorities.get(name, 0))
+        if self.executor_kind == EVENTS:
+            # rclpy's EventsExecutor (7.1, 9.1) fails every callback that takes the message
+            # info (a SystemError: it passes the pair as one argument). So no replay filter
+            # there: a re-created subscription may deliver a latched sample twice.
+            def on_message_only(cdr: bytes) -> None:
+                put((name, cdr, time_ns(), next(sequence)), priorities.get(name, 0))
+
+            return on_message_only
+
+        recent = self._recent.setdefault(name, deque(maxlen=self.config.qos_depth_max))
+        # A re-created subscription: the samples the old one handed over, which the
+        # publishers' replayed history may hold again, for REPLAY_WINDOW_NS.
+        replay = {source: (number, receive_ns) for source, number, receive_ns in recent} \
+            if recreated else {}
+        replay_until = time_ns() + REPLAY_WINDOW_NS
+        replayed = self._replayed
+
+        def on_message(cdr: bytes, info: dict) -> None:
+            receive_ns = time_ns()
+            # rmw's identity of the sample (Humble's rclpy has no sequence number: None).
+            source = (info["source_timestamp"], info.get("publication_sequence_number"))
+            if replay:
+                if receive_ns < replay_until:
+                    earlier = replay.pop(source, None)
+                    if earlier is not None:  # the clients have it: no new number
+                        recent.append((source, *earlier))
+                        replayed(name, cdr, *earlier)
+                        return
+                else:
+                    replay.clear()
+            number = next(sequence)
+            recent.append((source, number, receive_ns))
+            put((name, cdr, receive_ns, number), priorities.get(name, 0))
 
         return on_message
+
+    def _replayed(self, name: str, cdr: bytes, number: int, receive_ns: int) -> None:
+        """ROS thread: a sample that a re-created subscription received again. Its clients
+        have it; the router keeps it for late joiners, under its first number and time."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._router.ros_replayed, name, cdr, receive_ns,
+                                            number)
 
     @property
     def subscribed_topics(self) -> list[str]:
@@ -710,6 +760,11 @@ def _start_node(args: list[str], required_files: list[str]) -> BridgeNode:
     log.debug("log level %s; parameters from %s; config %s", logging.getLevelName(level),
               ", ".join(files) or "the defaults", node.config)
     return node
+
+
+# How long a re-created subscription looks for samples its clients already have: the replay
+# of transient_local history comes on discovery, well within this.
+REPLAY_WINDOW_NS = 5_000_000_000
 
 
 # The ROS teardown takes well under a second. Once (CI, Jazzy's Fast DDS, --log-level debug)

@@ -215,6 +215,13 @@ class Router:
         if topic is not None:
             topic.latched.clear()
 
+    def ros_replayed(self, name: str, cdr: bytes, receive_ns: int, sequence: int) -> None:
+        """A transient_local sample replayed to a re-created ROS subscription, which its
+        clients already received: back in the cache for late joiners, not sent again."""
+        topic = self._topics.get(name)
+        if topic is not None and topic.info.description.transient_local:
+            topic.latched.append((cdr, receive_ns, sequence))
+
     # -- data ------------------------------------------------------------------------------
 
     def dispatch(self, batch: list[Inbound]) -> None:
