@@ -23,6 +23,7 @@ import inspect
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -47,6 +48,22 @@ EXIT_TIMEOUT_S = 15.0
 
 # How long a test waits for something that must happen (never asserted as a bound).
 WAIT_S = 20.0
+
+# The receive buffer of a client socket that its test stops reading: small, so that the
+# bridge's writes back up soon, but not under one loopback segment (64 KiB). With 4 KiB the
+# kernel dropped the bridge's segments and both ends backed off exponentially (RTO past 13 s):
+# a stalled client's drain afterwards, or a never-reading client's pings, stopped for longer
+# than the tests wait (1 run in 5 on a loaded machine).
+STALLED_RCVBUF_BYTES = 64 * 1024
+
+
+def stalled_client_socket() -> socket.socket:
+    """A non-blocking TCP socket with STALLED_RCVBUF_BYTES, for a client the test stalls."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF_BYTES)
+    sock.setblocking(False)
+    return sock
+
 
 # Prefix of the topics the tests create: even a run that happens to share our domain cannot
 # publish on them or subscribe to them.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from conftest import (
     BridgeProcess,
     RosHarness,
     npm_project_env,
+    stalled_client_socket,
     wait_until,
 )
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -378,11 +378,9 @@ def test_stalled_foxglove_client_beside_a_fast_one(start_bridge, ros: RosHarness
                 (ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)],
                 "the bridge's latched subscription")
 
-            # The stalled one: a tiny receive buffer, and websockets stops reading once one
+            # The stalled one: a small receive buffer, and websockets stops reading once one
             # frame waits (max_queue=1) while this test does not read it.
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.setblocking(False)
+            sock = stalled_client_socket()
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", bridge.port))
             slow_ws = await connect(bridge.url, sock=sock, subprotocols=["foxglove.websocket.v1"],
                                     max_queue=1, max_size=None, compression=None)

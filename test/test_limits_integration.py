@@ -17,7 +17,14 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import TOPIC_PREFIX, BridgeProcess, rss_mb, run, wait_until
+from conftest import (
+    STALLED_RCVBUF_BYTES,
+    TOPIC_PREFIX,
+    BridgeProcess,
+    rss_mb,
+    run,
+    wait_until,
+)
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 from websockets.asyncio.client import connect
@@ -108,10 +115,7 @@ def test_flooder_is_warned_dropped_paused_then_closed_while_another_keeps_its_ra
 def _raw_websocket(port: int) -> socket.socket:
     """A handshake by hand, then a socket that will never be read again."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    # Small, but not under one loopback segment (64 KiB): with 4 KiB the kernel dropped the
-    # bridge's segments, both ends backed off exponentially (RTO past 13 s), the pings stopped
-    # flowing, and the bridge never had pongs to hold (1 run in 5 on a loaded machine).
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF_BYTES)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"

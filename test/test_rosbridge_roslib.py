@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from conftest import (
     RosHarness,
     npm_project_env,
     run,
+    stalled_client_socket,
 )
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String
@@ -331,9 +331,7 @@ def test_a_stalled_rosbridge_client_keeps_critical_and_does_not_slow_a_fast_one(
 
     async def scenario() -> None:
         async with connect(bridge.url, max_size=None) as fast:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.setblocking(False)
+            sock = stalled_client_socket()
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", bridge.port))
             # max_queue=1: the library stops reading the socket once one frame waits for us.
             slow = await connect(bridge.url, sock=sock, max_queue=1, max_size=None)
