@@ -1,5 +1,5 @@
 """The abuse suite (bench/abuse.py) for real, briefly: a bridge, the publisher, a good client and
-three cheap attacks of 1 s each. It must exit 0 and print one row per attack."""
+four cheap attacks of 1 s each. It must exit 0 and print one row per attack."""
 from __future__ import annotations
 
 import signal
@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(120)
 
-ATTACKS = ["huge_list", "deep_nesting", "oversized"]
+ATTACKS = ["huge_list", "deep_nesting", "oversized", "link_flood"]
 
 
 def test_abuse_suite_runs_and_prints_a_row_per_attack() -> None:
@@ -36,4 +36,5 @@ def test_abuse_suite_runs_and_prints_a_row_per_attack() -> None:
         assert rate > 0, rows[name]  # the good client kept receiving /imu
     assert "bad_request" in rows["huge_list"]
     assert "1009" in rows["oversized"]
+    assert "rate_limit" in rows["link_flood"]  # the per-client message limit, as for ping
     assert "bridge alive at the end" in done.stdout

@@ -115,6 +115,18 @@ async def attack_control_flood(url: str, deadline: float) -> dict[str, Any]:
                            f"{_status_summary(attacker.statuses)}", "close_code": code}
 
 
+async def attack_link_flood(url: str, deadline: float) -> dict[str, Any]:
+    """The control flood with the op that costs the bridge most per request: `link`, one
+    TCP_INFO read and a rate per subscribed topic (the attacker subscribes to /imu first)."""
+    from rover_ws_bridge.client import BridgeClient
+    async with BridgeClient(url) as attacker:
+        await attacker.subscribe(["/imu"])
+        sent = await _flood(attacker, lambda: '{"op":"link","id":1}', deadline)
+        code = await _closed_code(attacker)
+        return {"outcome": f"{_close_text(code)}; sent {sent}; "
+                           f"{_status_summary(attacker.statuses)}", "close_code": code}
+
+
 async def attack_publish_flood(url: str, deadline: float) -> dict[str, Any]:
     from rover_ws_bridge.client import BridgeClient
     async with BridgeClient(url) as attacker:
@@ -433,6 +445,7 @@ async def attack_slowloris(url: str, deadline: float) -> dict[str, Any]:
 
 ATTACKS: dict[str, Callable[[str, float], Awaitable[dict[str, Any]]]] = {
     "control_flood": attack_control_flood,
+    "link_flood": attack_link_flood,
     "publish_flood": attack_publish_flood,
     "huge_list": attack_huge_list,
     "deep_nesting": attack_deep_nesting,
