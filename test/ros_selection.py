@@ -38,15 +38,15 @@ ROS_PROCESS = re.compile(r"rover_ws_bridge\.(ros|sim|demo|bench)\b|\bcolcon\b|im
 ALSO_ROS = {
     "test/test_fuzz_coverage.py::test_fuzz_harness_finds_no_crash[codec]":
         "test/fuzz/fuzz_codec.py serializes messages with rclpy",
-    "test/test_web.py::test_node_client_against_real_bridge":
-        "vitest's integration project starts `python -m rover_ws_bridge.demo`",
 }
 
-# Tests that touch ROS but whose subject is not ROS: a browser page, or how the bridge treats
-# a client that stalls or floods (timing under load, the longest tests of the suite). Their
-# ROS side (the same bridge, simulator and subscriptions) runs under the second distro in the
-# Node.js, roslib, Foxglove and bridge integration tests.
+# Tests that touch ROS but whose subject is not ROS: a browser page, our TypeScript client, or
+# how the bridge treats a client that stalls or floods (timing under load, the longest tests of
+# the suite). Their ROS side (the same bridge, simulator and subscriptions) runs under the
+# second distro in the roslib, Foxglove and bridge integration tests.
 NOT_ROS = {
+    "test/test_web.py::test_node_client_against_real_bridge":
+        "the TypeScript client against the demo (ROS side: the roslib and Foxglove tests)",
     "test/test_backpressure_integration.py::test_stalled_client_beside_a_fast_one":
         "a stalled native client (ROS side: test_bridge_integration.py)",
     "test/test_foxglove_integration.py::test_stalled_foxglove_client_beside_a_fast_one":
@@ -56,7 +56,8 @@ NOT_ROS = {
     "test/test_limits_integration.py::test_flooder_is_warned_dropped_paused_then_closed_while_"
     "another_keeps_its_rate": "a flooding client (ROS side: test_bridge_integration.py)",
     "test/test_web.py::test_dashboard_in_headless_chromium":
-        "the dashboard in Chromium (its ROS side: test_node_client_against_real_bridge)",
+        "the dashboard in Chromium (its ROS side: the demo's bridge and sim, as in the roslib "
+        "tests)",
     "test/test_rosbridge_browser.py::test_a_roslib_page_in_headless_chromium_subscribes_and_"
     "shows_imu_data": "a roslib page in Chromium (its ROS side: test_rosbridge_roslib.py)",
 }
