@@ -87,6 +87,9 @@ EXECUTOR_THREAD = "ros-executor"
 PR_SET_NAME = 15  # prctl(2)
 MAX_WARNINGS = 1000
 DEFAULT_DEPTH = 10  # when the graph does not tell the publishers' depth (Fast DDS reports 0)
+# How long a re-created subscription looks for samples its clients already have: the replay
+# of transient_local history comes on discovery, well within this.
+REPLAY_WINDOW_NS = 5_000_000_000
 # Parameters every ROS node may be given; not ours, not typos.
 ROS_STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides")
 
@@ -760,11 +763,6 @@ def _start_node(args: list[str], required_files: list[str]) -> BridgeNode:
     log.debug("log level %s; parameters from %s; config %s", logging.getLevelName(level),
               ", ".join(files) or "the defaults", node.config)
     return node
-
-
-# How long a re-created subscription looks for samples its clients already have: the replay
-# of transient_local history comes on discovery, well within this.
-REPLAY_WINDOW_NS = 5_000_000_000
 
 
 # The ROS teardown takes well under a second. Once (CI, Jazzy's Fast DDS, --log-level debug)
