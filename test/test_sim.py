@@ -504,7 +504,13 @@ def test_the_sim_offers_its_services_and_takes_cmd_vel_from_any_publisher(
         services = dict(probe.node.get_service_names_and_types())
         return all(services.get(name) == types for name, types in expected.items())
 
-    assert probe.spin_until(services_visible, DISCOVERY_TIMEOUT_S)
+    def cmd_vel_subscription_visible() -> bool:
+        return any(info.node_name == "rover_sim"
+                   for info in probe.node.get_subscriptions_info_by_topic("/cmd_vel"))
+
+    # Discovery shows each endpoint in its own time: wait for the ones read below, not one.
+    assert probe.spin_until(lambda: services_visible() and cmd_vel_subscription_visible(),
+                            DISCOVERY_TIMEOUT_S)
     (subscription,) = [info for info in probe.node.get_subscriptions_info_by_topic("/cmd_vel")
                        if info.node_name == "rover_sim"]
     assert subscription.topic_type == "geometry_msgs/msg/Twist"
