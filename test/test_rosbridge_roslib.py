@@ -397,10 +397,11 @@ def test_a_stalled_rosbridge_client_keeps_critical_and_does_not_slow_a_fast_one(
 class FibonacciServer:
     """A real rclpy action server (test_msgs/action/Fibonacci) on a node of its own, spun by a
     multi-threaded executor so that cancel requests are served while a goal executes: one
-    feedback message per element, `period_s` apart; it records how each goal ended."""
+    feedback message per element, `period_s` apart; it records how each goal ended. With
+    `accept_after_s`, it takes that long to accept a goal (a server that hangs)."""
 
-    def __init__(self, name: str, period_s: float) -> None:
-        from rclpy.action import ActionServer, CancelResponse
+    def __init__(self, name: str, period_s: float, accept_after_s: float = 0.0) -> None:
+        from rclpy.action import ActionServer, CancelResponse, GoalResponse
         from rclpy.callback_groups import ReentrantCallbackGroup
         from rclpy.context import Context
         from rclpy.executors import MultiThreadedExecutor
@@ -415,6 +416,7 @@ class FibonacciServer:
         self.server = ActionServer(
             self.node, Fibonacci, name, self._execute,
             cancel_callback=lambda request: CancelResponse.ACCEPT,
+            goal_callback=lambda goal: time.sleep(accept_after_s) or GoalResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup())
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.executor.add_node(self.node)
@@ -511,6 +513,21 @@ def test_action_goals_are_locked_by_default_and_unknown_servers_fail(
     seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/fibonacci",
                     type="test_msgs/action/Fibonacci", goal={"order": "three"})
     assert "order" in seen["failure"]
+
+
+def test_a_goal_the_server_does_not_answer_in_time_fails_and_is_cancelled_once_accepted(
+        bridge, node_env) -> None:
+    # The bridge's service_timeout_s is 2 s; this server accepts after 4 s.
+    slow = FibonacciServer(f"{ACTIONS}/slow_accept", period_s=0.1, accept_after_s=4.0)
+    try:
+        seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/slow_accept",
+                        type="test_msgs/action/Fibonacci", goal={"order": 30})
+        assert "did not accept or reject the goal within 2 s" in seen["failure"], seen
+        assert seen["feedback"] == []
+        # Accepted late, when nobody waits for it any more: the bridge cancels it on the graph.
+        assert wait_until(lambda: slow.endings == ["canceled"]), slow.endings
+    finally:
+        slow.shutdown()
 
 
 def test_has_param_and_delete_param_on_a_real_node_under_the_write_rule(

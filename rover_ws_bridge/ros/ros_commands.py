@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from typing import Any, Callable
 
 from rclpy.action import ActionClient, get_action_names_and_types
@@ -50,10 +51,16 @@ RETIRE_DELAY_S = 1.0
 # Action clients kept (one per action name and type, each five DDS entities); past this the
 # idle ones are destroyed. The goals themselves are bounded by the core.
 MAX_ACTION_CLIENTS = 32
-# A goal for an action client created just now waits this long for discovery to pair it with
-# the server (a goal sent before that would be lost), checked every SERVER_CHECK_S.
+# A call or goal waits this long for its server to be reachable (discovery to pair the
+# client with it: a request sent before that is lost), checked every SERVER_CHECK_S.
 SERVER_WAIT_S = 5.0
 SERVER_CHECK_S = 0.05
+# Reachable from our side is not yet reachable from the server's: it discovers the client's
+# response reader on its own time, and rmw_fastrtps drops a response whose reader it has not
+# matched within 100 ms of the request ("failed to send response (timeout)", an open upstream
+# race, ros2/rmw_fastrtps#842; seen in our CI on Jazzy, a goal's acceptance lost). So a new
+# client sends nothing for this long, nor any client to a server it has just seen appear.
+DISCOVERY_SETTLE_S = 0.5
 
 
 class _RosGoal:
@@ -65,6 +72,7 @@ class _RosGoal:
         self.handle: Any = None  # the ClientGoalHandle, once accepted
         self.cancel_asked = False
         self.timer: Any = None  # while waiting for the server
+        self.stop_answer_wait: Callable[[], None] = _nothing  # once sent, until answered
 
 
 def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfile:
@@ -83,8 +91,10 @@ class RosCommands:
         self._wake_again = wake
         self.queue = CommandQueue(max_commands, wake)
         self._publishers: dict[str, tuple[Any, type]] = {}  # topic -> (publisher, class)
-        self._clients: dict[tuple[str, str], tuple[Any, type]] = {}  # (service, type) -> ...
-        self._pending: dict[int, tuple[Any, Any]] = {}  # call id -> (client, future)
+        # (service, type) -> (client, service class, monotonic time it may send from)
+        self._clients: dict[tuple[str, str], tuple[Any, type, float]] = {}
+        # call id -> (client, future); the future is None while the call waits for its server
+        self._pending: dict[int, tuple[Any, Any]] = {}
         self._graph = GraphReader(node)
         # Services served for clients: name -> (rclpy service, ids of its calls waiting).
         self._served: dict[str, tuple[Any, set[int]]] = {}
@@ -93,7 +103,8 @@ class RosCommands:
         # A call waits for its client without holding the node's default (mutually
         # exclusive) group: else the guard condition that brings the answer could never run.
         self._client_services_group = ReentrantCallbackGroup()
-        self._action_clients: dict[tuple[str, str], Any] = {}  # (action, type) -> ActionClient
+        # (action, type) -> (ActionClient, monotonic time it may send from)
+        self._action_clients: dict[tuple[str, str], tuple[Any, float]] = {}
         self._goals: dict[int, _RosGoal] = {}
 
     def run(self) -> None:
@@ -173,7 +184,7 @@ class RosCommands:
                          f"{command.type_name}")
             return
         try:
-            client, service_class = self._client(command.service, type_name)
+            client, service_class, settled_at = self._client(command.service, type_name)
         except UnknownMessageType as exc:
             command.done("unknown_type", str(exc))
             return
@@ -190,10 +201,21 @@ class RosCommands:
             command.done("bad_args", f"the CDR bytes are not a {type_name} request: "
                          f"{str(exc)[:200]}")
             return
-        future = client.call_async(request)
-        self._pending[command.call_id] = (client, future)
-        future.add_done_callback(self._answer(command.call_id, command.done,
-                                              command.serialized))
+        call_id = command.call_id
+        self._pending[call_id] = (client, None)
+
+        def send() -> None:
+            future = client.call_async(request)
+            self._pending[call_id] = (client, future)
+            future.add_done_callback(self._answer(call_id, command.done, command.serialized))
+
+        def give_up() -> None:
+            del self._pending[call_id]
+            command.done("no_such_service", f"{command.service} did not become reachable on "
+                         f"the ROS graph within {SERVER_WAIT_S:g} s")
+
+        self._when_reachable(client.service_is_ready, settled_at, send,
+                             lambda: self._pending.get(call_id) == (client, None), give_up)
 
     def _answer(self, call_id: int, done: Callable[[str, Any], None],
                 serialized: bool = False) -> Callable[[Any], None]:
@@ -213,18 +235,75 @@ class RosCommands:
 
     def _cancel_service(self, command: CancelRosService) -> None:
         entry = self._pending.pop(command.call_id, None)
-        if entry is not None:
+        if entry is not None and entry[1] is not None:  # else it waited: its timer ends
             client, future = entry
             client.remove_pending_request(future)
 
-    def _client(self, service: str, type_name: str) -> tuple[Any, type]:
+    def _client(self, service: str, type_name: str) -> tuple[Any, type, float]:
         key = (service, type_name)
         entry = self._clients.get(key)
         if entry is None:
             service_class = message_codec.import_service_type(type_name)
             entry = self._clients[key] = (self._node.create_client(service_class, service),
-                                          service_class)
+                                          service_class, time.monotonic() + DISCOVERY_SETTLE_S)
         return entry
+
+    def _when_reachable(self, is_ready: Callable[[], bool], settled_at: float,
+                        send: Callable[[], None], wanted: Callable[[], bool],
+                        give_up: Callable[[], None]) -> Any:
+        """Run `send` once the server is reachable (`is_ready`) and the client has settled:
+        past `settled_at`, and DISCOVERY_SETTLE_S after a server seen unreachable first became
+        reachable. At once when that holds now (returns None); else from a timer, checked
+        every SERVER_CHECK_S, which ends itself when `wanted()` turns false and calls
+        `give_up` after SERVER_WAIT_S without a reachable server (returns the timer)."""
+        ready = is_ready()
+        if ready and time.monotonic() >= settled_at:
+            send()
+            return None
+        earliest: float | None = settled_at if ready else None
+        deadline = time.monotonic() + SERVER_WAIT_S
+
+        def check() -> None:
+            nonlocal earliest
+            now = time.monotonic()
+            if not wanted():
+                stop()
+            elif not is_ready():
+                earliest = None
+                if now >= deadline:
+                    stop()
+                    give_up()
+            elif earliest is None:
+                earliest = max(settled_at, now + DISCOVERY_SETTLE_S)
+            elif now >= earliest:
+                stop()
+                send()
+
+        def stop() -> None:
+            timer.cancel()
+            self._node.destroy_timer(timer)
+
+        timer = self._node.create_timer(SERVER_CHECK_S, check)
+        return timer
+
+    def _after(self, delay_s: float, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run `callback` once, `delay_s` from now, on this thread. Returns its cancel, which
+        may be called any number of times."""
+        timer: Any = None
+
+        def stop() -> None:
+            nonlocal timer
+            if timer is not None:
+                timer.cancel()
+                self._node.destroy_timer(timer)
+                timer = None
+
+        def fire() -> None:
+            stop()
+            callback()
+
+        timer = self._node.create_timer(delay_s, fire)
+        return stop
 
 
     # -- services served for clients (rosbridge advertise_service) ---------------------------
@@ -313,30 +392,28 @@ class RosCommands:
         except MessageConversionError as exc:
             command.done("bad_args", str(exc))
             return
-        client = self._action_client(command.action, command.type_name, action_class)
-        if client is None:
+        found = self._action_client(command.action, command.type_name, action_class)
+        if found is None:
             command.done("busy", f"the bridge already talks to {MAX_ACTION_CLIENTS} actions "
                          "with goals running; try again later")
             return
+        client, settled_at = found
         entry = self._goals[command.goal_id] = _RosGoal(command, client)
-        if client.server_is_ready():
+
+        def send() -> None:
+            entry.timer = None
             self._send_goal(entry, goal)
-            return
-        checks = iter(range(int(SERVER_WAIT_S / SERVER_CHECK_S)))
 
-        def check() -> None:
-            if self._goals.get(command.goal_id) is not entry:  # cancelled while it waited
-                self._stop_waiting(entry)
-            elif client.server_is_ready():
-                self._stop_waiting(entry)
-                self._send_goal(entry, goal)
-            elif next(checks, None) is None:
-                self._stop_waiting(entry)
-                del self._goals[command.goal_id]
-                command.done("no_such_action", f"no action server {command.action} became "
-                             f"reachable on the ROS graph within {SERVER_WAIT_S:g} s")
+        def give_up() -> None:
+            entry.timer = None
+            del self._goals[command.goal_id]
+            command.done("no_such_action", f"no action server {command.action} became "
+                         f"reachable on the ROS graph within {SERVER_WAIT_S:g} s")
 
-        entry.timer = self._node.create_timer(SERVER_CHECK_S, check)
+        # Cancelled while it waited: _cancel_action_goal stops the timer or forgets the goal.
+        entry.timer = self._when_reachable(client.server_is_ready, settled_at, send,
+                                           lambda: self._goals.get(command.goal_id) is entry,
+                                           give_up)
 
     def _stop_waiting(self, entry: _RosGoal) -> None:
         if entry.timer is not None:
@@ -363,6 +440,7 @@ class RosCommands:
             command.done("ok", (response.status, message_codec.to_plain(response.result)))
 
         def answered(future: Any) -> None:
+            entry.stop_answer_wait()
             handle = future.result() if future.exception() is None else None
             if self._goals.get(goal_id) is not entry:  # forgotten: the client left
                 if handle is not None and handle.accepted:
@@ -381,8 +459,18 @@ class RosCommands:
                     handle.cancel_goal_async()
                 handle.get_result_async().add_done_callback(result_arrived)
 
+        def unanswered() -> None:
+            # Lost (the race of DISCOVERY_SETTLE_S) or a server that hangs: the client hears
+            # it, rather than wait forever. A server that did accept runs the goal on; without
+            # its handle the bridge cannot cancel it.
+            if entry.handle is None and self._goals.get(goal_id) is entry:
+                del self._goals[goal_id]
+                command.done("timeout", f"the action server of {command.action} did not "
+                             f"accept or reject the goal within {command.answer_timeout_s:g} s")
+
         entry.client.send_goal_async(goal, feedback_callback=feedback).add_done_callback(
             answered)
+        entry.stop_answer_wait = self._after(command.answer_timeout_s, unanswered)
 
     def _cancel_action_goal(self, command: CancelRosActionGoal) -> None:
         entry = self._goals.get(command.goal_id)
@@ -401,21 +489,25 @@ class RosCommands:
         else:
             entry.cancel_asked = True  # sent, not answered yet: cancelled once accepted
 
-    def _action_client(self, action: str, type_name: str, action_class: type) -> Any:
+    def _action_client(self, action: str, type_name: str,
+                       action_class: type) -> tuple[Any, float] | None:
+        """(the ActionClient, the monotonic time it may send from), or None when
+        MAX_ACTION_CLIENTS all have goals."""
         key = (action, type_name)
-        client = self._action_clients.get(key)
-        if client is not None:
-            return client
+        found = self._action_clients.get(key)
+        if found is not None:
+            return found
         if len(self._action_clients) >= MAX_ACTION_CLIENTS:
             busy = {id(g.client) for g in self._goals.values()}
-            for idle_key, idle in list(self._action_clients.items()):
+            for idle_key, (idle, _) in list(self._action_clients.items()):
                 if id(idle) not in busy:
                     del self._action_clients[idle_key]
                     idle.destroy()
             if len(self._action_clients) >= MAX_ACTION_CLIENTS:
                 return None
-        client = self._action_clients[key] = ActionClient(self._node, action_class, action)
-        return client
+        found = self._action_clients[key] = (ActionClient(self._node, action_class, action),
+                                             time.monotonic() + DISCOVERY_SETTLE_S)
+        return found
 
     # -- the graph (rosapi) ---------------------------------------------------------------------
 
@@ -427,6 +519,10 @@ class RosCommands:
             command.done("ok", typedefs(command.type_name, command.part))
         except UnknownMessageType as exc:
             command.done("unknown_type", str(exc))
+
+
+def _nothing() -> None:
+    pass
 
 
 def _client_response(service_class: type, service: str, values: Any, reason: str) -> Any:

@@ -110,6 +110,9 @@ class SendRosActionGoal:
     goal: dict  # plain values of the Goal's fields
     on_feedback: Done | None  # ("ok", plain feedback values) per feedback message
     done: Done  # "ok" with (status, plain result values) when the goal ends, or an error
+    # The server accepts or rejects a goal in this time (service_timeout_s: the acceptance is a
+    # service call), or the goal fails with "timeout"; the goal itself may run for minutes.
+    answer_timeout_s: float
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ once with the type's default response). Withdrawn when the client unadvertises o
 
 Action goals a client sends (`SendActionGoal`, under the `call` rule of the action's name):
 at most `max_action_goals_per_client` per client and `max_action_goals` in all, running until
-the server ends them (no timeout: a goal may rightly run for minutes); cancelled on the ROS
-graph when the client leaves.
+the server ends them (no timeout once accepted: a goal may rightly run for minutes; the
+acceptance itself within `service_timeout_s`); cancelled on the ROS graph when the client
+leaves.
 """
 from __future__ import annotations
 
@@ -500,7 +501,7 @@ class BridgeCore:
 
         command = SendRosActionGoal(goal_id, action, request.type_name, request.goal,
                                     self._on_loop(feedback) if request.feedback else None,
-                                    self._on_loop(done))
+                                    self._on_loop(done), c.service_timeout_s)
         if not self.commands.put(command):
             requester.deliver(p.Refused(ref, "busy", "the bridge's command queue to ROS is "
                                         "full; try again", subject))
