@@ -61,6 +61,11 @@ SERVER_CHECK_S = 0.05
 # race, ros2/rmw_fastrtps#842; seen in our CI on Jazzy, a goal's acceptance lost). So a new
 # client sends nothing for this long, nor any client to a server it has just seen appear.
 DISCOVERY_SETTLE_S = 0.5
+# A node's parameter services, used one after the other (list, then get or set): their clients
+# are made together, so that a parameter request waits for one settle, not one per service.
+PARAMETER_SERVICES = {"list_parameters": "rcl_interfaces/srv/ListParameters",
+                      "get_parameters": "rcl_interfaces/srv/GetParameters",
+                      "set_parameters": "rcl_interfaces/srv/SetParameters"}
 
 
 class _RosGoal:
@@ -242,11 +247,20 @@ class RosCommands:
     def _client(self, service: str, type_name: str) -> tuple[Any, type, float]:
         key = (service, type_name)
         entry = self._clients.get(key)
-        if entry is None:
-            service_class = message_codec.import_service_type(type_name)
-            entry = self._clients[key] = (self._node.create_client(service_class, service),
-                                          service_class, time.monotonic() + DISCOVERY_SETTLE_S)
-        return entry
+        if entry is not None:
+            return entry
+        settled_at = time.monotonic() + DISCOVERY_SETTLE_S
+        node, _, leaf = service.rpartition("/")
+        together = {key}
+        if PARAMETER_SERVICES.get(leaf) == type_name:
+            together |= {(f"{node}/{name}", sibling) for name, sibling
+                         in PARAMETER_SERVICES.items()}
+        for name, sibling_type in together:
+            if (name, sibling_type) not in self._clients:
+                service_class = message_codec.import_service_type(sibling_type)
+                self._clients[(name, sibling_type)] = (
+                    self._node.create_client(service_class, name), service_class, settled_at)
+        return self._clients[key]
 
     def _when_reachable(self, is_ready: Callable[[], bool], settled_at: float,
                         send: Callable[[], None], wanted: Callable[[], bool],
