@@ -247,6 +247,32 @@ def test_service_call_round_trip_timeout_and_refusals(bridge: BridgeProcess,
     run(scenario())
 
 
+def test_concurrent_first_calls_to_a_new_service_are_each_answered_once(
+        bridge: BridgeProcess, ros: RosHarness) -> None:
+    # A new service client waits for discovery to settle; all the calls that come meanwhile
+    # wait together, and each goes out once it has.
+    name = f"{TOPIC_PREFIX}/burst"
+    calls: list[bool] = []
+
+    def record(request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        calls.append(request.data)
+        response.success = request.data
+        return response
+
+    service = ros.node.create_service(SetBool, name, record)
+    try:
+        async def scenario() -> list[dict]:
+            async with BridgeClient(bridge.url) as client:
+                return await asyncio.gather(*(
+                    wait_until_answered(client, name, {"data": n % 2 == 0}) for n in range(10)))
+
+        answers = run(scenario())
+        assert [a["success"] for a in answers] == [n % 2 == 0 for n in range(10)]
+        assert sorted(calls) == sorted(n % 2 == 0 for n in range(10))  # each call once
+    finally:
+        ros.node.destroy_service(service)
+
+
 async def wait_until_answered(client: BridgeClient, service: str, args: dict) -> dict:
     """The first answer of `service` (the bridge's graph view may not show it at once)."""
     deadline = time.monotonic() + WAIT_S

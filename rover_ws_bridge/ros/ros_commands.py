@@ -76,7 +76,7 @@ class _RosGoal:
         self.client = client
         self.handle: Any = None  # the ClientGoalHandle, once accepted
         self.cancel_asked = False
-        self.timer: Any = None  # while waiting for the server
+        self.waiting = False  # for the server, not sent yet
         self.stop_answer_wait: Callable[[], None] = _nothing  # once sent, until answered
 
 
@@ -86,6 +86,22 @@ def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfi
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local
         else DurabilityPolicy.VOLATILE)
+
+
+class _ServerWait:
+    """The requests waiting for one client's server (see `RosCommands._when_reachable`): one
+    timer for all of them, so waiting costs one check per SERVER_CHECK_S per client, however
+    many requests wait, and the timers are bounded by the clients."""
+
+    def __init__(self, is_ready: Callable[[], bool], settled_at: float) -> None:
+        self.is_ready = is_ready
+        self.settled_at = settled_at
+        # When they may be sent; None while the server is unreachable.
+        self.earliest: float | None = settled_at if is_ready() else None
+        # (send, wanted, give_up, deadline) each
+        self.requests: list[tuple[Callable[[], None], Callable[[], bool],
+                                  Callable[[], None], float]] = []
+        self.timer: Any = None
 
 
 class RosCommands:
@@ -111,6 +127,7 @@ class RosCommands:
         # (action, type) -> (ActionClient, monotonic time it may send from)
         self._action_clients: dict[tuple[str, str], tuple[Any, float]] = {}
         self._goals: dict[int, _RosGoal] = {}
+        self._server_waits: dict[Any, _ServerWait] = {}  # client -> its waiting requests
 
     def run(self) -> None:
         """Carry out up to COMMANDS_PER_WAKE commands, then wake again for the rest, so the
@@ -219,7 +236,7 @@ class RosCommands:
             command.done("no_such_service", f"{command.service} did not become reachable on "
                          f"the ROS graph within {SERVER_WAIT_S:g} s")
 
-        self._when_reachable(client.service_is_ready, settled_at, send,
+        self._when_reachable(client, client.service_is_ready, settled_at, send,
                              lambda: self._pending.get(call_id) == (client, None), give_up)
 
     def _answer(self, call_id: int, done: Callable[[str, Any], None],
@@ -240,7 +257,7 @@ class RosCommands:
 
     def _cancel_service(self, command: CancelRosService) -> None:
         entry = self._pending.pop(command.call_id, None)
-        if entry is not None and entry[1] is not None:  # else it waited: its timer ends
+        if entry is not None and entry[1] is not None:  # else it waited: the wait drops it
             client, future = entry
             client.remove_pending_request(future)
 
@@ -262,43 +279,48 @@ class RosCommands:
                     self._node.create_client(service_class, name), service_class, settled_at)
         return self._clients[key]
 
-    def _when_reachable(self, is_ready: Callable[[], bool], settled_at: float,
+    def _when_reachable(self, client: Any, is_ready: Callable[[], bool], settled_at: float,
                         send: Callable[[], None], wanted: Callable[[], bool],
-                        give_up: Callable[[], None]) -> Any:
-        """Run `send` once the server is reachable (`is_ready`) and the client has settled:
-        past `settled_at`, and DISCOVERY_SETTLE_S after a server seen unreachable first became
-        reachable. At once when that holds now (returns None); else from a timer, checked
-        every SERVER_CHECK_S, which ends itself when `wanted()` turns false and calls
-        `give_up` after SERVER_WAIT_S without a reachable server (returns the timer)."""
-        ready = is_ready()
-        if ready and time.monotonic() >= settled_at:
-            send()
-            return None
-        earliest: float | None = settled_at if ready else None
-        deadline = time.monotonic() + SERVER_WAIT_S
-
-        def check() -> None:
-            nonlocal earliest
-            now = time.monotonic()
-            if not wanted():
-                stop()
-            elif not is_ready():
-                earliest = None
-                if now >= deadline:
-                    stop()
-                    give_up()
-            elif earliest is None:
-                earliest = max(settled_at, now + DISCOVERY_SETTLE_S)
-            elif now >= earliest:
-                stop()
+                        give_up: Callable[[], None]) -> None:
+        """Run `send` once `client`'s server is reachable (`is_ready`) and the client has
+        settled: past `settled_at`, and DISCOVERY_SETTLE_S after a server seen unreachable
+        became reachable. At once when that holds now; else from the client's wait, checked
+        every SERVER_CHECK_S, which drops the request when `wanted()` turns false and calls
+        `give_up` after SERVER_WAIT_S without a reachable server."""
+        wait = self._server_waits.get(client)
+        if wait is None:
+            if time.monotonic() >= settled_at and is_ready():
                 send()
+                return
+            wait = self._server_waits[client] = _ServerWait(is_ready, settled_at)
+            wait.timer = self._node.create_timer(SERVER_CHECK_S,
+                                                 lambda: self._check_wait(client))
+        wait.requests.append((send, wanted, give_up, time.monotonic() + SERVER_WAIT_S))
 
-        def stop() -> None:
-            timer.cancel()
-            self._node.destroy_timer(timer)
-
-        timer = self._node.create_timer(SERVER_CHECK_S, check)
-        return timer
+    def _check_wait(self, client: Any) -> None:
+        wait = self._server_waits[client]
+        # The unwanted first: a client with none left may be destroyed (an idle action client).
+        waiting = [request for request in wait.requests if request[1]()]
+        wait.requests = []
+        if waiting:
+            now = time.monotonic()
+            if not wait.is_ready():
+                wait.earliest = None
+            elif wait.earliest is None:
+                wait.earliest = max(wait.settled_at, now + DISCOVERY_SETTLE_S)
+            go = wait.earliest is not None and now >= wait.earliest
+            for request in waiting:
+                send, _, give_up, deadline = request
+                if go:
+                    send()
+                elif wait.earliest is None and now >= deadline:
+                    give_up()
+                else:
+                    wait.requests.append(request)
+        if not wait.requests:
+            wait.timer.cancel()
+            self._node.destroy_timer(wait.timer)
+            del self._server_waits[client]
 
     def _after(self, delay_s: float, callback: Callable[[], None]) -> Callable[[], None]:
         """Run `callback` once, `delay_s` from now, on this thread. Returns its cancel, which
@@ -415,25 +437,19 @@ class RosCommands:
         entry = self._goals[command.goal_id] = _RosGoal(command, client)
 
         def send() -> None:
-            entry.timer = None
+            entry.waiting = False
             self._send_goal(entry, goal)
 
         def give_up() -> None:
-            entry.timer = None
+            entry.waiting = False
             del self._goals[command.goal_id]
             command.done("no_such_action", f"no action server {command.action} became "
                          f"reachable on the ROS graph within {SERVER_WAIT_S:g} s")
 
-        # Cancelled while it waited: _cancel_action_goal stops the timer or forgets the goal.
-        entry.timer = self._when_reachable(client.server_is_ready, settled_at, send,
-                                           lambda: self._goals.get(command.goal_id) is entry,
-                                           give_up)
-
-    def _stop_waiting(self, entry: _RosGoal) -> None:
-        if entry.timer is not None:
-            entry.timer.cancel()
-            self._node.destroy_timer(entry.timer)
-            entry.timer = None
+        # Cancelled or forgotten while it waits (_cancel_action_goal): the wait drops it.
+        entry.waiting = True
+        self._when_reachable(client, client.server_is_ready, settled_at, send,
+                             lambda: self._goals.get(command.goal_id) is entry, give_up)
 
     def _send_goal(self, entry: _RosGoal, goal: Any) -> None:
         command = entry.command
@@ -492,12 +508,10 @@ class RosCommands:
             return
         if command.forget:
             del self._goals[command.goal_id]
-            self._stop_waiting(entry)
         if entry.handle is not None:
             entry.handle.cancel_goal_async()
-        elif entry.timer is not None and not command.forget:
+        elif entry.waiting and not command.forget:
             # Not sent yet: it ends here, as canceled (action_msgs/GoalStatus STATUS_CANCELED).
-            self._stop_waiting(entry)
             del self._goals[command.goal_id]
             entry.command.done("ok", (STATUS_CANCELED, {}))
         else:
