@@ -273,6 +273,20 @@ def test_concurrent_first_calls_to_a_new_service_are_each_answered_once(
         ros.node.destroy_service(service)
 
 
+def test_on_sim_time_without_a_clock_service_calls_are_still_sent(
+        start_bridge: Callable[..., BridgeProcess], ros_side: dict) -> None:
+    # With use_sim_time the node's clock stands still until /clock comes (none does here): the
+    # bridge's waits for a server run on the steady clock, or no call would ever go out.
+    bridge = start_bridge(use_sim_time="true", service_allow=f'["{TOPIC_PREFIX}/*"]',
+                          service_timeout_s="3.0")
+
+    async def scenario() -> dict:
+        async with BridgeClient(bridge.url) as client:
+            return await wait_until_answered(client, SERVICE, {"data": True})
+
+    assert run(scenario()) == {"success": True, "message": "flag up"}
+
+
 async def wait_until_answered(client: BridgeClient, service: str, args: dict) -> dict:
     """The first answer of `service` (the bridge's graph view may not show it at once)."""
     deadline = time.monotonic() + WAIT_S

@@ -11,14 +11,19 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Any, Callable
+import uuid
+from collections import deque
+from typing import Any, Callable, NamedTuple
 
 from rclpy.action import ActionClient, get_action_names_and_types
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from rclpy.task import Future
+from unique_identifier_msgs.msg import UUID
 
 from ..streaming.commands import (
     AnswerClientCall,
@@ -59,13 +64,18 @@ SERVER_CHECK_S = 0.05
 # response reader on its own time, and rmw_fastrtps drops a response whose reader it has not
 # matched within 100 ms of the request ("failed to send response (timeout)", an open upstream
 # race, ros2/rmw_fastrtps#842; seen in our CI on Jazzy, a goal's acceptance lost). So a new
-# client sends nothing for this long, nor any client to a server it has just seen appear.
+# client sends nothing for this long, nor a request that found its server unreachable until
+# the server has been reachable this long. The wait counts against the request's timeout.
 DISCOVERY_SETTLE_S = 0.5
 # A node's parameter services, used one after the other (list, then get or set): their clients
 # are made together, so that a parameter request waits for one settle, not one per service.
 PARAMETER_SERVICES = {"list_parameters": "rcl_interfaces/srv/ListParameters",
                       "get_parameters": "rcl_interfaces/srv/GetParameters",
                       "set_parameters": "rcl_interfaces/srv/SetParameters"}
+# Requests whose answer never came (a goal's acceptance past its timeout, the cancel sent for
+# it): rclpy keeps each until it is answered, so the bridge keeps the newest this many and
+# cancels older ones (rclpy then forgets them; about 1 KB each).
+MAX_UNANSWERED = 64
 
 
 class _RosGoal:
@@ -77,6 +87,7 @@ class _RosGoal:
         self.handle: Any = None  # the ClientGoalHandle, once accepted
         self.cancel_asked = False
         self.waiting = False  # for the server, not sent yet
+        self.goal_uuid = UUID(uuid=list(uuid.uuid4().bytes))  # ours: cancellable unanswered
         self.stop_answer_wait: Callable[[], None] = _nothing  # once sent, until answered
 
 
@@ -86,6 +97,17 @@ def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfi
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local
         else DurabilityPolicy.VOLATILE)
+
+
+class _Waiting(NamedTuple):
+    """A request waiting for its server: `send` it, drop it when no longer `wanted`, `give_up`
+    after `deadline` without a reachable server, `fail` if sending raised."""
+
+    send: Callable[[], None]
+    wanted: Callable[[], bool]
+    give_up: Callable[[], None]
+    fail: Callable[[], None]
+    deadline: float
 
 
 class _ServerWait:
@@ -98,9 +120,7 @@ class _ServerWait:
         self.settled_at = settled_at
         # When they may be sent; None while the server is unreachable.
         self.earliest: float | None = settled_at if is_ready() else None
-        # (send, wanted, give_up, deadline) each
-        self.requests: list[tuple[Callable[[], None], Callable[[], bool],
-                                  Callable[[], None], float]] = []
+        self.requests: list[_Waiting] = []
         self.timer: Any = None
 
 
@@ -128,6 +148,10 @@ class RosCommands:
         self._action_clients: dict[tuple[str, str], tuple[Any, float]] = {}
         self._goals: dict[int, _RosGoal] = {}
         self._server_waits: dict[Any, _ServerWait] = {}  # client -> its waiting requests
+        self._unanswered: deque[Future] = deque()  # at most MAX_UNANSWERED
+        # Timers on the steady clock: with use_sim_time the node's clock follows /clock, which
+        # may be paused or absent, and a request must still go out or time out.
+        self._steady = RosClock(clock_type=ClockType.STEADY_TIME)
 
     def run(self) -> None:
         """Carry out up to COMMANDS_PER_WAKE commands, then wake again for the rest, so the
@@ -236,8 +260,13 @@ class RosCommands:
             command.done("no_such_service", f"{command.service} did not become reachable on "
                          f"the ROS graph within {SERVER_WAIT_S:g} s")
 
-        self._when_reachable(client, client.service_is_ready, settled_at, send,
-                             lambda: self._pending.get(call_id) == (client, None), give_up)
+        def fail() -> None:
+            self._pending.pop(call_id, None)
+            command.done("failed", "the bridge could not carry out the request")
+
+        self._when_reachable(client, client.service_is_ready, settled_at, _Waiting(
+            send, lambda: self._pending.get(call_id) == (client, None), give_up, fail,
+            time.monotonic() + SERVER_WAIT_S))
 
     def _answer(self, call_id: int, done: Callable[[str, Any], None],
                 serialized: bool = False) -> Callable[[Any], None]:
@@ -280,47 +309,66 @@ class RosCommands:
         return self._clients[key]
 
     def _when_reachable(self, client: Any, is_ready: Callable[[], bool], settled_at: float,
-                        send: Callable[[], None], wanted: Callable[[], bool],
-                        give_up: Callable[[], None]) -> None:
-        """Run `send` once `client`'s server is reachable (`is_ready`) and the client has
+                        request: _Waiting) -> None:
+        """Send `request` once `client`'s server is reachable (`is_ready`) and the client has
         settled: past `settled_at`, and DISCOVERY_SETTLE_S after a server seen unreachable
-        became reachable. At once when that holds now; else from the client's wait, checked
-        every SERVER_CHECK_S, which drops the request when `wanted()` turns false and calls
-        `give_up` after SERVER_WAIT_S without a reachable server."""
+        became reachable. At once when that holds now (an error then is the caller's, as for
+        every command); else from the client's wait, checked every SERVER_CHECK_S."""
         wait = self._server_waits.get(client)
         if wait is None:
             if time.monotonic() >= settled_at and is_ready():
-                send()
+                request.send()
                 return
             wait = self._server_waits[client] = _ServerWait(is_ready, settled_at)
-            wait.timer = self._node.create_timer(SERVER_CHECK_S,
-                                                 lambda: self._check_wait(client))
-        wait.requests.append((send, wanted, give_up, time.monotonic() + SERVER_WAIT_S))
+            wait.timer = self._node.create_timer(SERVER_CHECK_S, lambda: self._check_wait(client),
+                                                 clock=self._steady)
+        wait.requests.append(request)
 
     def _check_wait(self, client: Any) -> None:
         wait = self._server_waits[client]
         # The unwanted first: a client with none left may be destroyed (an idle action client).
-        waiting = [request for request in wait.requests if request[1]()]
+        waiting = [request for request in wait.requests if request.wanted()]
         wait.requests = []
-        if waiting:
-            now = time.monotonic()
-            if not wait.is_ready():
-                wait.earliest = None
-            elif wait.earliest is None:
-                wait.earliest = max(wait.settled_at, now + DISCOVERY_SETTLE_S)
-            go = wait.earliest is not None and now >= wait.earliest
+        try:
+            if waiting:
+                self._serve_wait(wait, waiting)
+        finally:
+            if not wait.requests:
+                wait.timer.cancel()
+                self._node.destroy_timer(wait.timer)
+                del self._server_waits[client]
+
+    def _serve_wait(self, wait: _ServerWait, waiting: list[_Waiting]) -> None:
+        try:
+            ready = wait.is_ready()
+        except Exception:  # noqa: BLE001 - rclpy's error; every request hears of it
+            log.exception("checking a server for %d waiting requests failed", len(waiting))
             for request in waiting:
-                send, _, give_up, deadline = request
-                if go:
-                    send()
-                elif wait.earliest is None and now >= deadline:
-                    give_up()
-                else:
-                    wait.requests.append(request)
-        if not wait.requests:
-            wait.timer.cancel()
-            self._node.destroy_timer(wait.timer)
-            del self._server_waits[client]
+                request.fail()
+            return
+        now = time.monotonic()
+        if not ready:
+            wait.earliest = None
+        elif wait.earliest is None:
+            wait.earliest = max(wait.settled_at, now + DISCOVERY_SETTLE_S)
+        go = wait.earliest is not None and now >= wait.earliest
+        for request in waiting:
+            if go:
+                try:
+                    request.send()
+                except Exception:  # noqa: BLE001 - one failed send must not stop the others
+                    log.exception("sending a request that waited for its server failed")
+                    request.fail()
+            elif wait.earliest is None and now >= request.deadline:
+                request.give_up()
+            else:
+                wait.requests.append(request)
+
+    def _keep_unanswered(self, future: Future) -> None:
+        """Bound what rclpy keeps for requests never answered: MAX_UNANSWERED."""
+        self._unanswered.append(future)
+        while len(self._unanswered) > MAX_UNANSWERED:
+            self._unanswered.popleft().cancel()  # rclpy's done callback forgets it
 
     def _after(self, delay_s: float, callback: Callable[[], None]) -> Callable[[], None]:
         """Run `callback` once, `delay_s` from now, on this thread. Returns its cancel, which
@@ -338,7 +386,7 @@ class RosCommands:
             stop()
             callback()
 
-        timer = self._node.create_timer(delay_s, fire)
+        timer = self._node.create_timer(delay_s, fire, clock=self._steady)
         return stop
 
 
@@ -406,7 +454,7 @@ class RosCommands:
             self._node.destroy_timer(timer)
             self._node.destroy_service(server)
 
-        timer = self._node.create_timer(RETIRE_DELAY_S, retire)
+        timer = self._node.create_timer(RETIRE_DELAY_S, retire, clock=self._steady)
 
     # -- action goals (rosbridge send_action_goal) ---------------------------------------------
 
@@ -446,10 +494,16 @@ class RosCommands:
             command.done("no_such_action", f"no action server {command.action} became "
                          f"reachable on the ROS graph within {SERVER_WAIT_S:g} s")
 
+        def fail() -> None:
+            entry.waiting = False
+            self._goals.pop(command.goal_id, None)
+            command.done("failed", "the bridge could not carry out the request")
+
         # Cancelled or forgotten while it waits (_cancel_action_goal): the wait drops it.
         entry.waiting = True
-        self._when_reachable(client, client.server_is_ready, settled_at, send,
-                             lambda: self._goals.get(command.goal_id) is entry, give_up)
+        self._when_reachable(client, client.server_is_ready, settled_at, _Waiting(
+            send, lambda: self._goals.get(command.goal_id) is entry, give_up, fail,
+            time.monotonic() + SERVER_WAIT_S))
 
     def _send_goal(self, entry: _RosGoal, goal: Any) -> None:
         command = entry.command
@@ -472,9 +526,10 @@ class RosCommands:
         def answered(future: Any) -> None:
             entry.stop_answer_wait()
             handle = future.result() if future.exception() is None else None
-            if self._goals.get(goal_id) is not entry:  # forgotten: the client left
+            if self._goals.get(goal_id) is not entry:  # forgotten: the client left, or late
                 if handle is not None and handle.accepted:
                     handle.cancel_goal_async()
+                    handle.get_result_async()  # its end frees rclpy's feedback callback
                 return
             if handle is None:
                 del self._goals[goal_id]
@@ -491,16 +546,34 @@ class RosCommands:
 
         def unanswered() -> None:
             # Lost (the race of DISCOVERY_SETTLE_S) or a server that hangs: the client hears
-            # it, rather than wait forever. A server that did accept runs the goal on; without
-            # its handle the bridge cannot cancel it.
+            # it, rather than wait forever, and the goal is cancelled by its id, so that a
+            # server that did accept does not run it with nobody watching (nor twice, when the
+            # client sends it again). A late acceptance is cancelled in `answered`.
             if entry.handle is None and self._goals.get(goal_id) is entry:
                 del self._goals[goal_id]
                 command.done("timeout", f"the action server of {command.action} did not "
                              f"accept or reject the goal within {command.answer_timeout_s:g} s")
+                self._keep_unanswered(sent)
+                self._cancel_goal_by_id(command.action, entry.goal_uuid)
 
-        entry.client.send_goal_async(goal, feedback_callback=feedback).add_done_callback(
-            answered)
+        sent = entry.client.send_goal_async(goal, feedback_callback=feedback,
+                                            goal_uuid=entry.goal_uuid)
+        sent.add_done_callback(answered)
         entry.stop_answer_wait = self._after(command.answer_timeout_s, unanswered)
+
+    def _cancel_goal_by_id(self, action: str, goal_uuid: Any) -> None:
+        """Ask the action's server to cancel one goal, whose handle the bridge never got (the
+        action's own cancel service, as a plain service call; its answer is not needed)."""
+        client, service_class, settled_at = self._client(f"{action}/_action/cancel_goal",
+                                                         "action_msgs/srv/CancelGoal")
+        request = service_class.Request()
+        request.goal_info.goal_id = goal_uuid
+
+        def send() -> None:
+            self._keep_unanswered(client.call_async(request))
+
+        self._when_reachable(client, client.service_is_ready, settled_at, _Waiting(
+            send, lambda: True, _nothing, _nothing, time.monotonic() + SERVER_WAIT_S))
 
     def _cancel_action_goal(self, command: CancelRosActionGoal) -> None:
         entry = self._goals.get(command.goal_id)
