@@ -65,16 +65,18 @@ SERVER_CHECK_S = 0.05
 # matched within 100 ms of the request ("failed to send response (timeout)", an open upstream
 # race, ros2/rmw_fastrtps#842; seen in our CI on Jazzy, a goal's acceptance lost). So a new
 # client sends nothing for this long, nor a request that found its server unreachable until
-# the server has been reachable this long. The wait counts against the request's timeout.
+# the server has been reachable this long. The wait counts against a service call's timeout
+# (the core's, from the request); a goal's answer timeout starts when it is sent.
 DISCOVERY_SETTLE_S = 0.5
 # A node's parameter services, used one after the other (list, then get or set): their clients
 # are made together, so that a parameter request waits for one settle, not one per service.
 PARAMETER_SERVICES = {"list_parameters": "rcl_interfaces/srv/ListParameters",
                       "get_parameters": "rcl_interfaces/srv/GetParameters",
                       "set_parameters": "rcl_interfaces/srv/SetParameters"}
-# Requests whose answer never came (a goal's acceptance past its timeout, the cancel sent for
-# it): rclpy keeps each until it is answered, so the bridge keeps the newest this many and
-# cancels older ones (rclpy then forgets them; about 1 KB each).
+# Requests whose answer has not come (a goal's acceptance past its timeout, the cancel sent for
+# it): rclpy keeps each until it is answered, so the bridge keeps the newest this many
+# unanswered and cancels older ones, which drops them from rclpy's pending requests (about
+# 1 KB each; a late acceptance of one of those is then not seen, nor cancelled).
 MAX_UNANSWERED = 64
 
 
@@ -317,7 +319,7 @@ class RosCommands:
         wait = self._server_waits.get(client)
         if wait is None:
             if time.monotonic() >= settled_at and is_ready():
-                request.send()
+                self._send(request)
                 return
             wait = self._server_waits[client] = _ServerWait(is_ready, settled_at)
             wait.timer = self._node.create_timer(SERVER_CHECK_S, lambda: self._check_wait(client),
@@ -354,18 +356,23 @@ class RosCommands:
         go = wait.earliest is not None and now >= wait.earliest
         for request in waiting:
             if go:
-                try:
-                    request.send()
-                except Exception:  # noqa: BLE001 - one failed send must not stop the others
-                    log.exception("sending a request that waited for its server failed")
-                    request.fail()
+                self._send(request)
             elif wait.earliest is None and now >= request.deadline:
                 request.give_up()
             else:
                 wait.requests.append(request)
 
+    @staticmethod
+    def _send(request: _Waiting) -> None:
+        try:
+            request.send()
+        except Exception:  # noqa: BLE001 - rclpy's error: this request fails, not the thread
+            log.exception("sending a request to a ROS server failed")
+            request.fail()
+
     def _keep_unanswered(self, future: Future) -> None:
-        """Bound what rclpy keeps for requests never answered: MAX_UNANSWERED."""
+        """Bound what rclpy keeps for requests not answered: MAX_UNANSWERED."""
+        self._unanswered = deque(f for f in self._unanswered if not f.done())
         self._unanswered.append(future)
         while len(self._unanswered) > MAX_UNANSWERED:
             self._unanswered.popleft().cancel()  # rclpy's done callback forgets it
@@ -554,7 +561,14 @@ class RosCommands:
                 command.done("timeout", f"the action server of {command.action} did not "
                              f"accept or reject the goal within {command.answer_timeout_s:g} s")
                 self._keep_unanswered(sent)
-                self._cancel_goal_by_id(command.action, entry.goal_uuid)
+                # rclpy drops a goal's feedback callback only when its result comes, and this
+                # one holds the client's connection: forget it (a private dict; absent, skip).
+                getattr(entry.client, "_feedback_callbacks", {}).pop(
+                    bytes(entry.goal_uuid.uuid), None)
+                try:
+                    self._cancel_goal_by_id(command.action, entry.goal_uuid)
+                except Exception:  # noqa: BLE001 - best effort, in a timer: never the thread
+                    log.exception("cancelling the unanswered goal on %s failed", command.action)
 
         sent = entry.client.send_goal_async(goal, feedback_callback=feedback,
                                             goal_uuid=entry.goal_uuid)
