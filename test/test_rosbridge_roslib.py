@@ -14,13 +14,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import rclpy
 from conftest import (
     FAST_PARAMS,
     REPO_ROOT,
@@ -28,6 +26,7 @@ from conftest import (
     TOPIC_PREFIX,
     WAIT_S,
     BridgeProcess,
+    FibonacciServer,
     RosHarness,
     npm_project_env,
     run,
@@ -392,60 +391,6 @@ def test_a_stalled_rosbridge_client_keeps_critical_and_does_not_slow_a_fast_one(
         assert max(b - a for a, b in zip(imu_stamps, imu_stamps[1:])) < 1.0
 
     run(scenario())
-
-
-class FibonacciServer:
-    """A real rclpy action server (test_msgs/action/Fibonacci) on a node of its own, spun by a
-    multi-threaded executor so that cancel requests are served while a goal executes: one
-    feedback message per element, `period_s` apart; it records how each goal ended. With
-    `accept_after_s`, it takes that long to accept a goal (a server that hangs)."""
-
-    def __init__(self, name: str, period_s: float, accept_after_s: float = 0.0) -> None:
-        from rclpy.action import ActionServer, CancelResponse, GoalResponse
-        from rclpy.callback_groups import ReentrantCallbackGroup
-        from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.node import Node
-        from test_msgs.action import Fibonacci
-
-        self.period_s = period_s
-        self.endings: list[str] = []  # "succeeded" / "canceled", one per goal
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node("fibonacci_server", context=self.context)
-        self.server = ActionServer(
-            self.node, Fibonacci, name, self._execute,
-            cancel_callback=lambda request: CancelResponse.ACCEPT,
-            goal_callback=lambda goal: time.sleep(accept_after_s) or GoalResponse.ACCEPT,
-            callback_group=ReentrantCallbackGroup())
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
-        self._fibonacci = Fibonacci
-
-    def _execute(self, goal_handle: Any) -> Any:
-        sequence = [0, 1]
-        feedback = self._fibonacci.Feedback()
-        for _ in range(goal_handle.request.order - 1):
-            if goal_handle.is_cancel_requested:
-                goal_handle.canceled()
-                self.endings.append("canceled")
-                return self._fibonacci.Result(sequence=sequence)
-            sequence.append(sequence[-1] + sequence[-2])
-            feedback.sequence = sequence
-            goal_handle.publish_feedback(feedback)
-            time.sleep(self.period_s)
-        goal_handle.succeed()
-        self.endings.append("succeeded")
-        return self._fibonacci.Result(sequence=sequence)
-
-    def shutdown(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self._thread.join(timeout=5.0)
-        self.server.destroy()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 @pytest.fixture(scope="module")
