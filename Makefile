@@ -18,10 +18,12 @@ test: test-venv
 # The tests that touch ROS (the `ros` marker, test/ros_selection.py) again on ROS 2 Jazzy
 # (rclpy 7), in a venv of its own. `make test` runs everything on Kilted; CI runs both.
 # Left out of the second distro's run, to keep CI under 15 minutes: the tests whose subject is
-# load (the bench and its abuse suite), bad links (netns + tbf) and the fuzz harnesses. Their
-# ROS side is the same subscriptions and publishers the integration tests make, which run here.
+# load (the bench and its abuse suite, backpressure, rate limits), bad links (netns + tbf), the
+# fuzz harnesses, tokens and roles, and TLS. Their ROS side is the same subscriptions,
+# publishers and calls that the integration tests make, which run here.
 JAZZY_LEFT_OUT = test/test_bench.py test/test_bench_abuse.py test/test_slow_link_integration.py \
-	test/test_fuzz_coverage.py
+	test/test_fuzz_coverage.py test/test_backpressure_integration.py \
+	test/test_limits_integration.py test/test_auth_integration.py test/test_tls_integration.py
 test-jazzy:
 	@VENV=$(JAZZY_VENV) ROS_REQUIREMENTS=requirements-ros-jazzy.txt scripts/bootstrap_venv.sh --test
 	@scripts/install_web_test_deps.sh

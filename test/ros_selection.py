@@ -60,6 +60,16 @@ NOT_ROS = {
         "tests)",
     "test/test_rosbridge_browser.py::test_a_roslib_page_in_headless_chromium_subscribes_and_"
     "shows_imu_data": "a roslib page in Chromium (its ROS side: test_rosbridge_roslib.py)",
+    # A second wire encoding or subprotocol name of a test whose ROS side its first one runs.
+    "test/test_rosbridge_roslib.py::test_imu_arrives_with_sec_nanosec_stamps_at_the_sims_rate"
+    "[cbor]": "roslib's CBOR compression (ROS side: the [none] case)",
+    "test/test_rosbridge_roslib.py::test_imu_arrives_with_sec_nanosec_stamps_at_the_sims_rate"
+    "[png]": "roslib's PNG compression (ROS side: the [none] case)",
+    "test/test_bridge_integration.py::test_imu_at_200hz_is_delivered_decoded_and_in_order[json]":
+        "the JSON encoding (ROS side: the [msgpack] case; [cdr] is CDR passthrough)",
+    "test/test_foxglove_integration.py::test_official_client_reads_publishes_calls_sets_and_"
+    "fetches[foxglove.websocket.v1]": "the older subprotocol name (ROS side: the "
+    "[foxglove.sdk.v1] case)",
 }
 
 # About 80 % of what the selection held when this was written (283 of 712): far fewer means

@@ -1,5 +1,5 @@
 """The coverage-guided fuzz run (atheris, test/fuzz/): each harness for a bounded time
-(FUZZ_SECONDS, default 8 s: CI's share of the 15-minute budget; FUZZ_SECONDS=300 for a real
+(FUZZ_SECONDS, default 5 s: CI's share of the 15-minute budget; FUZZ_SECONDS=300 for a real
 campaign), zero crashes. Executions, coverage and the known bugs hit are
 printed (pytest -s, or in the failure message)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytest.importorskip("atheris", reason="atheris is not installed (pip install ath
                     "requirements-test.txt): the coverage-guided fuzz run is skipped")
 
 RUNNER = Path(__file__).resolve().parent / "fuzz" / "run.py"
-SECONDS = float(os.environ.get("FUZZ_SECONDS", "8"))
+SECONDS = float(os.environ.get("FUZZ_SECONDS", "5"))
 
 
 @pytest.mark.parametrize("harness", ["native", "codec", "frame"])

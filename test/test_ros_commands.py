@@ -48,3 +48,9 @@ def test_a_goal_whose_acceptance_is_lost_times_out_and_is_cancelled_by_its_id(
     finally:
         server.shutdown()
         ros.node.destroy_guard_condition(wake)
+        # The session's node outlives this test: its clients would stay on the graph (where
+        # rosapi's action list, for one, would show the action).
+        for client, _ in commands._action_clients.values():
+            client.destroy()
+        for client, _, _ in commands._clients.values():
+            ros.node.destroy_client(client)

@@ -462,8 +462,8 @@ def test_action_goals_are_locked_by_default_and_unknown_servers_fail(
 
 def test_a_goal_the_server_does_not_answer_in_time_fails_and_is_cancelled_once_accepted(
         bridge, node_env) -> None:
-    # The bridge's service_timeout_s is 2 s; this server accepts after 4 s.
-    slow = FibonacciServer(f"{ACTIONS}/slow_accept", period_s=0.1, accept_after_s=4.0)
+    # The bridge's service_timeout_s is 2 s; this server accepts after 3 s.
+    slow = FibonacciServer(f"{ACTIONS}/slow_accept", period_s=0.1, accept_after_s=3.0)
     try:
         seen = scenario(bridge, node_env, "action", action=f"{ACTIONS}/slow_accept",
                         type="test_msgs/action/Fibonacci", goal={"order": 30})
