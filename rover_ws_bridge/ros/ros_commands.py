@@ -117,11 +117,11 @@ class _ServerWait:
     timer for all of them, so waiting costs one check per SERVER_CHECK_S per client, however
     many requests wait, and the timers are bounded by the clients."""
 
-    def __init__(self, is_ready: Callable[[], bool], settled_at: float) -> None:
+    def __init__(self, is_ready: Callable[[], bool], settled_at: float, ready: bool) -> None:
         self.is_ready = is_ready
         self.settled_at = settled_at
         # When they may be sent; None while the server is unreachable.
-        self.earliest: float | None = settled_at if is_ready() else None
+        self.earliest: float | None = settled_at if ready else None
         self.requests: list[_Waiting] = []
         self.timer: Any = None
 
@@ -314,16 +314,23 @@ class RosCommands:
                         request: _Waiting) -> None:
         """Send `request` once `client`'s server is reachable (`is_ready`) and the client has
         settled: past `settled_at`, and DISCOVERY_SETTLE_S after a server seen unreachable
-        became reachable. At once when that holds now (an error then is the caller's, as for
-        every command); else from the client's wait, checked every SERVER_CHECK_S."""
+        became reachable. At once when that holds now; else from the client's wait, checked
+        every SERVER_CHECK_S. An error of rclpy's fails the request, never the thread."""
         wait = self._server_waits.get(client)
         if wait is None:
-            if time.monotonic() >= settled_at and is_ready():
-                self._send(request)
+            try:
+                ready = is_ready()
+                if ready and time.monotonic() >= settled_at:
+                    self._send(request)
+                    return
+                wait = _ServerWait(is_ready, settled_at, ready)
+                wait.timer = self._node.create_timer(
+                    SERVER_CHECK_S, lambda: self._check_wait(client), clock=self._steady)
+            except Exception:  # noqa: BLE001 - rclpy's error: this request fails
+                log.exception("checking a ROS server failed")
+                request.fail()
                 return
-            wait = self._server_waits[client] = _ServerWait(is_ready, settled_at)
-            wait.timer = self._node.create_timer(SERVER_CHECK_S, lambda: self._check_wait(client),
-                                                 clock=self._steady)
+            self._server_waits[client] = wait
         wait.requests.append(request)
 
     def _check_wait(self, client: Any) -> None:
