@@ -103,13 +103,12 @@ def publisher_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfi
 
 class _Waiting(NamedTuple):
     """A request waiting for its server: `send` it, drop it when no longer `wanted`, `give_up`
-    after `deadline` without a reachable server, `fail` if sending raised."""
+    after SERVER_WAIT_S without a reachable server, `fail` if sending raised."""
 
     send: Callable[[], None]
     wanted: Callable[[], bool]
     give_up: Callable[[], None]
     fail: Callable[[], None]
-    deadline: float
 
 
 class _ServerWait:
@@ -122,7 +121,7 @@ class _ServerWait:
         self.settled_at = settled_at
         # When they may be sent; None while the server is unreachable.
         self.earliest: float | None = settled_at if ready else None
-        self.requests: list[_Waiting] = []
+        self.requests: list[tuple[_Waiting, float]] = []  # each with its give-up time
         self.timer: Any = None
 
 
@@ -267,8 +266,7 @@ class RosCommands:
             command.done("failed", "the bridge could not carry out the request")
 
         self._when_reachable(client, client.service_is_ready, settled_at, _Waiting(
-            send, lambda: self._pending.get(call_id) == (client, None), give_up, fail,
-            time.monotonic() + SERVER_WAIT_S))
+            send, lambda: self._pending.get(call_id) == (client, None), give_up, fail))
 
     def _answer(self, call_id: int, done: Callable[[str, Any], None],
                 serialized: bool = False) -> Callable[[Any], None]:
@@ -331,12 +329,12 @@ class RosCommands:
                 request.fail()
                 return
             self._server_waits[client] = wait
-        wait.requests.append(request)
+        wait.requests.append((request, time.monotonic() + SERVER_WAIT_S))
 
     def _check_wait(self, client: Any) -> None:
         wait = self._server_waits[client]
         # The unwanted first: a client with none left may be destroyed (an idle action client).
-        waiting = [request for request in wait.requests if request.wanted()]
+        waiting = [entry for entry in wait.requests if entry[0].wanted()]
         wait.requests = []
         try:
             if waiting:
@@ -347,12 +345,12 @@ class RosCommands:
                 self._node.destroy_timer(wait.timer)
                 del self._server_waits[client]
 
-    def _serve_wait(self, wait: _ServerWait, waiting: list[_Waiting]) -> None:
+    def _serve_wait(self, wait: _ServerWait, waiting: list[tuple[_Waiting, float]]) -> None:
         try:
             ready = wait.is_ready()
         except Exception:  # noqa: BLE001 - rclpy's error; every request hears of it
             log.exception("checking a server for %d waiting requests failed", len(waiting))
-            for request in waiting:
+            for request, _ in waiting:
                 request.fail()
             return
         now = time.monotonic()
@@ -361,13 +359,14 @@ class RosCommands:
         elif wait.earliest is None:
             wait.earliest = max(wait.settled_at, now + DISCOVERY_SETTLE_S)
         go = wait.earliest is not None and now >= wait.earliest
-        for request in waiting:
+        for entry in waiting:
+            request, give_up_at = entry
             if go:
                 self._send(request)
-            elif wait.earliest is None and now >= request.deadline:
+            elif wait.earliest is None and now >= give_up_at:
                 request.give_up()
             else:
-                wait.requests.append(request)
+                wait.requests.append(entry)
 
     @staticmethod
     def _send(request: _Waiting) -> None:
@@ -461,14 +460,7 @@ class RosCommands:
         for call_id in list(waiting):  # the core answered them; these are left-overs
             self._answer_client_call(AnswerClientCall(call_id, None, "the service was "
                                                       "withdrawn"))
-        timer = None
-
-        def retire() -> None:
-            timer.cancel()
-            self._node.destroy_timer(timer)
-            self._node.destroy_service(server)
-
-        timer = self._node.create_timer(RETIRE_DELAY_S, retire, clock=self._steady)
+        self._after(RETIRE_DELAY_S, lambda: self._node.destroy_service(server))
 
     # -- action goals (rosbridge send_action_goal) ---------------------------------------------
 
@@ -516,8 +508,7 @@ class RosCommands:
         # Cancelled or forgotten while it waits (_cancel_action_goal): the wait drops it.
         entry.waiting = True
         self._when_reachable(client, client.server_is_ready, settled_at, _Waiting(
-            send, lambda: self._goals.get(command.goal_id) is entry, give_up, fail,
-            time.monotonic() + SERVER_WAIT_S))
+            send, lambda: self._goals.get(command.goal_id) is entry, give_up, fail))
 
     def _send_goal(self, entry: _RosGoal, goal: Any) -> None:
         command = entry.command
@@ -594,7 +585,7 @@ class RosCommands:
             self._keep_unanswered(client.call_async(request))
 
         self._when_reachable(client, client.service_is_ready, settled_at, _Waiting(
-            send, lambda: True, _nothing, _nothing, time.monotonic() + SERVER_WAIT_S))
+            send, lambda: True, _nothing, _nothing))
 
     def _cancel_action_goal(self, command: CancelRosActionGoal) -> None:
         entry = self._goals.get(command.goal_id)
